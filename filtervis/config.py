@@ -1,0 +1,159 @@
+"""Run settings: named immutable defaults, the frozen RunSpec, filter specs and TOML config files."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import ConfigError, SpecError
+
+DEFAULT_MODEL = "vgg16"
+DEFAULT_WEIGHTS = "imagenet"
+DEFAULT_FILTERS = "all"
+DEFAULT_STEPS = 256
+DEFAULT_LR = 0.05
+DEFAULT_SIZE = 224  # used when the model's input size is undefined
+DEFAULT_TV_WEIGHT = 1.0
+DEFAULT_LP_WEIGHT = 1.0
+DEFAULT_LP_NORM = 6.0
+DEFAULT_JITTER = 4
+DEFAULT_SEED = 0
+DEFAULT_COLS = 8
+DEFAULT_OUT = "filtervis-out"
+PREPROCESS_MODES = ("caffe", "tf", "torch", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything one `filtervis run` needs. `size=None` and `batch=None` mean "choose for me"."""
+
+    layers: tuple[str, ...]
+    model: str = DEFAULT_MODEL
+    weights: str = DEFAULT_WEIGHTS
+    preprocess: str | None = None
+    filters: str = DEFAULT_FILTERS
+    steps: int = DEFAULT_STEPS
+    lr: float = DEFAULT_LR
+    size: int | None = None
+    tv_weight: float = DEFAULT_TV_WEIGHT
+    lp_weight: float = DEFAULT_LP_WEIGHT
+    lp_norm: float = DEFAULT_LP_NORM
+    jitter: int = DEFAULT_JITTER
+    seed_image: str | None = None
+    seed: int = DEFAULT_SEED
+    batch: int | None = None
+    cols: int = DEFAULT_COLS
+    out: str = DEFAULT_OUT
+    quiet: bool = False
+
+    def __post_init__(self):
+        checks = [
+            (bool(self.layers), "--layer is required: name at least one layer (`filtervis layers` lists them)"),
+            (self.steps >= 1, f"--steps must be 1 or more, but was {self.steps}"),
+            (self.lr > 0, f"--lr must be above 0, but was {self.lr}"),
+            (self.size is None or self.size >= 8, f"--size must be 8 or more pixels, but was {self.size}"),
+            (self.tv_weight >= 0, f"--tv-weight must be 0 or more, but was {self.tv_weight}"),
+            (self.lp_weight >= 0, f"--lp-weight must be 0 or more, but was {self.lp_weight}"),
+            (self.lp_norm >= 1, f"--lp-norm must be 1 or more, but was {self.lp_norm}"),
+            (self.jitter >= 0, f"--jitter must be 0 or more pixels, but was {self.jitter}"),
+            (self.batch is None or self.batch >= 1, f"--batch must be 1 or more (or 'auto'), but was {self.batch}"),
+            (self.cols >= 1, f"--cols must be 1 or more, but was {self.cols}"),
+            (self.preprocess is None or self.preprocess in PREPROCESS_MODES,
+             f"--preprocess must be one of {', '.join(PREPROCESS_MODES)}, but was {self.preprocess!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SpecError(message)
+        parse_filters(self.filters)
+
+
+# --- filter specs ---------------------------------------------------------------------------------
+
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+_RANDOM = re.compile(r"^random:(\d+)$")
+_SPEC_HELP = "use all, 0-63, 3,7,9, 0-7,12 or random:16"
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterSpec:
+    """A parsed `--filters` value: `random` > 0 draws that many; otherwise `indices` (None means all)."""
+
+    text: str
+    indices: tuple[int, ...] | None = None
+    random: int = 0
+
+    def resolve(self, count: int, seed: int, layer: str = "") -> list[int]:
+        """Filter indices for a layer with `count` filters, sorted; raises SpecError past the count."""
+        where = f" '{layer}'" if layer else ""
+        if self.random:
+            if self.random > count:
+                raise SpecError(f"--filters {self.text} asks for {self.random} filters but the layer{where} "
+                                f"has only {count}; use random:{count} or fewer")
+            import numpy as np
+
+            return sorted(int(i) for i in np.random.default_rng(seed).choice(count, self.random, replace=False))
+        if self.indices is None:
+            return list(range(count))
+        bad = [i for i in self.indices if i >= count]
+        if bad:
+            raise SpecError(f"filter index {bad[0]} is past the {count} filters of layer{where} (valid: 0-{count - 1})")
+        return list(self.indices)
+
+
+def parse_filters(text: str) -> FilterSpec:
+    """Parse `all`, `0-63`, `3,7,9`, `0-7,12` or `random:16`; raises SpecError naming the bad part."""
+    text = str(text).strip()
+    if text == "all":
+        return FilterSpec(text)
+    match = _RANDOM.match(text)
+    if match:
+        n = int(match.group(1))
+        if n < 1:
+            raise SpecError(f"--filters {text}: random needs 1 or more filters; {_SPEC_HELP}")
+        return FilterSpec(text, random=n)
+    indices: set[int] = set()
+    for part in text.split(","):
+        match = _RANGE.match(part.strip())
+        if not match:
+            raise SpecError(f"--filters {text!r}: cannot read {part!r}; {_SPEC_HELP}")
+        lo = int(match.group(1))
+        hi = int(match.group(2)) if match.group(2) is not None else lo
+        if hi < lo:
+            raise SpecError(f"--filters {text!r}: range {part!r} runs backwards; write {hi}-{lo}")
+        indices.update(range(lo, hi + 1))
+    return FilterSpec(text, indices=tuple(sorted(indices)))
+
+
+# --- config files ---------------------------------------------------------------------------------
+
+def load_config(path: str | Path, known_keys: set[str]) -> dict:
+    """Read a TOML config; keys are option names (`tv-weight` or `tv_weight`). Returns {param_name: value}."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; check the path (presets live in configs/)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; give a .toml file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    values = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in known_keys:
+            raise ConfigError(f"config file {path}: unknown key '{key}'; known keys: "
+                              f"{', '.join(sorted(k.replace('_', '-') for k in known_keys))}")
+        if isinstance(value, dict):
+            raise ConfigError(f"config file {path}: key '{key}' is a table; give a plain value")
+        values[name] = value
+    return values

@@ -1,0 +1,43 @@
+"""What is maximized, and the regularizers. Sign convention: objectives return what is *maximized*
+(larger is better) and regularizers return what is *minimized*; `optimize` negates once.
+
+All functions take batched tensors and return one value per image, shape [B].
+Images are RGB in [0, 1], NHWC.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def channel(outputs, filters):
+    """Spatial mean of each image's own filter: `outputs` [B, ..., C], `filters` [B] int -> [B]."""
+    axes = list(range(1, len(outputs.shape) - 1))
+    means = tf.reduce_mean(outputs, axis=axes) if axes else outputs
+    return tf.gather(means, filters, axis=1, batch_dims=1)
+
+
+def soft_relu(preactivation, temperature):
+    """temperature * softplus(x / temperature): a ReLU with a gradient everywhere, largest for the
+    units closest to firing. `temperature` broadcasts against the channels axis."""
+    return temperature * tf.nn.softplus(preactivation / temperature)
+
+
+def started(activation, start, threshold):
+    """The objective with a start for dead filters: while an image's filter is (nearly) silent
+    (`activation` at or below `threshold`, so a ReLU passes little or no gradient), follow `start`
+    (the spatial mean of `soft_relu` of its pre-activation) instead. All [B] -> [B]."""
+    return tf.where(activation > threshold, activation, start)
+
+
+def total_variation(images):
+    """Mean absolute difference between neighbouring pixels (anisotropic L1), per image, in [0, 2]."""
+    dy = tf.reduce_mean(tf.abs(images[:, 1:, :, :] - images[:, :-1, :, :]), axis=[1, 2, 3])
+    dx = tf.reduce_mean(tf.abs(images[:, :, 1:, :] - images[:, :, :-1, :]), axis=[1, 2, 3])
+    return dx + dy
+
+
+def lp_norm(images, p):
+    """(mean |2 (x - 0.5)|^p)^(1/p) per image, in [0, 1]: 0 for mid-grey, 1 when saturated everywhere."""
+    centred = tf.abs(2.0 * (images - 0.5)) + 1e-8
+    return tf.reduce_mean(centred ** p, axis=[1, 2, 3]) ** (1.0 / p)

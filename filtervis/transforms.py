@@ -1,0 +1,52 @@
+"""Robustness transforms applied to the image before the model at every step: configure, then apply.
+
+`random_affine(...)` checks its arguments once and returns `apply(images, keys, step)`, which shifts,
+scales and rotates every image of the batch by its own random amount in one projective-transform op
+(reflected borders, bilinear sampling, differentiable). Randomness is stateless: it depends only on
+each image's key and the step, so a filter's result does not depend on the batch it was run in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+
+def _uniform(keys, step, count, low, high):
+    """[B, count] uniform draws in [low, high), one independent stream per key."""
+    seeds = tf.stack([keys, tf.fill(tf.shape(keys), step)], axis=1)
+    return tf.map_fn(lambda seed: tf.random.stateless_uniform([count], seed, low, high), seeds,
+                     fn_output_signature=tf.float32)
+
+
+def random_affine(jitter: int = 0, scale: tuple[float, float] = (1.0, 1.0), degrees: float = 0.0):
+    """Random shift by up to `jitter` pixels, zoom in `scale`, rotation up to +-`degrees`.
+
+    Returns None when every range is empty (no transform at all).
+    """
+    if jitter < 0 or degrees < 0 or not 0 < scale[0] <= scale[1]:
+        raise ValueError(f"bad transform ranges: jitter={jitter}, scale={scale}, degrees={degrees}")
+    if jitter == 0 and scale == (1.0, 1.0) and degrees == 0:
+        return None
+    max_angle = math.radians(degrees)
+
+    def apply(images, keys, step):
+        draws = _uniform(keys, step, 4, 0.0, 1.0)
+        shift = tf.round((draws[:, 0:2] * 2.0 - 1.0) * jitter)
+        zoom = scale[0] + draws[:, 2] * (scale[1] - scale[0])
+        angle = (draws[:, 3] * 2.0 - 1.0) * max_angle
+        height = tf.cast(tf.shape(images)[1], tf.float32)
+        width = tf.cast(tf.shape(images)[2], tf.float32)
+        cy, cx = (height - 1.0) / 2.0, (width - 1.0) / 2.0
+        cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+        # output (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2): rotate/zoom about the centre, shift.
+        a2 = cx - cos * cx + sin * cy + shift[:, 0]
+        b2 = cy - sin * cx - cos * cy + shift[:, 1]
+        zeros = tf.zeros_like(cos)
+        matrix = tf.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1)
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=matrix, output_shape=tf.shape(images)[1:3], fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="REFLECT")
+
+    return apply
