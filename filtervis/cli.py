@@ -79,7 +79,7 @@ def cli():
 @click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=_load_config, help="TOML file of option values (presets in configs/); flags win.")
 @_model_options
-@click.option("--layer", "layers", multiple=True, metavar="NAME",
+@click.option("--layer", multiple=True, metavar="NAME",
               help="Layer to visualize (repeatable); nested: outer/inner. `filtervis layers` lists them.  [required]")
 @click.option("--filters", default=config.DEFAULT_FILTERS, show_default=True,
               help="all, 0-63, 3,7,9, 0-7,12 or random:16 (drawn with --seed).")
@@ -103,8 +103,7 @@ def run(verbose, **options):
     """Optimize an image per filter; write filter PNGs, a labeled palette and a manifest per layer."""
     from .run import run as run_spec
 
-    options["layers"] = tuple(options["layers"])
-    spec = config.RunSpec(**options)
+    spec = config.RunSpec(layers=tuple(options.pop("layer")), **options)
     for report in run_spec(spec):
         line = f"{report.layer}: {report.converged}/{report.filters} filters converged -> {report.folder}"
         click.echo(line)

@@ -127,13 +127,14 @@ def _build_application(name, app, weights, top, size):
     if not top:
         kwargs["input_shape"] = (size, size, 3)
     if weights == "imagenet":
+        keras.config.disable_interactive_logging()  # Keras prints download progress on stdout
         try:
             return constructor(weights="imagenet", **kwargs)
         except ValueError as exc:  # raised for a bad input size before any download
             raise SpecError(f"--size {size} does not suit {name} ({_first_line(exc)}); choose another --size") from None
         except Exception as exc:  # keras raises a bare Exception on a failed download
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise WeightsError(f"cannot download ImageNet weights for {name} ({reason[:120]}); check the network, "
+            reason = _first_line(exc).split(" on http")[0]
+            raise WeightsError(f"cannot download ImageNet weights for {name} ({reason}); check the network, "
                                "or use --weights hed (vgg16, offline) or --weights PATH to a weights file") from None
     try:
         model = constructor(weights=None, **kwargs)

@@ -18,15 +18,27 @@ def channel(outputs, filters):
 
 
 def soft_relu(preactivation, temperature):
-    """temperature * softplus(x / temperature): a ReLU with a gradient everywhere, largest for the
-    units closest to firing. `temperature` broadcasts against the channels axis."""
+    """temperature * softplus(x / temperature): a ReLU whose gradient is largest for the units closest
+    to firing. `temperature` broadcasts against `preactivation`."""
     return temperature * tf.nn.softplus(preactivation / temperature)
+
+
+def start_objective(preactivation, filters, temperature):
+    """What a silent filter maximizes until it fires: the spatial mean of `soft_relu` of its
+    pre-activation. The temperature grows (never shrinks below `temperature`) to half the distance of
+    the image's best unit below zero, so the gradient never vanishes however dead the filter is.
+    `preactivation` [B, ..., C], `filters` [B], `temperature` [B] -> [B]."""
+    values = tf.gather(preactivation, filters, axis=-1, batch_dims=1)  # [B, ...]
+    flat = tf.reshape(values, [tf.shape(values)[0], -1])
+    best = tf.stop_gradient(tf.reduce_max(flat, axis=1))
+    t = tf.maximum(temperature, -best / 2.0)
+    return tf.reduce_mean(soft_relu(flat, t[:, None]), axis=1)
 
 
 def started(activation, start, threshold):
     """The objective with a start for dead filters: while an image's filter is (nearly) silent
     (`activation` at or below `threshold`, so a ReLU passes little or no gradient), follow `start`
-    (the spatial mean of `soft_relu` of its pre-activation) instead. All [B] -> [B]."""
+    (`start_objective` of its pre-activation) instead. All [B] -> [B]."""
     return tf.where(activation > threshold, activation, start)
 
 

@@ -123,7 +123,7 @@ class Renderer:
                 pre = self.model(self.preprocess(seen), training=False)
                 post = objectives.channel(self.activation(pre), self.filters)
                 threshold = START_THRESHOLD * tf.gather(self.scales, self.filters)
-                start = objectives.channel(objectives.soft_relu(pre, START_THRESHOLD * self.scales), self.filters)
+                start = objectives.start_objective(pre, self.filters, threshold)
                 target = objectives.started(post, start, threshold)
                 loss, _, _ = self._terms(images, target, alive=tf.cast(post > threshold, tf.float32))
                 total = tf.reduce_sum(loss)

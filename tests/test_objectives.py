@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from filtervis import objectives
+
+
+def test_channel_takes_each_images_own_filter_spatial_mean():
+    outputs = tf.constant(np.arange(2 * 2 * 2 * 3, dtype=np.float32).reshape(2, 2, 2, 3))
+    got = objectives.channel(outputs, tf.constant([2, 0])).numpy()
+    # image 0, channel 2: values 2, 5, 8, 11 -> 6.5; image 1, channel 0: 12, 15, 18, 21 -> 16.5
+    np.testing.assert_allclose(got, [6.5, 16.5])
+
+
+def test_channel_on_dense_output_is_the_unit():
+    np.testing.assert_allclose(objectives.channel(tf.constant([[1.0, 2.0], [3.0, 4.0]]), tf.constant([1, 0])), [2.0, 3.0])
+
+
+def test_total_variation_hand_computed():
+    image = np.zeros((1, 2, 2, 1), np.float32)
+    image[0, 0, 0, 0] = 1.0
+    # vertical diffs: |0-1|, |0-0| -> mean 0.5; horizontal: |0-1|, |0-0| -> 0.5
+    np.testing.assert_allclose(objectives.total_variation(tf.constant(image)), [1.0])
+    np.testing.assert_allclose(objectives.total_variation(tf.fill([1, 3, 3, 3], 0.7)), [0.0])
+
+
+def test_lp_norm_is_zero_for_grey_and_one_when_saturated():
+    np.testing.assert_allclose(objectives.lp_norm(tf.fill([1, 2, 2, 3], 0.5), 6.0), [0.0], atol=1e-6)
+    np.testing.assert_allclose(objectives.lp_norm(tf.ones([1, 2, 2, 3]), 6.0), [1.0], atol=1e-6)
+    half = np.full((1, 1, 2, 1), 0.5, np.float32)
+    half[0, 0, 0, 0] = 1.0  # |2(x-0.5)|^2 = 1 and 0 -> mean 0.5 -> sqrt
+    np.testing.assert_allclose(objectives.lp_norm(tf.constant(half), 2.0), [np.sqrt(0.5)], atol=1e-6)
+
+
+def test_soft_relu_approaches_relu_and_keeps_a_gradient():
+    x = tf.constant([-30.0, -1.0, 0.0, 50.0])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        got = objectives.soft_relu(x, 1.0)
+    np.testing.assert_allclose(got.numpy()[[0, 3]], [0.0, 50.0], atol=1e-6)
+    grad = tape.gradient(tf.reduce_sum(got), x).numpy()
+    assert np.all(grad > 0) and grad[1] < grad[2] < grad[3]
+
+
+def test_start_objective_has_a_gradient_however_dead_the_filter():
+    pre = tf.constant(np.array([[-100.0, 5.0], [-90.0, 5.0]], np.float32).reshape(1, 2, 1, 2))
+    with tf.GradientTape() as tape:
+        tape.watch(pre)
+        got = objectives.start_objective(pre, tf.constant([0]), tf.constant([0.1]))
+    grad = tape.gradient(got, pre).numpy()
+    assert grad[0, 1, 0, 0] > 0.05  # the unit closest to firing, 90 below zero, still pulls
+    assert grad[0, 1, 0, 0] > grad[0, 0, 0, 0] and (grad[..., 1] == 0).all()
+
+
+def test_started_switches_per_image_on_threshold():
+    got = objectives.started(tf.constant([0.0, 5.0]), tf.constant([-3.0, -3.0]), tf.constant([1.0, 1.0]))
+    np.testing.assert_allclose(got, [-3.0, 5.0])

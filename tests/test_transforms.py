@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from filtervis.transforms import random_affine
+
+
+def _images(batch=3, size=12):
+    return tf.constant(np.random.default_rng(0).uniform(size=(batch, size, size, 3)).astype(np.float32))
+
+
+def test_no_ranges_means_no_transform():
+    assert random_affine() is None
+
+
+def test_bad_ranges_are_rejected():
+    with pytest.raises(ValueError):
+        random_affine(jitter=-1)
+    with pytest.raises(ValueError):
+        random_affine(scale=(1.2, 1.0))
+
+
+def test_jitter_is_a_whole_pixel_shift_within_range():
+    images = _images()
+    shifted = random_affine(jitter=2)(images, tf.constant([1, 2, 3]), tf.constant(0)).numpy()
+    inner = images.numpy()[:, 2:-2, 2:-2]
+    for b in range(3):
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if np.allclose(shifted[b, 2 - dy:10 - dy, 2 - dx:10 - dx], inner[b], atol=1e-5)]
+        assert len(matches) == 1
+
+
+def test_randomness_depends_on_key_and_step_not_on_batch():
+    transform = random_affine(jitter=3, scale=(0.9, 1.1), degrees=5)
+    images = _images()
+    batch = transform(images, tf.constant([7, 8, 9]), tf.constant(4)).numpy()
+    alone = transform(images[1:2], tf.constant([8]), tf.constant(4)).numpy()
+    np.testing.assert_allclose(batch[1], alone[0], atol=1e-6)
+    later = transform(images, tf.constant([7, 8, 9]), tf.constant(5)).numpy()
+    assert not np.allclose(batch, later)
+
+
+def test_transform_is_differentiable():
+    images = tf.Variable(_images())
+    with tf.GradientTape() as tape:
+        out = random_affine(jitter=2, degrees=10)(images, tf.constant([1, 2, 3]), tf.constant(0))
+        total = tf.reduce_sum(out)
+    grad = tape.gradient(total, images)
+    assert grad is not None and float(tf.reduce_sum(grad)) > 0
