@@ -250,7 +250,7 @@ def _first_line(exc):
 
 # --- layers ---------------------------------------------------------------------------------------
 
-def _walk(model, prefix=""):
+def walk(model, prefix=""):
     """Yield (path, layer) for every layer, descending into nested models."""
     import keras
 
@@ -258,7 +258,7 @@ def _walk(model, prefix=""):
         path = f"{prefix}{layer.name}"
         yield path, layer
         if isinstance(layer, keras.Model):
-            yield from _walk(layer, prefix=f"{path}/")
+            yield from walk(layer, prefix=f"{path}/")
 
 
 def filter_count(layer) -> int | None:
@@ -281,7 +281,7 @@ def filter_count(layer) -> int | None:
 def list_layers(model) -> list[LayerInfo]:
     """Every layer of the model, nested ones as `outer/inner`, with its output shape and filter count."""
     rows = []
-    for path, layer in _walk(model):
+    for path, layer in walk(model):
         try:
             shape = tuple(layer.output.shape)
         except (AttributeError, ValueError):
@@ -296,7 +296,7 @@ def find_layer(model, path: str):
     for depth, name in enumerate(path.split("/")):
         layers = {layer.name: layer for layer in getattr(current, "layers", [])}
         if name not in layers:
-            known = [p for p, _ in _walk(model)]
+            known = [p for p, _ in walk(model)]
             close = difflib.get_close_matches(path, known, n=3, cutoff=0.5)
             hint = f"closest: {', '.join(close)}; " if close else ""
             raise LayerError(f"model '{model.name}' has no layer '{path}' ({hint}`filtervis layers` lists them)")

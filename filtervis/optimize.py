@@ -200,10 +200,10 @@ def available_memory() -> int:
 
 def bytes_per_image(model, size: int) -> int:
     """Estimated bytes one image needs through `model` and back: every layer output, nested ones too."""
-    from .models import _walk
+    from .models import walk
 
     total = 0
-    for _, layer in _walk(model):
+    for _, layer in walk(model):
         try:
             shape = list(layer.output.shape[1:])
         except (AttributeError, ValueError):

@@ -49,12 +49,12 @@ def layers(model: str, weights: str, preprocess: str | None = None, size: int | 
 def load_model(spec: RunSpec) -> models.LoadedModel:
     """The model for `spec`; an application whose classifier holds a requested layer is built with it."""
     loaded = models.load(spec.model, spec.weights, spec.preprocess, spec.size)
-    names = {path for path, _ in models._walk(loaded.model)}
+    names = {path for path, _ in models.walk(loaded.model)}
     missing = [layer for layer in spec.layers if layer not in names]
     if missing and spec.model in models.APPLICATIONS:
         app = models.APPLICATIONS[spec.model]
         top = models.load(spec.model, "none", spec.preprocess, top=True)
-        if all(layer in {path for path, _ in models._walk(top.model)} for layer in missing):
+        if all(layer in {path for path, _ in models.walk(top.model)} for layer in missing):
             if spec.size not in (None, app.size):
                 raise SpecError(f"layer '{missing[0]}' is in {spec.model}'s classifier, which takes "
                                 f"{app.size}x{app.size} images; use --size {app.size} or leave --size out")
