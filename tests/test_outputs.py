@@ -29,6 +29,18 @@ def test_write_png_and_manifest_leave_no_temporary_files(tmp_path):
     assert json.loads((tmp_path / "sub" / "manifest.json").read_text()) == {"filters": [1]}
 
 
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        outputs.atomic_write(tmp_path / "a.bin", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o644
+
+
 def test_check_writable_accepts_new_nested_folder_and_creates_nothing(tmp_path):
     outputs.check_writable(tmp_path / "a" / "b")
     assert list(tmp_path.iterdir()) == []
