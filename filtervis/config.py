@@ -52,6 +52,9 @@ class RunSpec:
     cols: int = DEFAULT_COLS
     out: str = DEFAULT_OUT
     quiet: bool = False
+    resume: bool = False  # skip filters an earlier run with the same parameters finished
+    shard: tuple[int, int] | None = None  # (K, N): render only the K-th of N parts of the filter list
+    unsafe_model: bool = False  # let a model file run Python code (Lambda layers) when loaded
 
     def __post_init__(self):
         checks = [
@@ -68,6 +71,8 @@ class RunSpec:
             (self.preprocess is None or self.preprocess in PREPROCESS_MODES,
              f"--preprocess must be one of {', '.join(PREPROCESS_MODES)}, but was {self.preprocess!r}"),
         ]
+        if self.shard is not None:
+            parse_shard(f"{self.shard[0]}/{self.shard[1]}")
         for ok, message in checks:
             if not ok:
                 raise SpecError(message)
@@ -129,6 +134,29 @@ def parse_filters(text: str) -> FilterSpec:
             raise SpecError(f"--filters {text!r}: range {part!r} runs backwards; write {hi}-{lo}")
         indices.update(range(lo, hi + 1))
     return FilterSpec(text, indices=tuple(sorted(indices)))
+
+
+_SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` (1 <= K <= N) -> (K, N); raises SpecError naming the fix."""
+    match = _SHARD.match(str(text))
+    if not match:
+        raise SpecError(f"--shard {text!r} is not K/N; write e.g. 1/4 for the first of 4 parts")
+    k, n = int(match.group(1)), int(match.group(2))
+    if not 1 <= k <= n:
+        raise SpecError(f"--shard {text}: K must be between 1 and N={n}, but was {k}")
+    return k, n
+
+
+def shard_part(items: list, shard: tuple[int, int] | None) -> list:
+    """The K-th of N disjoint parts of `items`: every N-th item from position K-1 (round robin, so the
+    parts differ in length by at most one and depend only on `items`). None means all of them."""
+    if shard is None:
+        return list(items)
+    k, n = shard
+    return list(items[k - 1::n])
 
 
 # --- config files ---------------------------------------------------------------------------------

@@ -29,3 +29,12 @@ class LayerError(FiltervisError):
 
 class OutputError(FiltervisError):
     """The output folder cannot be written."""
+
+
+class Interrupted(FiltervisError):
+    """SIGINT or SIGTERM arrived; finished filters are saved. Exit code 128 + the signal number."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number

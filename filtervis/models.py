@@ -89,11 +89,12 @@ class LayerInfo:
 
 
 def load(name: str, weights: str, preprocess: str | None = None, size: int | None = None,
-         top: bool = False) -> LoadedModel:
+         top: bool = False, unsafe: bool = False) -> LoadedModel:
     """Load `name` (an application, a .keras/.h5 file or `package.module:callable`) with `weights`.
 
     Applications are built for `size` x `size` inputs (default: their native size) without their
-    classifier, unless `top` is set (then at their native size, for class visualization).
+    classifier, unless `top` is set (then at their native size, for class visualization). Model files
+    load in Keras's safe mode (no Python code from the file) unless `unsafe` is set.
     """
     if name in APPLICATIONS:
         app = APPLICATIONS[name]
@@ -105,7 +106,7 @@ def load(name: str, weights: str, preprocess: str | None = None, size: int | Non
     if ":" in name and not os.path.exists(name):
         model = _from_factory(name)
     elif name.endswith((".keras", ".h5")) or os.path.exists(name):
-        model = _from_file(name)
+        model = _from_file(name, unsafe)
     else:
         close = difflib.get_close_matches(name.lower(), APPLICATIONS, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -186,17 +187,22 @@ def _load_weights_file(model, path):
                            "check that the file matches the model") from None
 
 
-def _from_file(path):
-    import keras
-
+def _from_file(path, unsafe=False):
     if not os.path.exists(path):
         raise ModelError(f"model file {path} does not exist; check the path, or give a model name "
                          f"such as vgg16")
     if os.path.isdir(path) or not path.endswith((".keras", ".h5")):
         raise ModelError(f"{path} is not a .keras or .h5 model file; save the model with model.save('model.keras')")
+    if os.path.getsize(path) == 0:
+        raise ModelError(f"model file {path} is empty; save the model again with model.save('model.keras')")
+    import keras
+
     try:
-        model = keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as exc:
+        if "safe_mode" in str(exc):
+            raise ModelError(f"{path} holds Python code (a Lambda layer) that safe loading refuses to run; "
+                             "if you trust the file, add --unsafe-model") from None
         raise ModelError(f"{path} is not a loadable Keras model ({_first_line(exc)}); "
                          "save it with model.save('model.keras')") from None
     if not isinstance(model, keras.Model):

@@ -54,11 +54,12 @@ class FilterResult:
     steps: int
     seconds: float
     scale: float
+    finite: bool = True  # False: a NaN or Inf appeared in the image or loss at some step
 
     @property
     def converged(self) -> bool:
-        """Clearly positive and at least CONVERGENCE_RATIO times what uniform noise gives."""
-        return (self.activation > CONVERGENCE_FLOOR * self.scale
+        """Finite, clearly positive and at least CONVERGENCE_RATIO times what uniform noise gives."""
+        return (self.finite and self.activation > CONVERGENCE_FLOOR * self.scale
                 and self.activation >= CONVERGENCE_RATIO * self.noise_activation)
 
 
@@ -96,6 +97,7 @@ class Renderer:
         self.t = tf.Variable(0.0, trainable=False)
         self.filters = tf.Variable(tf.zeros([batch], tf.int32), trainable=False)
         self.keys = tf.Variable(tf.zeros([batch], tf.int32), trainable=False)
+        self.finite = tf.Variable(tf.ones([batch], tf.bool), trainable=False)  # sticky, per image
         self.scales = tf.constant(self._filter_scales())
 
     def _filter_scales(self) -> np.ndarray:
@@ -103,7 +105,9 @@ class Renderer:
         keys = [filter_key(self.settings.seed, -1 - i) for i in range(SCALE_IMAGES)]
         pre = self.model(self.preprocess(tf.constant(noise_images(keys, self.size))), training=False)
         std = tf.math.reduce_std(tf.reshape(pre, [-1, pre.shape[-1]]), axis=0).numpy()
-        return np.maximum(std, max(float(std.mean()), 1e-6) * 1e-3).astype(np.float32)
+        finite = np.isfinite(std)  # a NaN/Inf filter must not spoil the others' floor
+        floor = max(float(std[finite].mean()) if finite.any() else 0.0, 1e-6) * 1e-3
+        return np.maximum(np.where(finite, std, floor), floor).astype(np.float32)
 
     def _terms(self, images, activation, alive=1.0):
         """Loss, TV and Lp per image; regularizers count only for `alive` images (filter not silent)."""
@@ -128,6 +132,8 @@ class Renderer:
                 loss, _, _ = self._terms(images, target, alive=tf.cast(post > threshold, tf.float32))
                 total = tf.reduce_sum(loss)
             grad = tape.gradient(total, self.params)
+            self.finite.assign(self.finite & tf.math.is_finite(loss)
+                               & tf.reduce_all(tf.math.is_finite(grad), axis=[1, 2, 3]))
             self.t.assign_add(1.0)
             self.m.assign(ADAM_BETA1 * self.m + (1 - ADAM_BETA1) * grad)
             self.v.assign(ADAM_BETA2 * self.v + (1 - ADAM_BETA2) * tf.square(grad))
@@ -164,6 +170,7 @@ class Renderer:
         for variable in (self.m, self.v):
             variable.assign(tf.zeros_like(variable))
         self.t.assign(0.0)
+        self.finite.assign(tf.ones_like(self.finite))
         done = 0
         while done < self.settings.steps:
             chunk = min(DEFAULT_CHUNK, self.settings.steps - done)
@@ -171,11 +178,14 @@ class Renderer:
             done += chunk
             if progress:
                 progress(chunk * real)
-        pixels = to_uint8(self.param.to_image(self.params).numpy())
+        floats = self.param.to_image(self.params).numpy()
+        pixels = to_uint8(np.nan_to_num(floats))
         activation, loss, tv, lp = (t.numpy() for t in self._measure(tf.constant(pixels, tf.float32) / 255.0))
+        finite = self.finite.numpy() & np.isfinite(floats).all(axis=(1, 2, 3)) & np.isfinite(loss)
         seconds = (time.perf_counter() - began) / real
         return [FilterResult(int(filters[i]), pixels[i], float(activation[i]), float(noise_activation[i]),
-                             float(loss[i]), float(tv[i]), float(lp[i]), self.settings.steps, seconds, float(self.scales[filters[i]]))
+                             float(loss[i]), float(tv[i]), float(lp[i]), self.settings.steps, seconds,
+                             float(self.scales[filters[i]]), bool(finite[i]))
                 for i in range(real)]
 
 

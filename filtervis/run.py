@@ -1,7 +1,9 @@
 """The library entry points: `run(spec)` renders every requested layer, `layers(...)` lists them.
 
 Everything a run could fail on (model, weights, layers, filters, seed images, output folder) is
-checked before the first file is written.
+checked before the first file is written. Then each layer is rendered batch by batch; after every
+batch its PNGs are on disk and the manifest lists exactly them, so a run stopped at any point (a
+signal, a full disk) keeps what it finished and `--resume` goes on from there.
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, images, models, outputs
-from .config import DEFAULT_SIZE, RunSpec, parse_filters
-from .errors import LayerError, SpecError
+from .config import DEFAULT_SIZE, RunSpec, parse_filters, shard_part
+from .errors import Interrupted, SpecError
+
+RETRY_LR_FACTOR = 0.1  # a filter whose image or loss turned NaN/Inf is restarted once with this times --lr
+# Parameters that do not change a filter's image: runs that differ only in these may be resumed and stitched.
+UNCOMPARED_PARAMS = frozenset({"batch", "cols", "filters", "layers", "shard", "resume", "unsafe_model"})
+STATUS_DONE, STATUS_FAILED = "done", "failed"  # failed: NaN/Inf even after the restart; no PNG
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +34,8 @@ class LayerReport:
     folder: Path
     filters: int
     converged: int
-    failed: tuple[int, ...]
+    failed: tuple[int, ...]  # did not converge (includes `faulty`)
+    faulty: tuple[int, ...] = ()  # NaN/Inf even after a restart with a smaller step: no PNG
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,19 +44,21 @@ class Plan:
 
     layer: str
     cut: models.Cut
-    filters: list[int]
+    filters: list[int]  # this run's part (all of `planned` unless --shard)
     starts: dict[int, np.ndarray] | None
     folder: Path
+    planned: list[int]  # every filter the spec asks for in this layer, over all shards
 
 
-def layers(model: str, weights: str, preprocess: str | None = None, size: int | None = None):
+def layers(model: str, weights: str, preprocess: str | None = None, size: int | None = None,
+           unsafe_model: bool = False):
     """Rows of `models.LayerInfo` for every layer of the model."""
-    return models.list_layers(models.load(model, weights, preprocess, size).model)
+    return models.list_layers(models.load(model, weights, preprocess, size, unsafe=unsafe_model).model)
 
 
 def load_model(spec: RunSpec) -> models.LoadedModel:
     """The model for `spec`; an application whose classifier holds a requested layer is built with it."""
-    loaded = models.load(spec.model, spec.weights, spec.preprocess, spec.size)
+    loaded = models.load(spec.model, spec.weights, spec.preprocess, spec.size, unsafe=spec.unsafe_model)
     names = {path for path, _ in models.walk(loaded.model)}
     missing = [layer for layer in spec.layers if layer not in names]
     if missing and spec.model in models.APPLICATIONS:
@@ -65,13 +75,18 @@ def load_model(spec: RunSpec) -> models.LoadedModel:
 def plan(spec: RunSpec, loaded: models.LoadedModel, size: int) -> list[Plan]:
     """Check every layer, filter index and seed image of the run; nothing is written."""
     filter_spec = parse_filters(spec.filters)
-    plans = []
+    plans, folders = [], {}
     for layer in dict.fromkeys(spec.layers):
         count = models.check_visualizable(loaded.model, layer)
-        filters = filter_spec.resolve(count, spec.seed, layer)
-        starts = _seed_images(spec.seed_image, filters, size) if spec.seed_image else None
+        planned = filter_spec.resolve(count, spec.seed, layer)
+        filters = shard_part(planned, spec.shard)
+        starts = _seed_images(spec.seed_image, filters, size) if spec.seed_image and filters else None
         folder = Path(spec.out) / outputs.layer_dirname(layer)
-        plans.append(Plan(layer, models.cut(loaded.model, layer), filters, starts, folder))
+        if folder in folders:
+            raise SpecError(f"layers '{folders[folder]}' and '{layer}' would share the folder {folder}; "
+                            "visualize them in separate runs with different --out")
+        folders[folder] = layer
+        plans.append(Plan(layer, models.cut(loaded.model, layer), filters, starts, folder, planned))
     return plans
 
 
@@ -98,85 +113,221 @@ def _seed_images(path: str, filters: list[int], size: int) -> dict[int, np.ndarr
     return loaded
 
 
-def run(spec: RunSpec) -> list[LayerReport]:
-    """Render every layer of `spec` into `spec.out`; returns one report per layer."""
-    import tensorflow as tf
+def run(spec: RunSpec, stop=None) -> list[LayerReport]:
+    """Render every layer of `spec` into `spec.out`; returns one report per layer.
 
-    from . import optimize
-
+    `stop()` is asked between steps chunks and batches; when it returns a signal number the run ends
+    cleanly: the finished PNGs, the manifest and a palette of them stay, and `errors.Interrupted` is raised.
+    """
     outputs.check_writable(spec.out)
     loaded = load_model(spec)
     size = spec.size or loaded.size or DEFAULT_SIZE
     plans = plan(spec, loaded, size)
+    _check_stop(stop, "before anything was written")
+
+    import tensorflow as tf
+
+    from . import optimize
+
     tf.random.set_seed(spec.seed)
     settings = optimize.Settings(spec.steps, spec.lr, spec.tv_weight, spec.lp_weight, spec.lp_norm,
                                  spec.jitter, spec.seed)
     preprocess = models.preprocess_fn(loaded.preprocess)
-    return [_render_layer(spec, loaded, size, p, settings, preprocess) for p in plans]
+    return [_render_layer(spec, loaded, size, p, settings, preprocess, stop) for p in plans]
 
 
-def _render_layer(spec, loaded, size, plan_, settings, preprocess) -> LayerReport:
+class _Stop(Exception):
+    """Raised inside a batch when `stop()` fired; never leaves this module."""
+
+
+def _check_stop(stop, when: str) -> None:
+    signal_number = stop() if stop else None
+    if signal_number:
+        raise Interrupted(f"interrupted by {_signal_name(signal_number)} {when}", signal_number)
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop) -> LayerReport:
     from tqdm import tqdm
 
     from . import optimize
 
-    batch = spec.batch or optimize.auto_batch(plan_.cut.model, size, len(plan_.filters))
-    batch = min(batch, len(plan_.filters))
-    renderer = optimize.Renderer(plan_.cut, preprocess, size, batch, settings)
-    manifest = _manifest(spec, loaded, size, batch, plan_.layer)
-    results = []
-    total = len(plan_.filters) * spec.steps
-    bar = tqdm(total=total, desc=f"{plan_.layer} ({len(plan_.filters)} filters)", unit="step",
+    batch = spec.batch or optimize.auto_batch(plan_.cut.model, size, max(1, len(plan_.filters)))
+    batch = max(1, min(batch, len(plan_.filters)))
+    manifest = _manifest(spec, loaded, size, batch, plan_)
+    name = outputs.manifest_name(spec.shard)
+    entries = _resumable(plan_, manifest, name) if spec.resume else {}
+    todo = [f for f in plan_.filters if f not in entries]
+    renderers = {}  # lr -> Renderer, built when first needed
+
+    def render(chunk, lr, progress):
+        if lr not in renderers:
+            renderers[lr] = optimize.Renderer(plan_.cut, preprocess, size, batch,
+                                              dataclasses.replace(settings, lr=lr))
+        seeds = [plan_.starts[f] for f in chunk] if plan_.starts else None
+        return renderers[lr].render(chunk, seeds, progress=progress)
+
+    bar = tqdm(total=len(plan_.filters) * spec.steps, initial=(len(plan_.filters) - len(todo)) * spec.steps,
+               desc=f"{plan_.layer} ({len(plan_.filters)} filters)", unit="step",
                disable=spec.quiet or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
+
+    def progress(count):
+        bar.update(count)
+        if stop and stop():
+            raise _Stop
+
     with bar:
-        for start in range(0, len(plan_.filters), batch):
-            chunk = plan_.filters[start:start + batch]
-            seeds = [plan_.starts[f] for f in chunk] if plan_.starts else None
-            for result in renderer.render(chunk, seeds, progress=bar.update):
-                outputs.write_png(plan_.folder / outputs.filter_filename(result.index), result.image)
-                manifest["filters"].append(_filter_entry(result))
-                results.append(result)
-            outputs.write_manifest(plan_.folder, manifest)
-    tiles = [r.image for r in results]
-    palette = images.palette(tiles, [str(r.index) for r in results], spec.cols, plan_.layer)
-    outputs.write_png(plan_.folder / outputs.PALETTE, palette)
-    failed = tuple(r.index for r in results if not r.converged)
-    return LayerReport(plan_.layer, plan_.folder, len(results), len(results) - len(failed), failed)
+        try:
+            for start in range(0, len(todo), batch):
+                if stop and stop():
+                    raise _Stop
+                chunk = todo[start:start + batch]
+                results = render(chunk, settings.lr, progress)
+                faulty = [r.index for r in results if not r.finite]
+                retried = {}
+                for first in range(0, len(faulty), batch):
+                    for result in render(faulty[first:first + batch], settings.lr * RETRY_LR_FACTOR, None):
+                        retried[result.index] = result
+                results = [retried.get(r.index, r) for r in results]
+                _save_batch(plan_.folder, results, set(retried), entries, manifest, name)
+        except _Stop:
+            _finish(spec, plan_, entries, manifest, name)
+            done = sum(1 for f in plan_.filters if f in entries)
+            raise Interrupted(f"interrupted by {_signal_name(stop())}: {done} of {len(plan_.filters)} filters "
+                              f"of layer '{plan_.layer}' are finished and saved in {plan_.folder}", stop()) from None
+    _finish(spec, plan_, entries, manifest, name)
+    mine = [entries[f] for f in plan_.filters]
+    failed = tuple(e["index"] for e in mine if not e["converged"])
+    faulty = tuple(e["index"] for e in mine if e["status"] == STATUS_FAILED)
+    return LayerReport(plan_.layer, plan_.folder, len(mine), len(mine) - len(failed), failed, faulty)
 
 
-def _filter_entry(result) -> dict:
+def _save_batch(folder: Path, results, retried: set, entries: dict, manifest: dict, name: str) -> None:
+    """Write the PNGs of one batch, then the manifest listing them; on a write error remove this
+    batch's PNGs again, so the folder holds exactly what the manifest on disk lists."""
+    written = []
+    try:
+        for result in results:
+            entry = _filter_entry(result, retried=result.index in retried)
+            if entry["status"] == STATUS_DONE:
+                path = folder / entry["file"]
+                outputs.write_png(path, result.image)
+                written.append(path)
+            entries[result.index] = entry
+        manifest["filters"] = [entries[f] for f in sorted(entries)]
+        outputs.write_manifest(folder, manifest, name)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        for result in results:
+            entries.pop(result.index, None)
+        raise
+
+
+def _finish(spec, plan_, entries: dict, manifest: dict, name: str) -> None:
+    """Write the palette of the finished filters of this run's part, then the final manifest."""
+    done = [entries[f] for f in plan_.filters if f in entries and entries[f]["status"] == STATUS_DONE]
+    palette = outputs.palette_name(spec.shard)
+    if done:
+        tiles = [outputs.read_png(plan_.folder / e["file"]) for e in done]
+        title = plan_.layer if spec.shard is None else f"{plan_.layer} (part {spec.shard[0]}/{spec.shard[1]})"
+        outputs.write_png(plan_.folder / palette, images.palette(tiles, [str(e["index"]) for e in done],
+                                                                 spec.cols, title))
+    manifest["palette"] = palette if done else None
+    manifest["complete"] = all(f in entries for f in plan_.filters)
+    manifest["filters"] = [entries[f] for f in sorted(entries)]
+    outputs.write_manifest(plan_.folder, manifest, name)
+
+
+def _resumable(plan_, manifest: dict, name: str) -> dict:
+    """Entries of an earlier run in the same folder that this run can keep ({index: entry}).
+
+    SpecError when that run's parameters differ from this one's (see UNCOMPARED_PARAMS).
+    """
+    path = plan_.folder / name
+    if not path.is_file():
+        return {}
+    old = outputs.read_manifest(path)
+    difference = compare_params(old, manifest)
+    if difference:
+        raise SpecError(f"--resume: {path} was made with {difference}; rerun with the same parameters, "
+                        "or drop --resume (or choose another --out) to start afresh")
+    kept = {}
+    for entry in old["filters"]:
+        index, status = entry.get("index"), entry.get("status", STATUS_DONE)
+        if status == STATUS_FAILED or (status == STATUS_DONE and (plan_.folder / str(entry.get("file"))).is_file()):
+            kept[int(index)] = dict(entry, status=status)
+    return kept
+
+
+def compare_params(old: dict, new: dict) -> str:
+    """'' when two manifests' results are interchangeable, else the first difference as
+    `key=OLD (this run: NEW)`. Compares the layer, the model file's digest and every parameter
+    except UNCOMPARED_PARAMS."""
+    pairs = [("layer", old.get("layer"), new.get("layer")),
+             ("model file sha256", old.get("model", {}).get("sha256"), new.get("model", {}).get("sha256"))]
+    keys = sorted((set(old["params"]) | set(new["params"])) - UNCOMPARED_PARAMS)
+    pairs += [(f"--{key.replace('_', '-')}", old["params"].get(key), new["params"].get(key)) for key in keys]
+    for key, before, now in pairs:
+        if before != now:
+            return f"{key}={before!r} (this run: {now!r})"
+    return ""
+
+
+def _filter_entry(result, retried: bool = False) -> dict:
+    finite = bool(result.finite)
     return {
         "index": result.index,
-        "file": outputs.filter_filename(result.index),
+        "status": STATUS_DONE if finite else STATUS_FAILED,
+        "file": outputs.filter_filename(result.index) if finite else None,
         "steps": result.steps,
-        "activation": round(result.activation, 6),
+        "activation": round(result.activation, 6) if finite else None,
         "noise_activation": round(result.noise_activation, 6),
-        "loss": round(result.loss, 6),
-        "tv": round(result.tv, 6),
-        "lp": round(result.lp, 6),
+        "loss": round(result.loss, 6) if finite else None,
+        "tv": round(result.tv, 6) if finite else None,
+        "lp": round(result.lp, 6) if finite else None,
         "scale": round(result.scale, 6),
         "converged": bool(result.converged),
+        "restarted": retried,
         "seconds": round(result.seconds, 3),
     }
 
 
-def _manifest(spec: RunSpec, loaded, size: int, batch: int, layer: str) -> dict:
+def _manifest(spec: RunSpec, loaded, size: int, batch: int, plan_: Plan) -> dict:
     import keras
     import PIL
     import tensorflow as tf
 
     params = dataclasses.asdict(spec)
-    params.update(size=size, batch=batch, layers=list(spec.layers))
-    for key in ("out", "quiet"):
-        params.pop(key)
+    params.update(size=size, batch=batch, layers=list(spec.layers),
+                  shard=list(spec.shard) if spec.shard else None)
+    for key in ("out", "quiet", "resume"):
+        params.pop(key, None)
+    model = {"name": loaded.name, "weights": loaded.weights, "preprocess": loaded.preprocess,
+             "input_size": loaded.size}
+    if Path(spec.model).is_file():
+        model["sha256"] = outputs.file_digest(spec.model)
     return {
         "filtervis": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "layer": layer,
-        "model": {"name": loaded.name, "weights": loaded.weights, "preprocess": loaded.preprocess,
-                  "input_size": loaded.size},
+        "layer": plan_.layer,
+        "seed": spec.seed,
+        "shard": f"{spec.shard[0]}/{spec.shard[1]}" if spec.shard else None,
+        "model": model,
         "params": params,
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__, "numpy": np.__version__, "pillow": PIL.__version__},
+        "planned": list(plan_.planned),
+        "part": list(plan_.filters),
+        "complete": False,
+        "palette": None,
         "filters": [],
     }
