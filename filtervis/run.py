@@ -90,6 +90,22 @@ def plan(spec: RunSpec, loaded: models.LoadedModel, size: int) -> list[Plan]:
     return plans
 
 
+def _check_seed_source(path: str) -> None:
+    """The cheap checks of --seed-image, before the model is loaded: it exists; a file is an image."""
+    source = Path(path)
+    if not source.exists():
+        raise SpecError(f"--seed-image {source} does not exist; give an image file or a folder of filter PNGs")
+    if source.is_file():
+        from PIL import Image
+
+        try:
+            with Image.open(source) as image:
+                image.verify()
+        except Exception as exc:
+            raise SpecError(f"--seed-image {source} is not a readable image ({type(exc).__name__}); "
+                            "give a PNG or JPEG") from None
+
+
 def _seed_images(path: str, filters: list[int], size: int) -> dict[int, np.ndarray]:
     """Start images: one file for every filter, or a folder of a previous run's filter_NNNN.png."""
     source = Path(path)
@@ -120,6 +136,8 @@ def run(spec: RunSpec, stop=None) -> list[LayerReport]:
     cleanly: the finished PNGs, the manifest and a palette of them stay, and `errors.Interrupted` is raised.
     """
     outputs.check_writable(spec.out)
+    if spec.seed_image:
+        _check_seed_source(spec.seed_image)
     loaded = load_model(spec)
     size = spec.size or loaded.size or DEFAULT_SIZE
     plans = plan(spec, loaded, size)
@@ -258,8 +276,9 @@ def _resumable(plan_, manifest: dict, name: str) -> dict:
     old = outputs.read_manifest(path)
     difference = compare_params(old, manifest)
     if difference:
-        raise SpecError(f"--resume: {path} was made with {difference}; rerun with the same parameters, "
-                        "or drop --resume (or choose another --out) to start afresh")
+        key, before, now = difference
+        raise SpecError(f"--resume: {path} was made with {key}={before!r} (this run: {now!r}); rerun with the "
+                        "same parameters, or drop --resume (or choose another --out) to start afresh")
     kept = {}
     for entry in old["filters"]:
         index, status = entry.get("index"), entry.get("status", STATUS_DONE)
@@ -268,9 +287,9 @@ def _resumable(plan_, manifest: dict, name: str) -> dict:
     return kept
 
 
-def compare_params(old: dict, new: dict) -> str:
-    """'' when two manifests' results are interchangeable, else the first difference as
-    `key=OLD (this run: NEW)`. Compares the layer, the model file's digest and every parameter
+def compare_params(old: dict, new: dict) -> tuple | None:
+    """None when two manifests' results are interchangeable, else the first difference as
+    (name, old value, new value). Compares the layer, the model file's digest and every parameter
     except UNCOMPARED_PARAMS."""
     pairs = [("layer", old.get("layer"), new.get("layer")),
              ("model file sha256", old.get("model", {}).get("sha256"), new.get("model", {}).get("sha256"))]
@@ -278,8 +297,8 @@ def compare_params(old: dict, new: dict) -> str:
     pairs += [(f"--{key.replace('_', '-')}", old["params"].get(key), new["params"].get(key)) for key in keys]
     for key, before, now in pairs:
         if before != now:
-            return f"{key}={before!r} (this run: {now!r})"
-    return ""
+            return key, before, now
+    return None
 
 
 def _filter_entry(result, retried: bool = False) -> dict:

@@ -58,20 +58,28 @@ def stitch(out: str | Path, sources: tuple = (), cols: int | None = None) -> lis
     if not layers:
         raise OutputError(f"no manifest found in {', '.join(map(str, roots))}; give the --out folder of "
                           "`filtervis run --shard K/N`")
+    for parts in layers.values():  # refuse before anything is written
+        _check_parts(parts)
     single = bool(outputs.manifest_files(out))
     return [_stitch_layer(out if single else out / outputs.layer_dirname(layer), layer, parts, cols)
             for layer, parts in layers.items()]
 
 
-def _stitch_layer(dest: Path, layer: str, parts: list[_Part], cols: int | None) -> StitchReport:
+def _check_parts(parts: list[_Part]) -> None:
+    """SpecError unless every part comes from one command (parameters and filter list)."""
     first = parts[0]
     for part in parts[1:]:
         difference = compare_params(first.manifest, part.manifest)
         if not difference and part.manifest.get("planned") != first.manifest.get("planned"):
-            difference = "another filter list (--filters)"
+            difference = ("filter list", first.manifest.get("planned"), part.manifest.get("planned"))
         if difference:
-            raise SpecError(f"cannot stitch {part.path} with {first.path}: it was made with {difference}; "
+            key, before, now = difference
+            raise SpecError(f"cannot stitch {part.path} ({key}={now!r}) with {first.path} ({key}={before!r}); "
                             "stitch only the parts of one command")
+
+
+def _stitch_layer(dest: Path, layer: str, parts: list[_Part], cols: int | None) -> StitchReport:
+    first = parts[0]
     planned = [int(i) for i in first.manifest.get("planned") or []]
     found: dict[int, tuple[dict, Path]] = {}
     for part in sorted(parts, key=lambda p: p.folder.resolve() != dest.resolve()):  # dest's own files first

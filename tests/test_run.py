@@ -1,0 +1,226 @@
+"""Unattended runs through the real CLI: interrupt and resume, determinism, shards and stitch, NaN faults.
+
+One tiny 16-filter model (saved to a .keras file) serves every test; a module-scoped reference run is
+what the other runs must reproduce byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+FILTERS = 16
+SIZE = 24
+STEPS = 160  # long enough that a batch takes a moment, so a signal can land between batches
+BASE = ("--preprocess", "tf", "--layer", "conv2", "--steps", STEPS, "--quiet")
+
+
+def wide_model(size: int = SIZE):
+    """Input(size, size, 3) -> conv(8, relu) 'conv1' -> conv(16, relu) 'conv2' -> GAP -> Dense(2)."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv2D(FILTERS, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "wide.keras"
+    wide_model().save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(model_file, tmp_path_factory):
+    """An uninterrupted run, --batch 4: {file name: bytes} of its layer folder's PNGs."""
+    out = tmp_path_factory.mktemp("reference")
+    result = run_cli("run", "--model", model_file, *BASE, "--batch", 4, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return pngs(out / "conv2")
+
+
+def pngs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).glob("*.png"))}
+
+
+def filter_pngs(folder: Path) -> dict[str, bytes]:
+    return {name: data for name, data in pngs(folder).items() if name.startswith("filter_")}
+
+
+def assert_manifest_matches_disk(folder: Path, name: str = "manifest.json") -> dict:
+    """The manifest lists exactly the filter PNGs on disk, and no temporary file is left."""
+    manifest = json.loads((folder / name).read_text())
+    listed = {e["file"] for e in manifest["filters"] if e["status"] == "done"}
+    assert listed == set(filter_pngs(folder)) or name != "manifest.json"
+    assert listed <= set(filter_pngs(folder))
+    assert not list(folder.glob(".*.tmp"))
+    return manifest
+
+
+def start_cli(*args) -> subprocess.Popen:
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "filtervis", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def signal_after_first_batch(process: subprocess.Popen, manifest: Path, number: int, timeout: float = 300):
+    """Send signal `number` as soon as the manifest shows a finished batch; returns (code, stdout, stderr)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if json.loads(manifest.read_text())["filters"]:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be interrupted: " + process.stderr.read()
+    process.send_signal(number)
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def test_two_runs_of_one_command_give_identical_pngs(model_file, reference, tmp_path):
+    result = run_cli("run", "--model", model_file, *BASE, "--batch", 4, "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert pngs(tmp_path / "conv2") == reference
+    manifest = json.loads((tmp_path / "conv2" / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["complete"] and len(manifest["filters"]) == FILTERS
+
+
+def test_sigint_after_first_batch_then_resume_finishes_the_run(model_file, reference, tmp_path):
+    args = ("run", "--model", model_file, *BASE, "--batch", 4, "--out", tmp_path)
+    folder = tmp_path / "conv2"
+    code, _, err = signal_after_first_batch(start_cli(*args), folder / "manifest.json", signal.SIGINT)
+    assert code == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "interrupted by SIGINT" in lines[0] and "Traceback" not in err
+    assert lines[0].endswith("--resume") and "resume with: filtervis run" in lines[0]
+    manifest = assert_manifest_matches_disk(folder)
+    first = filter_pngs(folder)
+    assert 4 <= len(first) < FILTERS and len(first) % 4 == 0  # whole batches only
+    assert not manifest["complete"] and manifest["palette"] == "palette.png"
+    assert all(reference[name] == data for name, data in first.items())
+
+    refused = run_cli(*args[:-2], "--out", tmp_path, "--steps", STEPS + 1, "--resume")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "--steps=160 (this run: 161)" in refused.stderr
+    assert filter_pngs(folder) == first
+
+    resumed = run_cli(*args, "--resume")  # another batch size: must not matter
+    assert resumed.returncode == 0, resumed.stderr
+    manifest = assert_manifest_matches_disk(folder)
+    assert sorted(e["index"] for e in manifest["filters"]) == list(range(FILTERS)) and manifest["complete"]
+    after = pngs(folder)
+    assert all(after[name] == data for name, data in first.items())
+    assert after == reference  # every filter PNG and the palette
+
+
+def test_sigterm_exits_143_and_keeps_whole_batches(model_file, tmp_path):
+    args = ("run", "--model", model_file, *BASE, "--batch", 8, "--out", tmp_path)
+    code, _, err = signal_after_first_batch(start_cli(*args), tmp_path / "conv2" / "manifest.json", signal.SIGTERM)
+    assert code == 143, err
+    assert "interrupted by SIGTERM" in err and len(err.strip().splitlines()) == 1
+    manifest = assert_manifest_matches_disk(tmp_path / "conv2")
+    assert len(manifest["filters"]) == 8
+
+
+def test_shards_into_one_folder_stitch_to_the_unsharded_run(model_file, reference, tmp_path, cli):
+    out = tmp_path / "out"
+    for shard, batch in (("1/2", 3), ("2/2", 5)):  # batch sizes differ: results must not
+        result = cli("run", "--model", model_file, *BASE, "--batch", batch, "--shard", shard, "--out", out)
+        assert result.returncode == 0, result.stderr
+    folder = out / "conv2"
+    part1 = json.loads((folder / "manifest.shard-1-of-2.json").read_text())
+    part2 = json.loads((folder / "manifest.shard-2-of-2.json").read_text())
+    assert set(part1["part"]).isdisjoint(part2["part"])
+    assert sorted(part1["part"] + part2["part"]) == list(range(FILTERS))
+
+    result = cli("stitch", out)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"conv2: {FILTERS}/{FILTERS} filters -> {folder}"
+    manifest = assert_manifest_matches_disk(folder)
+    assert [e["index"] for e in manifest["filters"]] == list(range(FILTERS)) and manifest["complete"]
+    assert filter_pngs(folder) == filter_pngs_of(reference)
+    assert (folder / "palette.png").read_bytes() == reference["palette.png"]
+
+    # the same parts in two folders (two machines): one alone is incomplete, --from completes it
+    first, second = tmp_path / "machine1", tmp_path / "machine2"
+    for target, shard in ((first, part1), (second, part2)):
+        (target / "conv2").mkdir(parents=True)
+        name = f"manifest.shard-{shard['shard'].replace('/', '-of-')}.json"
+        shutil.copy(folder / name, target / "conv2" / name)
+        for index in shard["part"]:
+            shutil.copy(folder / f"filter_{index:04d}.png", target / "conv2")
+    alone = cli("stitch", first)
+    assert alone.returncode == 3
+    assert "8 filters missing (1, 3, 5" in alone.stderr and "part 2/2" in alone.stderr
+    # a part of another command (its manifest says --steps 161) is refused, nothing is written
+    edited = json.loads((second / "conv2" / name).read_text())
+    edited["params"]["steps"] = STEPS + 1
+    (second / "conv2" / name).write_text(json.dumps(edited))
+    before = (first / "conv2" / "manifest.json").read_bytes()
+    refused = cli("stitch", first, "--from", second)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert f"({'--steps'}={STEPS + 1}) with" in refused.stderr and f"(--steps={STEPS})" in refused.stderr
+    assert (first / "conv2" / "manifest.json").read_bytes() == before
+    shutil.copy(folder / name, second / "conv2" / name)
+    merged = cli("stitch", first, "--from", second)
+    assert merged.returncode == 0, merged.stderr
+    assert pngs(first / "conv2") == {**filter_pngs_of(reference), "palette.png": reference["palette.png"]}
+
+
+def filter_pngs_of(files: dict[str, bytes]) -> dict[str, bytes]:
+    return {name: data for name, data in files.items() if name.startswith("filter_")}
+
+
+FAULTY_MODULE = '''
+import keras
+import tensorflow as tf
+
+
+class Faulty(keras.layers.Layer):
+    """3 channels: red (fine); green, NaN once its mean passes 0.5 (a big step gets there); always NaN.
+    NaN enters through tf.where, so no NaN reaches the gradients of the other channels."""
+
+    def call(self, x):
+        green = x[..., 1]
+        mean = tf.reduce_mean(green, axis=[1, 2], keepdims=True)
+        green = tf.where(mean > 0.5, float("nan"), green)
+        return tf.stack([x[..., 0], green, tf.where(True, float("nan"), x[..., 2])], axis=-1)
+
+
+def build():
+    inputs = keras.Input((16, 16, 3))
+    return keras.Model(inputs, Faulty(name="faulty")(inputs))
+'''
+
+
+def test_nan_filter_is_restarted_once_then_marked_failed_while_others_go_on(tmp_path, cli):
+    (tmp_path / "faulty_model.py").write_text(FAULTY_MODULE)  # `python -m` finds it in the working folder
+    result = cli("run", "--model", "faulty_model:build", "--weights", "none", "--preprocess", "tf",
+                 "--layer", "faulty", "--steps", 32, "--jitter", 0, "--out", tmp_path / "out", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "out" / "faulty"
+    manifest = assert_manifest_matches_disk(folder)
+    entries = {e["index"]: e for e in manifest["filters"]}
+    assert entries[0]["status"] == "done" and not entries[0]["restarted"]
+    assert entries[1]["status"] == "done" and entries[1]["restarted"]
+    assert entries[2]["status"] == "failed" and entries[2]["file"] is None
+    assert set(filter_pngs(folder)) == {"filter_0000.png", "filter_0001.png"}
+    assert (folder / "palette.png").is_file()
+    assert "1 filters hit NaN/Inf even after a restart with a smaller step (2)" in result.stderr
