@@ -202,6 +202,10 @@ def stitch(out, sources, cols):
     incomplete = False
     for report in stitch_runs(out, tuple(sources), cols):
         click.echo(f"{report.layer}: {report.done}/{report.planned} filters -> {report.folder}")
+        if report.batches:
+            click.echo(f"filtervis: warning: {report.layer}: the parts ran with different --batch "
+                       f"({', '.join(map(str, report.batches))}); their images may differ in detail from one "
+                       "run's; give every part the same --batch to reproduce a single run exactly", err=True)
         if report.missing:
             incomplete = True
             parts = f" (no manifest from part {', '.join(report.missing_shards)})" if report.missing_shards else ""
@@ -270,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"filtervis: error: {' '.join(exc.format_message().split())}{hint}", err=True)
         code = EXIT_USAGE
     except FiltervisError as exc:
-        click.echo(f"filtervis: error: {' '.join(str(exc).split())}", err=True)
+        kind = "" if isinstance(exc, Interrupted) else "error: "
+        click.echo(f"filtervis: {kind}{' '.join(str(exc).split())}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("filtervis: interrupted", err=True)

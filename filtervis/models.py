@@ -194,7 +194,7 @@ def _from_file(path, unsafe=False):
     if os.path.isdir(path) or not path.endswith((".keras", ".h5")):
         raise ModelError(f"{path} is not a .keras or .h5 model file; save the model with model.save('model.keras')")
     if os.path.getsize(path) == 0:
-        raise ModelError(f"model file {path} is empty; save the model again with model.save('model.keras')")
+        raise ModelError(f"model file {path} is empty, so not a loadable Keras model; save the model again with model.save('model.keras')")
     import keras
 
     try:

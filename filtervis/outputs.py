@@ -54,12 +54,12 @@ def manifest_files(folder: Path) -> list[Path]:
 def layer_dirname(path: str) -> str:
     """A safe folder name for a layer path: `outer/inner` -> `outer__inner`.
 
-    Only letters, digits, `.`, `_` and `-` survive; never `.`, `..`, a hidden name or a path, and at
+    Only letters, digits, `.`, `_` and `-` survive; never `.`, `..` or a path, and at
     most MAX_DIRNAME characters (a longer name is cut and gets a hash of the whole name), so the
     folder always lands directly inside --out.
     """
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", path.replace("/", "__")).lstrip(".")
-    if not name.strip("._-"):
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", path.replace("/", "__"))
+    if not name.strip("."):
         name = "layer_" + name.replace(".", "_")
     if len(name) > MAX_DIRNAME:
         name = name[:MAX_DIRNAME - 9] + "_" + hashlib.sha256(path.encode()).hexdigest()[:8]

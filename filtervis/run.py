@@ -178,10 +178,13 @@ def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop) -> Laye
 
     from . import optimize
 
-    batch = spec.batch or optimize.auto_batch(plan_.cut.model, size, max(1, len(plan_.filters)))
+    name = outputs.manifest_name(spec.shard)
+    # The batch shape changes the last bits of TensorFlow's CPU arithmetic, so --resume keeps the
+    # batch the earlier run chose (unless --batch is given): the resumed images match an uninterrupted run.
+    earlier = _earlier_batch(plan_.folder / name) if spec.resume and spec.batch is None else None
+    batch = spec.batch or earlier or optimize.auto_batch(plan_.cut.model, size, max(1, len(plan_.filters)))
     batch = max(1, min(batch, len(plan_.filters)))
     manifest = _manifest(spec, loaded, size, batch, plan_)
-    name = outputs.manifest_name(spec.shard)
     entries = _resumable(plan_, manifest, name) if spec.resume else {}
     todo = [f for f in plan_.filters if f not in entries]
     renderers = {}  # lr -> Renderer, built when first needed
@@ -241,13 +244,23 @@ def _save_batch(folder: Path, results, retried: set, entries: dict, manifest: di
                 written.append(path)
             entries[result.index] = entry
         manifest["filters"] = [entries[f] for f in sorted(entries)]
+    except BaseException:
+        _undo(written, results, entries)
+        raise
+    try:
         outputs.write_manifest(folder, manifest, name)
     except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        for result in results:
-            entries.pop(result.index, None)
+        if not (folder / name).is_file() or outputs.read_manifest(folder / name)["filters"] != manifest["filters"]:
+            _undo(written, results, entries)
         raise
+
+
+def _undo(written: list[Path], results, entries: dict) -> None:
+    """Forget a batch whose manifest could not be written: its PNGs go, so disk and manifest agree."""
+    for path in written:
+        path.unlink(missing_ok=True)
+    for result in results:
+        entries.pop(result.index, None)
 
 
 def _finish(spec, plan_, entries: dict, manifest: dict, name: str) -> None:
@@ -263,6 +276,14 @@ def _finish(spec, plan_, entries: dict, manifest: dict, name: str) -> None:
     manifest["complete"] = all(f in entries for f in plan_.filters)
     manifest["filters"] = [entries[f] for f in sorted(entries)]
     outputs.write_manifest(plan_.folder, manifest, name)
+
+
+def _earlier_batch(path: Path) -> int | None:
+    """The batch size recorded in an earlier run's manifest, if there is one."""
+    if not path.is_file():
+        return None
+    batch = outputs.read_manifest(path)["params"].get("batch")
+    return batch if isinstance(batch, int) and batch >= 1 else None
 
 
 def _resumable(plan_, manifest: dict, name: str) -> dict:

