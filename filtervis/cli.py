@@ -54,7 +54,7 @@ class ShardType(click.ParamType):
 
 
 class StopFlag:
-    """Signal handlers for SIGINT and SIGTERM that only record the signal; the run asks `flag()` between
+    """Signal handlers for SIGINT and SIGTERM that only record the signal; the run asks the flag between
     steps chunks and stops cleanly. A second signal stops at once (KeyboardInterrupt)."""
 
     def __init__(self):
