@@ -79,17 +79,6 @@ def test_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path
     assert (tmp_path / "old.png").read_bytes() == b"old"
 
 
-def test_atomic_write_makes_ordinary_file_modes(tmp_path):
-    import os
-
-    mask = os.umask(0o022)
-    try:
-        outputs.atomic_write(tmp_path / "a.png", b"data")
-    finally:
-        os.umask(mask)
-    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644
-
-
 def test_shard_file_names_and_manifest_order(tmp_path):
     assert outputs.manifest_name(None) == "manifest.json" and outputs.palette_name((2, 8)) == "palette.shard-2-of-8.png"
     for name in ("manifest.shard-10-of-12.json", "manifest.shard-2-of-12.json", "manifest.json",
