@@ -88,6 +88,20 @@ def _resume_command(ctx) -> str:
     return shlex.join(["filtervis", *argv])
 
 
+class BytesType(click.ParamType):
+    """`auto` or a size such as 4G, 512M or a number of bytes."""
+
+    name = "auto|SIZE"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        try:
+            return config.parse_bytes(value)
+        except FiltervisError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def _load_config(ctx, param, value):
     """Eager --config callback: TOML values, checked with each option's own type, become click defaults."""
     if not value:
@@ -152,7 +166,13 @@ def cli():
               help="Start from this image, or from a previous run's layer folder (filter_NNNN.png each).")
 @click.option("--seed", type=int, default=config.DEFAULT_SEED, show_default=True, help="Random seed.")
 @click.option("--batch", type=BatchType(), default="auto", show_default=True,
-              help="Filters optimized together; auto fits the machine's memory.")
+              help="Filters optimized together; auto: the most that fit --memory-budget.")
+@click.option("--memory-budget", type=BytesType(), default="auto", show_default=True,
+              help="Memory a run may use (4G, 512M): the whole process on a CPU, the GPU's memory on a GPU. "
+                   "auto: a quarter of the memory available (of the GPU's, with a GPU).")
+@click.option("--early-stop", type=float, default=config.DEFAULT_EARLY_STOP, show_default=True,
+              help="Stop a filter once its loss improved by less than this share over 16 steps (0.01 = 1%); "
+                   "0: off. The manifest's `steps` says how many ran.")
 @click.option("--cols", type=int, default=config.DEFAULT_COLS, show_default=True, help="Palette columns.")
 @click.option("--out", default=config.DEFAULT_OUT, show_default=True, help="Output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")

