@@ -162,6 +162,18 @@ def cli():
 @click.option("--lp-weight", type=float, default=config.DEFAULT_LP_WEIGHT, show_default=True, help="Lp-norm weight.")
 @click.option("--lp-norm", type=float, default=config.DEFAULT_LP_NORM, show_default=True, help="p of the Lp norm.")
 @click.option("--jitter", type=int, default=config.DEFAULT_JITTER, show_default=True, help="Random shift per step, pixels.")
+@click.option("--param", type=click.Choice(config.PARAMS), default=config.DEFAULT_PARAM, show_default=True,
+              help="Image parameterization: pixel, fft (1/f spectrum, decorrelated colour), or auto "
+                   "(pixel for early layers, fft from 4x downsampling on).")
+@click.option("--decay", type=float, default=config.DEFAULT_DECAY, show_default=True,
+              help="fft: spectrum amplitude falls as 1/frequency^decay.")
+@click.option("--transforms", type=click.Choice(config.TRANSFORMS), default=config.DEFAULT_TRANSFORMS,
+              show_default=True, help="Random jitter, zoom and rotation per step (standard), or none.")
+@click.option("--objective", type=click.Choice(config.OBJECTIVES), default=config.DEFAULT_OBJECTIVE,
+              show_default=True, help="Maximize the filter's mean (channel) or its centre unit (neuron).")
+@click.option("--rescue/--no-rescue", default=True, show_default=True,
+              help="Rerun unconverged filters: pixels without regularizers, then with TV from that image.")
+@click.option("--gif", is_flag=True, help="Also write filter_NNNN.gif and palette.gif of the image over the steps.")
 @click.option("--seed-image", type=click.Path(), default=None,
               help="Start from this image, or from a previous run's layer folder (filter_NNNN.png each).")
 @click.option("--seed", type=int, default=config.DEFAULT_SEED, show_default=True, help="Random seed.")
@@ -197,7 +209,7 @@ def run(verbose, **options):
         slow = [f for f in report.failed if f not in report.faulty]
         if slow:
             click.echo(f"filtervis: warning: {report.layer}: {len(slow)} filters did not converge "
-                       f"({_shown(slow)}); try more --steps or --tv-weight 0", err=True)
+                       f"({_shown(slow)}); try more --steps or another --param", err=True)
         if report.faulty:
             click.echo(f"filtervis: warning: {report.layer}: {len(report.faulty)} filters hit NaN/Inf even after a "
                        f"restart with a smaller step ({_shown(report.faulty)}); they have no PNG", err=True)

@@ -30,6 +30,13 @@ DEFAULT_OUT = "filtervis-out"
 DEFAULT_EARLY_STOP = 0.0  # off: every filter runs --steps
 _BYTE_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 PREPROCESS_MODES = ("caffe", "tf", "torch", "none")
+PARAMS = ("auto", "pixel", "fft")  # auto: chosen from the layer's depth (see params.resolve)
+DEFAULT_PARAM = "auto"
+DEFAULT_DECAY = 1.0  # fft: spectrum amplitude falls as 1/frequency^decay
+TRANSFORMS = ("standard", "none")
+DEFAULT_TRANSFORMS = "standard"
+OBJECTIVES = ("channel", "neuron")
+DEFAULT_OBJECTIVE = "channel"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +56,12 @@ class RunSpec:
     lp_norm: float = DEFAULT_LP_NORM
     jitter: int = DEFAULT_JITTER
     seed_image: str | None = None
+    param: str = DEFAULT_PARAM
+    decay: float = DEFAULT_DECAY
+    transforms: str = DEFAULT_TRANSFORMS
+    objective: str = DEFAULT_OBJECTIVE
+    rescue: bool = True
+    gif: bool = False
     seed: int = DEFAULT_SEED
     batch: int | None = None
     memory_budget: int | None = None  # bytes; None: a share of the machine's (or GPU's) memory
@@ -77,6 +90,12 @@ class RunSpec:
             (self.cols >= 1, f"--cols must be 1 or more, but was {self.cols}"),
             (self.preprocess is None or self.preprocess in PREPROCESS_MODES,
              f"--preprocess must be one of {', '.join(PREPROCESS_MODES)}, but was {self.preprocess!r}"),
+            (self.param in PARAMS, f"--param must be one of {', '.join(PARAMS)}, but was {self.param!r}"),
+            (self.decay >= 0, f"--decay must be 0 or more, but was {self.decay}"),
+            (self.transforms in TRANSFORMS,
+             f"--transforms must be one of {', '.join(TRANSFORMS)}, but was {self.transforms!r}"),
+            (self.objective in OBJECTIVES,
+             f"--objective must be one of {', '.join(OBJECTIVES)}, but was {self.objective!r}"),
         ]
         if self.shard is not None:
             parse_shard(f"{self.shard[0]}/{self.shard[1]}")

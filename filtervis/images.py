@@ -55,3 +55,37 @@ def load_rgb(path: str, size: int) -> np.ndarray:
         if image.size != (size, size):
             image = image.resize((size, size), Image.BICUBIC)
         return np.asarray(image, dtype=np.float32) / 255.0
+
+
+DEFAULT_GIF_FRAME_MS = 120  # per frame of an optimization movie; the last frame is held longer
+GIF_HOLD_FRAMES = 8  # the last frame lasts this many frames
+GIF_PALETTE_TILE = 64  # tiles of the palette movie are at most this many pixels wide (memory, file size)
+
+
+def gif_bytes(frames: list[np.ndarray], frame_ms: int = DEFAULT_GIF_FRAME_MS) -> bytes:
+    """An endlessly looping GIF of uint8 [H, W, 3] frames, `frame_ms` each, the last one held longer."""
+    import io
+
+    if not frames:
+        raise ValueError("gif_bytes needs at least one frame")
+    pictures = [Image.fromarray(frame).quantize(colors=256, method=Image.Quantize.MEDIANCUT) for frame in frames]
+    durations = [frame_ms] * (len(frames) - 1) + [frame_ms * GIF_HOLD_FRAMES]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=durations,
+                     loop=0, disposal=1)
+    return buffer.getvalue()
+
+
+def shrink(tile: np.ndarray, width: int = GIF_PALETTE_TILE) -> np.ndarray:
+    """`tile` scaled down to at most `width` pixels wide (aspect kept), unchanged when already small."""
+    if tile.shape[1] <= width:
+        return tile
+    height = max(1, round(tile.shape[0] * width / tile.shape[1]))
+    return np.asarray(Image.fromarray(tile).resize((width, height), Image.BILINEAR))
+
+
+def palette_movie(movies: list[list[np.ndarray]], labels: list[str], cols: int, title: str) -> list[np.ndarray]:
+    """Frames of the palette over the steps: frame k stitches frame k of every filter's movie
+    (a shorter movie holds its last frame)."""
+    length = max(len(movie) for movie in movies)
+    return [palette([movie[min(k, len(movie) - 1)] for movie in movies], labels, cols, title) for k in range(length)]

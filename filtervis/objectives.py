@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from .config import DEFAULT_OBJECTIVE  # noqa: F401
+
 
 def channel(outputs, filters):
     """Spatial mean of each image's own filter: `outputs` [B, ..., C], `filters` [B] int -> [B]."""
@@ -53,3 +55,20 @@ def lp_norm(images, p):
     """(mean |2 (x - 0.5)|^p)^(1/p) per image, in [0, 1]: 0 for mid-grey, 1 when saturated everywhere."""
     centred = tf.abs(2.0 * (images - 0.5)) + 1e-8
     return tf.reduce_mean(centred ** p, axis=[1, 2, 3]) ** (1.0 / p)
+
+
+def neuron(outputs, filters):
+    """The centre unit of each image's own filter: `outputs` [B, H, W, C] (or [B, C]), `filters` [B] -> [B]."""
+    if len(outputs.shape) == 4:
+        outputs = outputs[:, outputs.shape[1] // 2, outputs.shape[2] // 2, :]
+    return tf.gather(outputs, filters, axis=1, batch_dims=1)
+
+
+OBJECTIVES = {"channel": channel, "neuron": neuron}  # keys: config.OBJECTIVES
+
+
+def get(name: str):
+    """The objective called `name` (a key of OBJECTIVES): a function (outputs, filters) -> [B]."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; use one of {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name]

@@ -15,9 +15,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from . import objectives
+from . import objectives, transforms
 from .params import Pixels
-from .transforms import random_affine
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 DEFAULT_CHUNK = 16  # steps per tf.function call: the progress bar updates this often
@@ -40,6 +39,9 @@ class Settings:
     jitter: int
     seed: int
     early_stop: float = 0.0  # stop a filter once its loss fell by less than this share over a chunk; 0: off
+    transforms: str = transforms.DEFAULT_TRANSFORMS
+    objective: str = objectives.DEFAULT_OBJECTIVE
+    frames: bool = False  # keep a snapshot of every image at each chunk boundary (for --gif)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +59,7 @@ class FilterResult:
     seconds: float
     scale: float
     finite: bool = True  # False: a NaN or Inf appeared in the image or loss at some step
+    frames: tuple = ()  # [H, W, 3] uint8 snapshots at chunk boundaries, first and last included, when asked
 
     @property
     def converged(self) -> bool:
@@ -91,8 +94,9 @@ class Renderer:
         self.model, self.activation, self.preprocess = cut.model, cut.activation, preprocess
         self.size, self.batch, self.settings = size, batch, settings
         self.param = param or Pixels()
-        self.transform = random_affine(jitter=settings.jitter)
-        shape = [batch, size, size, 3]
+        self.transform = transforms.build(settings.transforms, settings.jitter)
+        self.objective = objectives.get(settings.objective)
+        shape = [batch, *self.param.shape(size)]
         self.params = tf.Variable(tf.zeros(shape), name="params")
         self.m = tf.Variable(tf.zeros(shape), trainable=False)
         self.v = tf.Variable(tf.zeros(shape), trainable=False)
@@ -124,11 +128,11 @@ class Renderer:
         threshold = START_THRESHOLD * tf.gather(self.scales, self.filters)
         if self.own is not None:
             pre = self.own(inputs, self.filters)  # [B, ..., 1]: only each image's own filter
-            post = objectives.channel(self.activation(pre), self.own_filter)
+            post = self.objective(self.activation(pre), self.own_filter)
             start = objectives.start_objective(pre, self.own_filter, threshold)
         else:  # an activation mixing channels (softmax): run it on every filter
             pre = self.model(inputs, training=False)
-            post = objectives.channel(self.activation(pre), self.filters)
+            post = self.objective(self.activation(pre), self.filters)
             start = objectives.start_objective(pre, self.filters, threshold)
         return post, start
 
@@ -144,7 +148,7 @@ class Renderer:
         """`steps` optimization steps of the whole batch; returns each image's loss summed over them, [B]."""
         s = self.settings
         total_loss = tf.zeros([self.batch])
-        rate = tf.reshape(s.lr * self.active, [-1, 1, 1, 1])  # 0 for filters that stopped early
+        rate = tf.reshape(s.lr * self.active, [-1] + [1] * (len(self.params.shape) - 1))  # 0: stopped early
         for _ in tf.range(steps):
             with tf.GradientTape() as tape:
                 images = self.param.to_image(self.params)
@@ -156,7 +160,7 @@ class Renderer:
                 total = tf.reduce_sum(loss)
             grad = tape.gradient(total, self.params)
             self.finite.assign(self.finite & tf.math.is_finite(loss)
-                               & tf.reduce_all(tf.math.is_finite(grad), axis=[1, 2, 3]))
+                               & tf.reduce_all(tf.math.is_finite(grad), axis=list(range(1, len(grad.shape)))))
             total_loss += loss
             self.t.assign_add(1.0)
             params, m, v = _adam(self.params, self.m, self.v, grad, self.t, rate)
@@ -200,6 +204,7 @@ class Renderer:
         active = np.ones(self.batch, bool)
         previous = None
         done = 0
+        frames = [self._snapshot()] if self.settings.frames else []
         while done < self.settings.steps and active[:real].any():
             chunk = min(DEFAULT_CHUNK, self.settings.steps - done)
             loss = self._run(tf.constant(chunk, tf.int32)).numpy() / chunk
@@ -212,6 +217,8 @@ class Renderer:
                     active &= ~plateaued(previous, loss, self.settings.early_stop)
                     self.active.assign(active.astype(np.float32))
                 previous = loss
+            if self.settings.frames:
+                frames.append(self._snapshot())
         if progress and done < self.settings.steps:
             progress((self.settings.steps - done) * real)  # steps saved by early stopping
         floats = self.param.to_image(self.params).numpy()
@@ -221,8 +228,12 @@ class Renderer:
         seconds = (time.perf_counter() - began) / real
         return [FilterResult(int(filters[i]), pixels[i], float(activation[i]), float(self.noise_activation[filters[i]]),
                              float(loss[i]), float(tv[i]), float(lp[i]), int(ran[i]), seconds,
-                             float(self.scales[filters[i]]), bool(finite[i]))
+                             float(self.scales[filters[i]]), bool(finite[i]), tuple(frame[i] for frame in frames))
                 for i in range(real)]
+
+    def _snapshot(self) -> np.ndarray:
+        """[batch, H, W, 3] uint8 images as they are now (one host transfer; only between chunks)."""
+        return to_uint8(np.nan_to_num(self.param.to_image(self.params).numpy()))
 
 
 def penalties(images, p: float):

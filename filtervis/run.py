@@ -159,14 +159,16 @@ def settings(spec: RunSpec):
     from . import optimize
 
     return optimize.Settings(spec.steps, spec.lr, spec.tv_weight, spec.lp_weight, spec.lp_norm,
-                             spec.jitter, spec.seed, early_stop=spec.early_stop)
+                             spec.jitter, spec.seed, early_stop=spec.early_stop, transforms=spec.transforms,
+                             objective=spec.objective, frames=spec.gif)
 
 
 def renderer(spec: RunSpec, cut, preprocess, size: int, batch: int):
     """The Renderer `filtervis run` uses for one layer at --lr (benchmarks/speed.py times this one)."""
-    from . import optimize
+    from . import optimize, params
 
-    return optimize.Renderer(cut, preprocess, size, batch, settings(spec))
+    return optimize.Renderer(cut, preprocess, size, batch, settings(spec),
+                             params.resolve(spec.param, spec.decay, cut.model, size))
 
 
 def _memory_plan(spec: RunSpec, plan_: Plan, size: int):
@@ -227,7 +229,7 @@ def _signal_name(number: int) -> str:
 def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop, memory=None) -> LayerReport:
     from tqdm import tqdm
 
-    from . import optimize
+    from . import optimize, params, rescue
 
     name = outputs.manifest_name(spec.shard)
     # The batch shape changes the last bits of TensorFlow's CPU arithmetic, so --resume keeps the
@@ -236,6 +238,10 @@ def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop, memory=
     batch = spec.batch or earlier or (memory.batch if memory else 1)
     batch = max(1, min(batch, len(plan_.filters)))
     manifest = _manifest(spec, loaded, size, batch, plan_)
+    param = params.resolve(spec.param, spec.decay, plan_.cut.model, size)
+    manifest["params"]["param"] = param.name  # what auto chose
+    rescuer = rescue.Rescuer(plan_.cut, preprocess, size, settings, batch) if spec.rescue else None
+    movies, labels = [], []  # --gif: each filter's frames (shrunk) for palette.gif
     plan_text = f"batch {batch}"
     if memory is not None:
         manifest["memory"] = {"budget": memory.budget, "planned_peak": memory.peak, "per_image": memory.per_image}
@@ -248,7 +254,7 @@ def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop, memory=
     def render(chunk, lr, progress):
         if lr not in renderers:
             renderers[lr] = optimize.Renderer(plan_.cut, preprocess, size, batch,
-                                              dataclasses.replace(settings, lr=lr))
+                                              dataclasses.replace(settings, lr=lr), param)
         seeds = [plan_.starts[f] for f in chunk] if plan_.starts else None
         return renderers[lr].render(chunk, seeds, progress=progress)
 
@@ -279,26 +285,47 @@ def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop, memory=
                     for result in render(faulty[first:first + batch], settings.lr * RETRY_LR_FACTOR, None):
                         retried[result.index] = result
                 results = [retried.get(r.index, r) for r in results]
-                _save_batch(plan_.folder, results, set(retried), entries, manifest, name)
+                rescued = set()
+                if rescuer:
+                    bar.total += rescuer.steps(sum(not r.converged for r in results))
+                    results, rescued = rescuer.rescue(results, progress=progress)
+                _save_batch(plan_.folder, results, set(retried), entries, manifest, name, rescued)
+                if spec.gif:
+                    for result in results:
+                        if result.frames:
+                            _write_gif(plan_.folder / _gif_name(outputs.filter_filename(result.index)), result.frames)
+                            movies.append([images.shrink(frame) for frame in result.frames])
+                            labels.append(str(result.index))
         except _Stop:
             _finish(spec, plan_, entries, manifest, name)
             done = sum(1 for f in plan_.filters if f in entries)
             raise Interrupted(f"interrupted by {_signal_name(stop())}: {done} of {len(plan_.filters)} filters "
                               f"of layer '{plan_.layer}' are finished and saved in {plan_.folder}", stop()) from None
     _finish(spec, plan_, entries, manifest, name)
+    if movies:
+        _write_gif(plan_.folder / _gif_name(outputs.PALETTE), images.palette_movie(movies, labels, spec.cols, plan_.layer))
     mine = [entries[f] for f in plan_.filters]
     failed = tuple(e["index"] for e in mine if not e["converged"])
     faulty = tuple(e["index"] for e in mine if e["status"] == STATUS_FAILED)
     return LayerReport(plan_.layer, plan_.folder, len(mine), len(mine) - len(failed), failed, faulty)
 
 
-def _save_batch(folder: Path, results, retried: set, entries: dict, manifest: dict, name: str) -> None:
+def _gif_name(png_name: str) -> str:
+    return png_name[:-len(".png")] + ".gif"
+
+
+def _write_gif(path: Path, frames) -> None:
+    outputs.atomic_write(path, images.gif_bytes(list(frames)))
+
+
+def _save_batch(folder: Path, results, retried: set, entries: dict, manifest: dict, name: str,
+                rescued: set = frozenset()) -> None:
     """Write the PNGs of one batch, then the manifest listing them; on a write error remove this
     batch's PNGs again, so the folder holds exactly what the manifest on disk lists."""
     written = []
     try:
         for result in results:
-            entry = _filter_entry(result, retried=result.index in retried)
+            entry = dict(_filter_entry(result, retried=result.index in retried), rescued=result.index in rescued)
             if entry["status"] == STATUS_DONE:
                 path = folder / entry["file"]
                 outputs.write_png(path, result.image)

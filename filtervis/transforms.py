@@ -12,6 +12,8 @@ import math
 
 import tensorflow as tf
 
+from .config import DEFAULT_TRANSFORMS, TRANSFORMS  # noqa: F401  (names of the transform sets)
+
 
 def _uniform(keys, step, count, low, high):
     """[B, count] uniform draws in [low, high), one independent stream per key."""
@@ -50,3 +52,17 @@ def random_affine(jitter: int = 0, scale: tuple[float, float] = (1.0, 1.0), degr
             interpolation="BILINEAR", fill_mode="REFLECT")
 
     return apply
+
+
+STANDARD_SCALE = (0.9, 1.1)  # zoom range of `standard`: covers a 10% zoom either way
+STANDARD_DEGREES = 8.0  # rotation range of `standard`, +- degrees
+
+
+def build(name: str, jitter: int):
+    """The transform set called `name`: `standard` (shift by up to `jitter` pixels, zoom in
+    STANDARD_SCALE, rotate by up to STANDARD_DEGREES) or `none` (returns None)."""
+    if name == "none":
+        return None
+    if name == "standard":
+        return random_affine(jitter=jitter, scale=STANDARD_SCALE, degrees=STANDARD_DEGREES)
+    raise ValueError(f"unknown transforms {name!r}; use one of {', '.join(TRANSFORMS)}")

@@ -1,3 +1,5 @@
+"""The objectives, on hand-made tensors."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -56,3 +58,23 @@ def test_start_objective_has_a_gradient_however_dead_the_filter():
 def test_started_switches_per_image_on_threshold():
     got = objectives.started(tf.constant([0.0, 5.0]), tf.constant([-3.0, -3.0]), tf.constant([1.0, 1.0]))
     np.testing.assert_allclose(got, [-3.0, 5.0])
+
+
+def test_neuron_takes_the_centre_unit_of_each_images_filter():
+    outputs = np.zeros((2, 5, 4, 3), np.float32)
+    outputs[0, 2, 2, 1] = 7.0
+    outputs[1, 2, 2, 2] = -3.0
+    outputs[1, 0, 0, 2] = 100.0  # not the centre: ignored
+    values = objectives.neuron(tf.constant(outputs), tf.constant([1, 2])).numpy()
+    np.testing.assert_array_equal(values, [7.0, -3.0])
+
+
+def test_neuron_and_channel_on_dense_outputs_are_the_unit_itself():
+    logits = tf.constant([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    for name in ("neuron", "channel"):
+        np.testing.assert_array_equal(objectives.get(name)(logits, tf.constant([2, 0])).numpy(), [3.0, 4.0])
+
+
+def test_unknown_objective_names_the_known_ones():
+    with pytest.raises(ValueError, match="channel, neuron"):
+        objectives.get("class")

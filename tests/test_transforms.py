@@ -1,8 +1,11 @@
+"""The robustness transforms: exact values on tiny tensors."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from filtervis.transforms import random_affine
+from filtervis import transforms
 
 
 def _images(batch=3, size=12):
@@ -47,3 +50,22 @@ def test_transform_is_differentiable():
         total = tf.reduce_sum(out)
     grad = tape.gradient(total, images)
     assert grad is not None and float(tf.reduce_sum(grad)) > 0
+
+
+def test_none_is_no_transform_and_unknown_names_fail():
+    assert transforms.build("none", 4) is None
+    with pytest.raises(ValueError, match="standard, none"):
+        transforms.build("fancy", 4)
+
+
+def test_standard_moves_each_image_by_its_own_key_and_step():
+    apply = transforms.build("standard", 2)
+    ramp = np.tile(np.linspace(0, 1, 16, dtype=np.float32)[None, :, None], (16, 1, 3))
+    images = tf.constant(np.stack([ramp, ramp]))
+    keys = tf.constant([5, 6])
+    first = apply(images, keys, 0).numpy()
+    np.testing.assert_array_equal(first, apply(images, keys, 0).numpy())  # stateless: same key, same step
+    assert not np.allclose(first[0], first[1])  # another key, another draw
+    assert not np.allclose(first, apply(images, keys, 1).numpy())  # another step, another draw
+    flat = tf.fill([2, 16, 16, 3], 0.3)
+    np.testing.assert_allclose(apply(flat, keys, 3).numpy(), 0.3, atol=1e-6)  # reflected borders: no black edges
