@@ -17,11 +17,11 @@ from .errors import ConfigError, SpecError
 DEFAULT_MODEL = "vgg16"
 DEFAULT_WEIGHTS = "imagenet"
 DEFAULT_FILTERS = "all"
-DEFAULT_STEPS = 256
+DEFAULT_STEPS = 128
 DEFAULT_LR = 0.05
 DEFAULT_SIZE = 224  # used when the model's input size is undefined
-DEFAULT_TV_WEIGHT = 1.0
-DEFAULT_LP_WEIGHT = 1.0
+DEFAULT_TV_WEIGHT = 0.0  # fft and the transforms regularize; TV starves early filters of detail
+DEFAULT_LP_WEIGHT = 0.0
 DEFAULT_LP_NORM = 6.0
 DEFAULT_JITTER = 4
 DEFAULT_SEED = 0

@@ -14,7 +14,7 @@ import dataclasses
 from . import optimize
 from .params import Pixels
 
-RESCUE_TV_WEIGHT = 0.1  # TV of the second pass when the run itself has none
+RESCUE_TV_WEIGHT = 1.0  # TV of the second pass when the run itself has none (the old default)
 
 
 def _ratio(result) -> float:

@@ -56,13 +56,57 @@ def random_affine(jitter: int = 0, scale: tuple[float, float] = (1.0, 1.0), degr
 
 STANDARD_SCALE = (0.9, 1.1)  # zoom range of `standard`: covers a 10% zoom either way
 STANDARD_DEGREES = 8.0  # rotation range of `standard`, +- degrees
+STANDARD_BLUR = 1.0  # `standard` blends in up to this much Gaussian blur (sigma, pixels)
+
+
+def gaussian_kernel(sigma: float) -> "tf.Tensor":
+    """[k, k, 3, 1] depthwise kernel of a normalized Gaussian, k = 2 * ceil(2 sigma) + 1."""
+    radius = max(1, math.ceil(2 * sigma))
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    line = tf.exp(-x * x / (2.0 * sigma * sigma))
+    plane = line[:, None] * line[None, :]
+    plane = plane / tf.reduce_sum(plane)
+    return tf.tile(plane[:, :, None, None], [1, 1, 3, 1])
+
+
+def random_blur(sigma: float):
+    """Blend every image with its Gaussian blur (`sigma` pixels) by its own random weight in [0, 1]:
+    images must keep working when softened, so they hold less pixel-fine noise."""
+    if sigma <= 0:
+        raise ValueError(f"blur sigma must be above 0, but was {sigma}")
+    kernel = gaussian_kernel(sigma)
+    radius = (kernel.shape[0] - 1) // 2
+
+    def apply(images, keys, step):
+        padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+        blurred = tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
+        weight = _uniform(keys + 7, step, 1, 0.0, 1.0)[:, :, None, None]
+        return images + weight * (blurred - images)
+
+    return apply
+
+
+def compose(*transforms):
+    """One transform applying `transforms` in order (None entries skipped); None when all are None."""
+    chain = [t for t in transforms if t is not None]
+    if not chain:
+        return None
+
+    def apply(images, keys, step):
+        for transform in chain:
+            images = transform(images, keys, step)
+        return images
+
+    return apply
 
 
 def build(name: str, jitter: int):
     """The transform set called `name`: `standard` (shift by up to `jitter` pixels, zoom in
-    STANDARD_SCALE, rotate by up to STANDARD_DEGREES) or `none` (returns None)."""
+    STANDARD_SCALE, rotate by up to STANDARD_DEGREES, blend in up to STANDARD_BLUR of blur) or `none`
+    (returns None)."""
     if name == "none":
         return None
     if name == "standard":
-        return random_affine(jitter=jitter, scale=STANDARD_SCALE, degrees=STANDARD_DEGREES)
+        return compose(random_affine(jitter=jitter, scale=STANDARD_SCALE, degrees=STANDARD_DEGREES),
+                       random_blur(STANDARD_BLUR))
     raise ValueError(f"unknown transforms {name!r}; use one of {', '.join(TRANSFORMS)}")

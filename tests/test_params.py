@@ -75,3 +75,17 @@ def test_auto_picks_pixels_early_and_fft_deep():
     assert params.resolve("auto", 1.0, keras.Model(inputs, deep), 16).name == "fft"
     assert params.resolve("auto", 1.0, keras.Model(inputs, dense), 16).name == "fft"
     assert params.resolve("pixel", 1.0, keras.Model(inputs, dense), 16).name == "pixel"
+
+
+def test_renderer_optimizes_a_fourier_image_and_can_start_from_one(tiny_model):
+    from filtervis import models, optimize
+
+    settings = optimize.Settings(steps=16, lr=0.1, tv_weight=0.0, lp_weight=0.0, lp_norm=6.0, jitter=1, seed=0)
+    renderer = optimize.Renderer(models.cut(tiny_model, "conv2"), models.preprocess_fn("tf"), 16, 2, settings,
+                                 params.Fourier())
+    assert tuple(renderer.params.shape) == (2, 3, 16, 9, 2)
+    results = renderer.render([1, 4])
+    assert all(r.image.shape == (16, 16, 3) and r.activation > r.noise_activation for r in results)
+    start = np.full((16, 16, 3), 0.25, np.float32)
+    again = renderer.render([1], starts=[start])[0]
+    assert again.activation > 0 and not np.allclose(again.image, 64)  # moved away from the flat start

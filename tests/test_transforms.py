@@ -69,3 +69,24 @@ def test_standard_moves_each_image_by_its_own_key_and_step():
     assert not np.allclose(first, apply(images, keys, 1).numpy())  # another step, another draw
     flat = tf.fill([2, 16, 16, 3], 0.3)
     np.testing.assert_allclose(apply(flat, keys, 3).numpy(), 0.3, atol=1e-6)  # reflected borders: no black edges
+
+
+def test_random_blur_softens_by_a_per_image_amount_and_keeps_flat_images():
+    blur = transforms.random_blur(1.0)
+    checker = np.indices((8, 8)).sum(axis=0) % 2
+    images = tf.constant(np.stack([np.repeat(checker[:, :, None], 3, axis=2)] * 2).astype(np.float32))
+    keys = tf.constant([1, 2])
+    out = blur(images, keys, 0).numpy()
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    spread = [out[i].std() for i in range(2)]
+    assert all(s < images.numpy()[0].std() for s in spread) and spread[0] != spread[1]
+    np.testing.assert_allclose(blur(tf.fill([1, 8, 8, 3], 0.7), keys[:1], 0).numpy(), 0.7, atol=1e-6)
+    np.testing.assert_allclose(transforms.gaussian_kernel(1.0).numpy().sum(axis=(0, 1)), 1.0, atol=1e-6)
+
+
+def test_compose_applies_in_order_and_skips_none():
+    double = lambda images, keys, step: images * 2.0  # noqa: E731
+    shift = lambda images, keys, step: images + 1.0  # noqa: E731
+    both = transforms.compose(double, None, shift)
+    assert both(tf.constant([1.0]), None, 0).numpy().tolist() == [3.0]
+    assert transforms.compose(None, None) is None
