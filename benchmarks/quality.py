@@ -192,9 +192,13 @@ TFKV_SCRIPT = textwrap.dedent("""
     vgg = models.load("vgg16", "hed", size=size).model
     inputs = keras.Input((size, size, 3))  # 0-255 RGB, the range tf-keras-vis optimizes in
     mean = tf.constant(models.CAFFE_MEAN_BGR, tf.float32)
-    flat = keras.Model(vgg.input, vgg.get_layer(layer).output)
-    model = keras.Model(inputs, flat(keras.layers.Lambda(lambda x: x[..., ::-1] - mean)(inputs)))
-    am = ActivationMaximization(model, model_modifier=[ReplaceToLinear()], clone=True)
+    x = keras.layers.Lambda(lambda x: x[..., ::-1] - mean)(inputs)
+    for vgg_layer in vgg.layers[1:]:  # VGG16 is a chain: re-apply its layers up to the target
+        x = vgg_layer(x)
+        if vgg_layer.name == layer:
+            break
+    model = keras.Model(inputs, x)
+    am = ActivationMaximization(model, model_modifier=[ReplaceToLinear()], clone=False)
     seed = tf.random.uniform((len(filters), size, size, 3), 0, 255, seed=0)
     images = am(CategoricalScore(filters), seed_input=seed, steps=steps)
     os.makedirs(out, exist_ok=True)
