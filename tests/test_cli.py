@@ -109,7 +109,7 @@ def test_help_shows_options_with_defaults(cli):
     result = cli("run", "--help")
     assert result.returncode == 0
     flat = " ".join(result.stdout.split())
-    for text in ("--tv-weight", "--seed-image", "--batch", "[default: 256]", "--config"):
+    for text in ("--tv-weight", "--seed-image", "--batch", "[default: 128]", "--config"):
         assert text in flat
 
 
