@@ -57,11 +57,17 @@ def lp_norm(images, p):
     return tf.reduce_mean(centred ** p, axis=[1, 2, 3]) ** (1.0 / p)
 
 
+def centre(outputs):
+    """The centre unit of every channel, [B, H, W, C] -> [B, 1, 1, C]; other shapes are returned as they are."""
+    if len(outputs.shape) != 4:
+        return outputs
+    y, x = outputs.shape[1] // 2, outputs.shape[2] // 2
+    return outputs[:, y:y + 1, x:x + 1, :]
+
+
 def neuron(outputs, filters):
     """The centre unit of each image's own filter: `outputs` [B, H, W, C] (or [B, C]), `filters` [B] -> [B]."""
-    if len(outputs.shape) == 4:
-        outputs = outputs[:, outputs.shape[1] // 2, outputs.shape[2] // 2, :]
-    return tf.gather(outputs, filters, axis=1, batch_dims=1)
+    return channel(centre(outputs), filters)
 
 
 OBJECTIVES = {"channel": channel, "neuron": neuron}  # keys: config.OBJECTIVES

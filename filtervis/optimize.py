@@ -129,12 +129,16 @@ class Renderer:
         if self.own is not None:
             pre = self.own(inputs, self.filters)  # [B, ..., 1]: only each image's own filter
             post = self.objective(self.activation(pre), self.own_filter)
-            start = objectives.start_objective(pre, self.own_filter, threshold)
+            start = objectives.start_objective(self._startable(pre), self.own_filter, threshold)
         else:  # an activation mixing channels (softmax): run it on every filter
             pre = self.model(inputs, training=False)
             post = self.objective(self.activation(pre), self.filters)
-            start = objectives.start_objective(pre, self.filters, threshold)
+            start = objectives.start_objective(self._startable(pre), self.filters, threshold)
         return post, start
+
+    def _startable(self, pre):
+        """The units a silent filter's start follows: the centre one for `neuron`, else all."""
+        return objectives.centre(pre) if self.settings.objective == "neuron" else pre
 
     def _terms(self, images, activation, alive=1.0):
         """Loss, TV and Lp per image; regularizers count only for `alive` images (filter not silent)."""
