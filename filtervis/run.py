@@ -147,8 +147,6 @@ def run(spec: RunSpec, stop=None) -> list[LayerReport]:
 
     import tensorflow as tf
 
-    from . import optimize
-
     tf.random.set_seed(spec.seed)
     preprocess = models.preprocess_fn(loaded.preprocess)
     return [_render_layer(spec, loaded, size, p, settings(spec), preprocess, stop, memory[p.layer]) for p in plans]
