@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from . import exact
 from .config import DEFAULT_OBJECTIVE  # noqa: F401
 
 
@@ -22,7 +23,7 @@ def channel(outputs, filters):
 def soft_relu(preactivation, temperature):
     """temperature * softplus(x / temperature): a ReLU whose gradient is largest for the units closest
     to firing. `temperature` broadcasts against `preactivation`."""
-    return temperature * tf.nn.softplus(preactivation / temperature)
+    return temperature * exact.per_image(tf.nn.softplus, preactivation / temperature)
 
 
 def start_objective(preactivation, filters, temperature):

@@ -108,6 +108,9 @@ class Renderer:
         self.own_filter = tf.zeros([batch], tf.int32)  # a filter's index within its own-channel slice
         scales, noise = self._noise_statistics()
         self.scales, self.noise_activation = tf.constant(scales), noise
+        # Multiplied, not divided: the gradient of a division by a [B] vector can round differently
+        # at different batch sizes (see exact.py), a multiplication cannot.
+        self.inverse_scales = tf.constant(1.0 / scales)
         self.own = own_channel(cut, batch) if _is_elementwise(cut.activation, cut.model.output.shape) else None
 
     def _noise_statistics(self) -> tuple[np.ndarray, np.ndarray]:
@@ -140,12 +143,18 @@ class Renderer:
         """The units a silent filter's start follows: the centre one for `neuron`, else all."""
         return objectives.centre(pre) if self.settings.objective == "neuron" else pre
 
-    def _terms(self, images, activation, alive=1.0):
-        """Loss, TV and Lp per image; regularizers count only for `alive` images (filter not silent)."""
+    def _terms(self, images, activation):
+        """Loss, TV and Lp per image, [B] each."""
         s = self.settings
         tv, lp = penalties(images, s.lp_norm)
-        loss = -activation / tf.gather(self.scales, self.filters) + alive * (s.tv_weight * tv + s.lp_weight * lp)
+        loss = -activation * tf.gather(self.inverse_scales, self.filters) + s.tv_weight * tv + s.lp_weight * lp
         return loss, tv, lp
+
+    def _penalty(self, images):
+        """The weighted regularizers per image, [B] (only the silent-filter start goes without them)."""
+        s = self.settings
+        tv, lp = penalties(images, s.lp_norm)
+        return s.tv_weight * tv + s.lp_weight * lp
 
     @tf.function(reduce_retracing=True)
     def _run(self, steps):
@@ -160,7 +169,9 @@ class Renderer:
                 post, start = self._objective(self.preprocess(seen))
                 threshold = START_THRESHOLD * tf.gather(self.scales, self.filters)
                 target = objectives.started(post, start, threshold)
-                loss, _, _ = self._terms(images, target, alive=tf.cast(post > threshold, tf.float32))
+                loss = -target * tf.gather(self.inverse_scales, self.filters)
+                if s.tv_weight or s.lp_weight:  # the defaults need neither, nor their gradients
+                    loss += tf.cast(post > threshold, tf.float32) * self._penalty(images)
                 total = tf.reduce_sum(loss)
             grad = tape.gradient(total, self.params)
             self.finite.assign(self.finite & tf.math.is_finite(loss)

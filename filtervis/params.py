@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from . import exact
 from .config import DEFAULT_DECAY, PARAMS
 
 DEFAULT_INIT_AMPLITUDE = 0.1  # pixel start: mid-grey +- this much
@@ -88,10 +89,12 @@ class Fourier:
         """[B, 3, H, W//2+1, 2] parameters -> [B, H, W, 3] RGB in (0, 1)."""
         size = params.shape[2]
         scale = tf.constant(self._scale(size))
-        spectrum = tf.complex(params[..., 0] * scale, params[..., 1] * scale)
-        planes = tf.signal.irfft2d(spectrum, fft_length=[size, size])  # [B, 3, H, W]
-        decorrelated = tf.transpose(planes, [0, 2, 3, 1])
-        return tf.sigmoid(tf.einsum("bhwc,dc->bhwd", decorrelated, tf.constant(COLOR_MIX)))
+        spectrum = tf.complex(params[..., 0] * scale, params[..., 1] * scale)  # [B, 3, H, W//2+1]
+        # The colour mix is linear, so it is applied to the spectrum, one weighted sum per colour (the
+        # same order of additions for every image, whatever the batch).
+        rgb = [sum(tf.cast(COLOR_MIX[d, c], tf.complex64) * spectrum[:, c] for c in range(3)) for d in range(3)]
+        planes = tf.signal.irfft2d(tf.stack(rgb, axis=1), fft_length=[size, size])  # [B, 3, H, W]
+        return exact.per_image(tf.sigmoid, tf.transpose(planes, [0, 2, 3, 1]))
 
     def from_image(self, image: np.ndarray) -> np.ndarray:
         """Parameters whose `to_image` is `image` ([size, size, 3] in [0, 1]), up to 8-bit rounding."""

@@ -15,10 +15,13 @@ import tensorflow as tf
 from .config import DEFAULT_TRANSFORMS, TRANSFORMS  # noqa: F401  (names of the transform sets)
 
 
-def _uniform(keys, step, count, low, high):
-    """[B, count] uniform draws in [low, high), one independent stream per key."""
+def _per_image(keys, step, count, function):
+    """[B, ...] = function(draws) for each image, `draws` being `count` uniform numbers in [0, 1) from
+    the image's own stream (its key and the step). Each image's numbers are computed on their own, at
+    one fixed shape, so they are bit for bit the same whatever the batch: element-wise math (cos, sin)
+    takes a different code path for a vector than for a lone value, so it must not see the batch."""
     seeds = tf.stack([keys, tf.fill(tf.shape(keys), step)], axis=1)
-    return tf.map_fn(lambda seed: tf.random.stateless_uniform([count], seed, low, high), seeds,
+    return tf.map_fn(lambda seed: function(tf.random.stateless_uniform([count], seed, 0.0, 1.0)), seeds,
                      fn_output_signature=tf.float32)
 
 
@@ -34,22 +37,23 @@ def random_affine(jitter: int = 0, scale: tuple[float, float] = (1.0, 1.0), degr
     max_angle = math.radians(degrees)
 
     def apply(images, keys, step):
-        draws = _uniform(keys, step, 4, 0.0, 1.0)
-        shift = tf.round((draws[:, 0:2] * 2.0 - 1.0) * jitter)
-        zoom = scale[0] + draws[:, 2] * (scale[1] - scale[0])
-        angle = (draws[:, 3] * 2.0 - 1.0) * max_angle
         height = tf.cast(tf.shape(images)[1], tf.float32)
         width = tf.cast(tf.shape(images)[2], tf.float32)
         cy, cx = (height - 1.0) / 2.0, (width - 1.0) / 2.0
-        cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
-        # output (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2): rotate/zoom about the centre, shift.
-        a2 = cx - cos * cx + sin * cy + shift[:, 0]
-        b2 = cy - sin * cx - cos * cy + shift[:, 1]
-        zeros = tf.zeros_like(cos)
-        matrix = tf.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1)
+
+        def matrix(draws):
+            shift = tf.round((draws[0:2] * 2.0 - 1.0) * jitter)
+            zoom = scale[0] + draws[2] * (scale[1] - scale[0])
+            angle = (draws[3] * 2.0 - 1.0) * max_angle
+            cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+            # output (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2): rotate/zoom about the centre, shift.
+            a2 = cx - cos * cx + sin * cy + shift[0]
+            b2 = cy - sin * cx - cos * cy + shift[1]
+            return tf.stack([cos, -sin, a2, sin, cos, b2, 0.0, 0.0])
+
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=images, transforms=matrix, output_shape=tf.shape(images)[1:3], fill_value=0.0,
-            interpolation="BILINEAR", fill_mode="REFLECT")
+            images=images, transforms=_per_image(keys, step, 4, matrix), output_shape=tf.shape(images)[1:3],
+            fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
 
     return apply
 
@@ -80,7 +84,7 @@ def random_blur(sigma: float):
     def apply(images, keys, step):
         padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
         blurred = tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
-        weight = _uniform(keys + 7, step, 1, 0.0, 1.0)[:, :, None, None]
+        weight = _per_image(keys + 7, step, 1, lambda draws: draws)[:, :, None, None]
         return images + weight * (blurred - images)
 
     return apply
