@@ -234,10 +234,6 @@ def stitch(out, sources, cols):
     incomplete = False
     for report in stitch_runs(out, tuple(sources), cols):
         click.echo(f"{report.layer}: {report.done}/{report.planned} filters -> {report.folder}")
-        if report.batches:
-            click.echo(f"filtervis: warning: {report.layer}: the parts ran with different --batch "
-                       f"({', '.join(map(str, report.batches))}); their images may differ in detail from one "
-                       "run's; give every part the same --batch to reproduce a single run exactly", err=True)
         if report.missing:
             incomplete = True
             parts = f" (no manifest from part {', '.join(report.missing_shards)})" if report.missing_shards else ""

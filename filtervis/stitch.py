@@ -29,7 +29,6 @@ class StitchReport:
     done: int
     missing: tuple[int, ...]
     missing_shards: tuple[str, ...]  # `K/N` of parts that left no manifest
-    batches: tuple[int, ...] = ()  # the parts' batch sizes when they differ (see run._render_layer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,9 +121,7 @@ def _stitch_layer(dest: Path, layer: str, parts: list[_Part], cols: int | None) 
                     stitched_from=[str(p.path) for p in parts],
                     filters=[found[i][0] for i in sorted(found)])
     outputs.write_manifest(dest, manifest)
-    batches = sorted({p.manifest["params"].get("batch") for p in parts} - {None})
-    return StitchReport(layer, dest, len(planned), len(done), missing, _missing_shards(parts),
-                        tuple(batches) if len(batches) > 1 else ())
+    return StitchReport(layer, dest, len(planned), len(done), missing, _missing_shards(parts))
 
 
 def _missing_shards(parts: list[_Part]) -> tuple[str, ...]:

@@ -102,6 +102,13 @@ def test_two_runs_of_one_command_give_identical_pngs(model_file, reference, tmp_
     assert manifest["seed"] == 0 and manifest["complete"] and len(manifest["filters"]) == FILTERS
 
 
+@pytest.mark.parametrize("batch", [3, 16])  # 16: every per-image vector fills the CPU's widest SIMD register
+def test_every_batch_size_gives_the_same_pngs(model_file, reference, tmp_path, batch):
+    result = run_cli("run", "--model", model_file, *BASE, "--batch", batch, "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert pngs(tmp_path / "conv2") == reference  # the filters' PNGs and the palette
+
+
 def test_sigint_after_first_batch_then_resume_finishes_the_run(model_file, reference, tmp_path):
     args = ("run", "--model", model_file, *BASE, "--batch", 4, "--out", tmp_path)
     folder = tmp_path / "conv2"
