@@ -19,7 +19,7 @@ from .config import DEFAULT_DECAY, PARAMS
 
 DEFAULT_INIT_AMPLITUDE = 0.1  # pixel start: mid-grey +- this much
 FOURIER_INIT_STD = 0.01  # fft start: spectrum parameters ~ N(0, this), a near-grey image
-FOURIER_GAIN = 1.5  # image contrast (sigmoid units) per unit of parameter std: about lucid's at 128 px
+FOURIER_GAIN = 3.0  # image contrast (sigmoid units) per unit of parameter std: 2x lucid's at 128 px (see README: Scores)
 SQUASH_EPSILON = 1e-3  # from_image clips to [eps, 1 - eps] so the sigmoid can be inverted
 
 # Square root of the ImageNet RGB colour correlation (from its SVD), as published by Olah et al. 2017.
