@@ -301,8 +301,9 @@ def _adam(params, m, v, grad, t, rate):
     return params - rate * m_hat / (tf.sqrt(v_hat) + ADAM_EPSILON), m, v
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
 def _combine(d_tv, tv_grad, d_lp, lp_grad):
+    # Not XLA: compiled, a * b + c * d becomes fused multiply-adds on whole SIMD vectors but not on the
+    # values left over at the end, so an image's gradient would depend on the batch (see exact.py).
     return tf.reshape(d_tv, [-1, 1, 1, 1]) * tv_grad + tf.reshape(d_lp, [-1, 1, 1, 1]) * lp_grad
 
 

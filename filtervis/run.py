@@ -230,7 +230,10 @@ def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop, memory=
     from . import optimize, params, rescue
 
     name = outputs.manifest_name(spec.shard)
-    batch = spec.batch or (memory.batch if memory else 1)  # images do not depend on it (see exact.py)
+    # Images do not depend on the batch (see exact.py), except, rarely, with TV and Lp both on; so
+    # --resume keeps the batch the earlier run chose unless --batch is given.
+    earlier = _earlier_batch(plan_.folder / name) if spec.resume and spec.batch is None else None
+    batch = spec.batch or earlier or (memory.batch if memory else 1)
     batch = max(1, min(batch, len(plan_.filters)))
     manifest = _manifest(spec, loaded, size, batch, plan_)
     param = params.resolve(spec.param, spec.decay, plan_.cut.model, size)
@@ -359,6 +362,14 @@ def _finish(spec, plan_, entries: dict, manifest: dict, name: str) -> None:
     manifest["complete"] = all(f in entries for f in plan_.filters)
     manifest["filters"] = [entries[f] for f in sorted(entries)]
     outputs.write_manifest(plan_.folder, manifest, name)
+
+
+def _earlier_batch(path: Path) -> int | None:
+    """The batch size recorded in an earlier run's manifest, if there is one."""
+    if not path.is_file():
+        return None
+    batch = outputs.read_manifest(path)["params"].get("batch")
+    return batch if isinstance(batch, int) and batch >= 1 else None
 
 
 def _resumable(plan_, manifest: dict, name: str) -> dict:
