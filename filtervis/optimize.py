@@ -144,9 +144,9 @@ class Renderer:
         return objectives.centre(pre) if self.settings.objective == "neuron" else pre
 
     def _terms(self, images, activation):
-        """Loss, TV and Lp per image, [B] each."""
+        """Loss, TV and Lp per image, [B] each (values only: no gradient, so nothing is compiled)."""
         s = self.settings
-        tv, lp = penalties(images, s.lp_norm)
+        tv, lp = objectives.total_variation(images), lp_norm(images, s.lp_norm)
         loss = -activation * tf.gather(self.inverse_scales, self.filters) + s.tv_weight * tv + s.lp_weight * lp
         return loss, tv, lp
 
