@@ -197,7 +197,7 @@ def test_memory_plan_fits_the_budget_and_refuses_what_cannot_fit():
     model = models.cut(tiny_conv_model(), "conv2").model
     per_image = optimize.bytes_per_image(model, 16)
     base = optimize.resident_memory()
-    fixed = optimize.SCALE_IMAGES * optimize.activation_values(model, 16) * 4
+    fixed = optimize.SCALE_IMAGES * optimize.activation_values(model, 16) * 4 + optimize.RUNTIME_MARGIN
     plan = optimize.plan_memory(model, 16, 100, budget=base + fixed + 3 * per_image + per_image // 2)
     assert plan.batch == 3 and plan.peak <= plan.budget
     assert optimize.plan_memory(model, 16, 5, budget=base + 2**30).batch == 5
@@ -250,13 +250,13 @@ def test_vgg16_peak_memory_stays_under_the_printed_budget(tmp_path):
     with open(tmp_path / "stderr", "w") as stderr:
         child = subprocess.Popen([sys.executable, "-m", "filtervis", "run", "--weights", "hed", "--layer",
                                   "block5_conv3", "--size", "96", "--filters", "0-7", "--steps", "2",
-                                  "--memory-budget", "1.2G", "--out", str(tmp_path / "out")],
+                                  "--memory-budget", "1.6G", "--out", str(tmp_path / "out")],
                                  stdout=subprocess.DEVNULL, stderr=stderr, env=env)
         _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest of all children
     assert os.waitstatus_to_exitcode(status) == 0, (tmp_path / "stderr").read_text()
     peak = usage.ru_maxrss * 1024  # KB on Linux
     memory = json.loads((tmp_path / "out" / "block5_conv3" / "manifest.json").read_text())["memory"]
-    assert memory["budget"] == int(1.2 * 2**30)
+    assert memory["budget"] == int(1.6 * 2**30)
     assert 0 < peak <= memory["budget"]
 
 
