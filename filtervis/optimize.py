@@ -105,7 +105,7 @@ class Renderer:
         self.keys = tf.Variable(tf.zeros([batch], tf.int32), trainable=False)
         self.finite = tf.Variable(tf.ones([batch], tf.bool), trainable=False)  # sticky, per image
         self.active = tf.Variable(tf.ones([batch]), trainable=False)  # 0 once a filter has stopped early
-        self.own_filter = tf.zeros([batch], tf.int32)  # a filter's index within its own-channel slice
+        self.chains = chain_bounds(batch)
         scales, noise = self._noise_statistics()
         self.scales, self.noise_activation = tf.constant(scales), noise
         # Multiplied, not divided: the gradient of a division by a [B] vector can round differently
@@ -125,18 +125,20 @@ class Renderer:
         noise = tf.reduce_mean(tf.reshape(post, [-1, post.shape[-1]]), axis=0).numpy()
         return np.maximum(np.where(finite, std, floor), floor).astype(np.float32), noise.astype(np.float32)
 
-    def _objective(self, inputs):
-        """Model input [B, H, W, 3] -> (activation, start), [B] each: each image's own filter as the
-        layer gives it, and the softened objective that starts a silent filter (see objectives.started)."""
-        threshold = START_THRESHOLD * tf.gather(self.scales, self.filters)
+    def _objective(self, inputs, filters):
+        """Model input [b, H, W, 3], filters [b] -> (activation, start), [b] each: each image's own
+        filter as the layer gives it, and the softened objective that starts a silent filter (see
+        objectives.started)."""
+        threshold = START_THRESHOLD * tf.gather(self.scales, filters)
         if self.own is not None:
-            pre = self.own(inputs, self.filters)  # [B, ..., 1]: only each image's own filter
-            post = self.objective(self.activation(pre), self.own_filter)
-            start = objectives.start_objective(self._startable(pre), self.own_filter, threshold)
+            pre = self.own(inputs, filters)  # [b, ..., 1]: only each image's own filter
+            own_filter = tf.zeros(tf.shape(filters), tf.int32)  # its index within that slice
+            post = self.objective(self.activation(pre), own_filter)
+            start = objectives.start_objective(self._startable(pre), own_filter, threshold)
         else:  # an activation mixing channels (softmax): run it on every filter
             pre = self.model(inputs, training=False)
-            post = self.objective(self.activation(pre), self.filters)
-            start = objectives.start_objective(self._startable(pre), self.filters, threshold)
+            post = self.objective(self.activation(pre), filters)
+            start = objectives.start_objective(self._startable(pre), filters, threshold)
         return post, start
 
     def _startable(self, pre):
@@ -158,36 +160,56 @@ class Renderer:
 
     @tf.function(reduce_retracing=True)
     def _run(self, steps):
-        """`steps` optimization steps of the whole batch; returns each image's loss summed over them, [B]."""
-        s = self.settings
-        total_loss = tf.zeros([self.batch])
-        rate = tf.reshape(s.lr * self.active, [-1] + [1] * (len(self.params.shape) - 1))  # 0: stopped early
-        for _ in tf.range(steps):
-            with tf.GradientTape() as tape:
-                images = self.param.to_image(self.params)
-                seen = images if self.transform is None else self.transform(images, self.keys, tf.cast(self.t, tf.int32))
-                post, start = self._objective(self.preprocess(seen))
-                threshold = START_THRESHOLD * tf.gather(self.scales, self.filters)
-                target = objectives.started(post, start, threshold)
-                loss = -target * tf.gather(self.inverse_scales, self.filters)
-                if s.tv_weight or s.lp_weight:  # the defaults need neither, nor their gradients
-                    loss += tf.cast(post > threshold, tf.float32) * self._penalty(images)
-                total = tf.reduce_sum(loss)
-            grad = tape.gradient(total, self.params)
-            self.finite.assign(self.finite & tf.math.is_finite(loss)
-                               & tf.reduce_all(tf.math.is_finite(grad), axis=list(range(1, len(grad.shape)))))
-            total_loss += loss
-            self.t.assign_add(1.0)
-            params, m, v = _adam(self.params, self.m, self.v, grad, self.t, rate)
-            self.m.assign(m)
-            self.v.assign(v)
-            self.params.assign(self.param.project(params))
+        """`steps` optimization steps of the whole batch; returns each image's loss summed over them, [B].
+
+        The batch runs as independent chains (see CHAINS): each carries its images' parameters, Adam
+        moments and flags through the loop, and the variables are read before and written after it.
+        """
+        t0 = self.t.read_value()
+        filters, keys = self.filters.read_value(), self.keys.read_value()
+        rates = self.settings.lr * self.active.read_value()  # 0 for a filter that stopped early
+        params, m, v, finite = (var.read_value() for var in (self.params, self.m, self.v, self.finite))
+        chains = tuple((params[a:b], m[a:b], v[a:b], finite[a:b], tf.zeros([b - a])) for a, b in self.chains)
+
+        def body(i, chains):
+            t = t0 + tf.cast(i, tf.float32)
+            return i + 1, tuple(self._step(*chain, t, filters[a:b], keys[a:b], rates[a:b])
+                                for chain, (a, b) in zip(chains, self.chains))
+
+        _, chains = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), chains))
+        params, m, v, finite, total_loss = (tf.concat(parts, axis=0) for parts in zip(*chains))
+        self.params.assign(params)
+        self.m.assign(m)
+        self.v.assign(v)
+        self.finite.assign(finite)
+        self.t.assign(t0 + tf.cast(steps, tf.float32))
         return total_loss
+
+    def _step(self, params, m, v, finite, total_loss, t, filters, keys, rates):
+        """One step of one chain at step count `t` (steps done before it): its new
+        (params, m, v, finite, total_loss)."""
+        s = self.settings
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            images = self.param.to_image(params)
+            seen = images if self.transform is None else self.transform(images, keys, tf.cast(t, tf.int32))
+            post, start = self._objective(self.preprocess(seen), filters)
+            threshold = START_THRESHOLD * tf.gather(self.scales, filters)
+            target = objectives.started(post, start, threshold)
+            loss = -target * tf.gather(self.inverse_scales, filters)
+            if s.tv_weight or s.lp_weight:  # the defaults need neither, nor their gradients
+                loss += tf.cast(post > threshold, tf.float32) * self._penalty(images)
+            total = tf.reduce_sum(loss)
+        grad = tape.gradient(total, params)
+        finite &= tf.math.is_finite(loss) & tf.reduce_all(tf.math.is_finite(grad), axis=list(range(1, len(grad.shape))))
+        rate = tf.reshape(rates, [-1] + [1] * (len(params.shape) - 1))
+        params, m, v = _adam(params, m, v, grad, t + 1.0, rate)
+        return self.param.project(params), m, v, finite, total_loss + loss
 
     @tf.function(reduce_retracing=True)
     def _measure(self, images):
         """Activation and loss terms of each image as it is, no transform. [B] each."""
-        activation, _ = self._objective(self.preprocess(images))
+        activation, _ = self._objective(self.preprocess(images), self.filters)
         loss, tv, lp = self._terms(images, activation)
         return activation, loss, tv, lp
 
@@ -305,6 +327,20 @@ def _combine(d_tv, tv_grad, d_lp, lp_grad):
     # Not XLA: compiled, a * b + c * d becomes fused multiply-adds on whole SIMD vectors but not on the
     # values left over at the end, so an image's gradient would depend on the batch (see exact.py).
     return tf.reshape(d_tv, [-1, 1, 1, 1]) * tv_grad + tf.reshape(d_lp, [-1, 1, 1, 1]) * lp_grad
+
+
+CHAINS = 2  # a batch runs as this many independent chains of images (see chain_bounds)
+
+
+def chain_bounds(batch: int, chains: int = CHAINS) -> tuple[tuple[int, int], ...]:
+    """[(start, stop)] of the chains a batch of `batch` images runs as: `chains` (at most one per image)
+    slices of near-equal size. Chains share nothing within a chunk of steps, so TensorFlow runs one
+    chain's passes while the other's wait for the step before: on a 2-core CPU, 2 chains of 2 images
+    ran 10-20% faster than 4 images in one pass (VGG16 block5_conv3 at 128-224 px). Each image's
+    numbers do not depend on how many images share its pass (see exact.py), so neither do the pictures."""
+    count = max(1, min(chains, batch))
+    edges = [i * batch // count for i in range(count + 1)]
+    return tuple(zip(edges[:-1], edges[1:]))
 
 
 def plateaued(previous: np.ndarray, current: np.ndarray, tolerance: float) -> np.ndarray:

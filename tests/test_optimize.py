@@ -166,6 +166,32 @@ def test_images_are_bit_identical_at_every_batch_size(param, tv_weight, lp_weigh
             np.testing.assert_array_equal(image, found[0], err_msg=f"filter {index}")
 
 
+@pytest.mark.parametrize("batch, chains, expected", [
+    (1, 2, [(0, 1)]), (2, 2, [(0, 1), (1, 2)]), (5, 2, [(0, 2), (2, 5)]), (16, 2, [(0, 8), (8, 16)]),
+    (4, 1, [(0, 4)]), (3, 8, [(0, 1), (1, 2), (2, 3)])])
+def test_chains_cover_the_batch_once_in_near_equal_slices(batch, chains, expected):
+    assert list(optimize.chain_bounds(batch, chains)) == expected
+
+
+@pytest.mark.parametrize("param", [params.Pixels(), params.Fourier()], ids=["pixel", "fft"])
+def test_running_a_batch_as_chains_changes_no_image(param):
+    """Chains are a schedule, not a different computation: one chain or one per image give the images
+    (and the losses, steps and flags) the default two chains give."""
+    size = 17
+    cut = models.cut(tiny_conv_model(size), "conv2")
+    settings = _settings(steps=32, tv_weight=0.3, lp_weight=0.0)
+    found = []
+    for chains in (optimize.CHAINS, 1, 4):
+        renderer = optimize.Renderer(cut, models.preprocess_fn("tf"), size, 4, settings, param)
+        renderer.chains = optimize.chain_bounds(4, chains)  # before the first trace
+        found.append(renderer.render([5, 0, 3]))
+    assert len(found[0]) == 3
+    for other in found[1:]:
+        for a, b in zip(found[0], other):
+            np.testing.assert_array_equal(a.image, b.image)
+            assert (a.loss, a.steps, a.finite) == (b.loss, b.steps, b.finite)
+
+
 def test_the_loss_falls_and_every_step_is_reported():
     renderer = _speed_renderer(batch=2, steps=48)
     seen = []
