@@ -12,7 +12,11 @@ For each case (layer:size of the real VGG16, `--weights hed`), in one process an
   the layer's pre-activation), the objective being each image's own filter's spatial mean, each step's
   input being the last one plus a small multiple of its gradient. Nothing else: no transform,
   regularizer, preprocessing or optimizer state. This is the hardware limit of activation
-  maximization with the cut model: like any optimizer, a step needs the gradient of the step before.
+  maximization with the cut model as one pass per step: like any optimizer, a step needs the gradient
+  of the step before.
+- bare, 2 chains: the same, the batch split in two independent halves as filtervis splits its own
+  (optimize.CHAINS): one half's passes run while the other's wait for their last step. This is the
+  limit of the schedule filtervis uses.
 - bare, overlapped: the same passes on one fixed input, so that no step waits for the one before;
   TensorFlow then runs consecutive steps' passes partly at the same time (about 10% faster on 2 CPU
   cores). No optimizer can do that; it is printed so that the two limits can be compared.
@@ -85,28 +89,37 @@ def _timed(function):
     return wall, cpu, max(peak[0], _status("VmRSS"))
 
 
-def bare_pass(cut_model, filters, size: int, overlapped: bool = False):
+def bare_pass(cut_model, filters, size: int, overlapped: bool = False, chains: int = 1):
     """A function running `steps` forward + input-gradient passes of `cut_model` on a fixed batch, each
-    step's input depending on the step before (or, `overlapped`, all on one input)."""
+    step's input depending on the step before (or, `overlapped`, all on one input), the batch split
+    into `chains` independent slices (as optimize.chain_bounds splits filtervis's)."""
     import tensorflow as tf
+
+    from filtervis.optimize import chain_bounds
 
     own = tf.constant(filters)[:, None]
     start = tf.random.stateless_uniform([len(filters), size, size, 3], [1, 2], -120.0, 130.0)
+    bounds = chain_bounds(len(filters), chains)
+
+    def score(inputs, own):
+        out = cut_model(inputs, training=False)
+        return tf.reduce_sum(tf.reduce_mean(tf.gather(out, own, axis=-1, batch_dims=1), axis=[1, 2, 3]))
 
     @tf.function
     def run(steps):
-        inputs, checksum = start, tf.constant(0.0)
+        inputs, checksum = [start[a:b] for a, b in bounds], tf.constant(0.0)
         for _ in tf.range(steps):
-            with tf.GradientTape() as tape:
-                tape.watch(inputs)
-                out = cut_model(inputs, training=False)
-                score = tf.reduce_sum(tf.reduce_mean(tf.gather(out, own, axis=-1, batch_dims=1), axis=[1, 2, 3]))
-            gradient = tape.gradient(score, inputs)
-            if overlapped:
-                checksum += tf.reduce_sum(gradient)
-            else:
-                inputs = inputs + 1e-3 * gradient
-        return checksum + tf.reduce_sum(inputs)
+            moved = []
+            for x, (a, b) in zip(inputs, bounds):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    value = score(x, own[a:b])
+                gradient = tape.gradient(value, x)
+                if overlapped:
+                    checksum += tf.reduce_sum(gradient)
+                moved.append(x if overlapped else x + 1e-3 * gradient)
+            inputs = moved
+        return checksum + tf.add_n([tf.reduce_sum(x) for x in inputs])
 
     run(tf.constant(1))
     return lambda steps: run(tf.constant(steps)).numpy()
@@ -150,6 +163,7 @@ def measure_case(layer: str, size: int, steps: int, batch: int, repeats: int) ->
     renderer._measure(tf.zeros([batch, size, size, 3]))
     methods = {
         "bare": bare_pass(cut.model, filters, size),
+        "bare, 2 chains": bare_pass(cut.model, filters, size, chains=2),
         "bare, overlapped": bare_pass(cut.model, filters, size, overlapped=True),
         "filtervis": lambda n: renderer.render(filters),
         "tf-keras-vis": keras_vis(loaded.model, layer, filters, size),
