@@ -208,11 +208,15 @@ def run(verbose, **options):
         click.echo(line)
         slow = [f for f in report.failed if f not in report.faulty]
         if slow:
-            click.echo(f"filtervis: warning: {report.layer}: {len(slow)} filters did not converge "
+            click.echo(f"filtervis: warning: {report.layer}: {_filters(len(slow))} did not converge "
                        f"({_shown(slow)}); try more --steps or another --param", err=True)
         if report.faulty:
-            click.echo(f"filtervis: warning: {report.layer}: {len(report.faulty)} filters hit NaN/Inf even after a "
+            click.echo(f"filtervis: warning: {report.layer}: {_filters(len(report.faulty))} hit NaN/Inf even after a "
                        f"restart with a smaller step ({_shown(report.faulty)}); they have no PNG", err=True)
+
+
+def _filters(count: int) -> str:
+    return f"{count} filter" + ("" if count == 1 else "s")
 
 
 def _shown(indices) -> str:

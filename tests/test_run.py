@@ -230,7 +230,7 @@ def test_nan_filter_is_restarted_once_then_marked_failed_while_others_go_on(tmp_
     assert entries[2]["status"] == "failed" and entries[2]["file"] is None
     assert set(filter_pngs(folder)) == {"filter_0000.png", "filter_0001.png"}
     assert (folder / "palette.png").is_file()
-    assert "1 filters hit NaN/Inf even after a restart with a smaller step (2)" in result.stderr
+    assert "1 filter hit NaN/Inf even after a restart with a smaller step (2)" in result.stderr
 
 
 # --- the split itself (pure) ---------------------------------------------------------------------
