@@ -335,8 +335,8 @@ CHAINS = 2  # a batch runs as this many independent chains of images (see chain_
 def chain_bounds(batch: int, chains: int = CHAINS) -> tuple[tuple[int, int], ...]:
     """[(start, stop)] of the chains a batch of `batch` images runs as: `chains` (at most one per image)
     slices of near-equal size. Chains share nothing within a chunk of steps, so TensorFlow runs one
-    chain's passes while the other's wait for the step before: on a 2-core CPU, 2 chains of 2 images
-    ran 10-20% faster than 4 images in one pass (VGG16 block5_conv3 at 128-224 px). Each image's
+    chain's passes while the other's wait for the step before: on a 2-core CPU, 2 chains ran 5-13%
+    faster than one (VGG16 block1_conv2 to block5_conv3, 96-224 px, batches 4 and 16). Each image's
     numbers do not depend on how many images share its pass (see exact.py), so neither do the pictures."""
     count = max(1, min(chains, batch))
     edges = [i * batch // count for i in range(count + 1)]
