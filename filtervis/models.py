@@ -1,9 +1,12 @@
-"""Build or load a Keras model, find a layer (also inside nested models), cut the graph there,
-and know the model's input preprocessing.
+"""Build or load a Keras model, describe its image input, and know its input preprocessing.
 
-Images enter the library as float RGB in [0, 1], NHWC. `preprocess_fn(mode)` maps them to what the
-model expects: `caffe` (BGR, 0-255, ImageNet mean subtracted), `tf` ([-1, 1]), `torch` (ImageNet
-mean/std), `none` (0-255 as is, for models that preprocess inside themselves).
+Images enter the library as floats in [0, 1], NHWC, with the model's own channel count: 1
+(grayscale), 3 (RGB) or 4 (RGBA). `preprocess_fn(mode, channels)` maps them to what the model expects:
+`unit` ([0, 1] as is), `caffe` (BGR, 0-255, ImageNet mean subtracted), `tf` ([-1, 1]), `torch`
+(ImageNet mean/std), `none` (0-255 as is, for models that preprocess inside themselves), or
+`package.module:callable` (your function of the [0, 1] images).
+
+Finding, listing and cutting layers is in `graph`; its public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -12,12 +15,19 @@ import dataclasses
 import difflib
 import importlib
 import importlib.util
+import inspect
 import os
 from pathlib import Path
 
-from .errors import LayerError, ModelError, SpecError, WeightsError
+from .errors import ModelError, SpecError, WeightsError
+from .graph import (Cut, LayerInfo, check_visualizable, cut, filter_count, find_layer,  # noqa: F401
+                    layer_shapes, list_layers, walk)
 
 HED_WEIGHTS_FILE = "hed_bsds500.weights.h5"
+MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
+IMAGE_CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
+CHANNEL_NAMES = {1: "grayscale", 3: "RGB", 4: "RGBA"}
+PROBE_CHANNELS = (3, 1, 4)  # tried in this order on a model whose input shape nothing records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +69,8 @@ APPLICATIONS = {
     "convnext_base": Application("ConvNeXtBase", "none", 224),
 }
 
+PREPROCESS_MODES = ("unit", "caffe", "tf", "torch", "none")  # or package.module:callable
+RGB_ONLY_MODES = ("caffe", "torch")  # ImageNet colour statistics: 3-channel models only
 # ImageNet statistics of each preprocessing mode (published Keras/torchvision constants).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -69,55 +81,180 @@ _SELF_PREPROCESSING = ("Rescaling", "Normalization")
 
 @dataclasses.dataclass(frozen=True)
 class LoadedModel:
-    """A model with what filtervis needs to know about it."""
+    """A model with what filtervis needs to know about it.
+
+    `input_shape` is the image input's (height, width, channels) without the batch axis; height and
+    width are None when the model takes any size. `input_name` is the image input of a multi-input
+    model (the others are held at zeros: `feed`), None for a single input. `preprocess` is None until
+    a mode is given or known (listing layers needs none).
+    """
 
     model: object  # keras.Model
     name: str
     weights: str
-    preprocess: str
-    size: int | None  # native input side, None when undefined
+    preprocess: str | None
+    input_shape: tuple
+    input_name: str | None = None
+    inputs: tuple = ()  # (name, shape without batch) of every input, in the model's order
+
+    @property
+    def channels(self) -> int:
+        return int(self.input_shape[2])
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """The fixed (height, width) of the input, None when the model takes any size."""
+        height, width = self.input_shape[:2]
+        return (height, width) if height and width else None
+
+    def feed(self, images):
+        """What the model is called with for a batch of (preprocessed) images: the images themselves,
+        or for a multi-input model a list in the model's order with zeros for the other inputs."""
+        if len(self.inputs) <= 1:
+            return images
+        import tensorflow as tf
+
+        batch = tf.shape(images)[0]
+        return [images if name == self.input_name else tf.zeros(tf.concat([[batch], shape], 0), images.dtype)
+                for name, shape in self.inputs]
 
 
-@dataclasses.dataclass(frozen=True)
-class LayerInfo:
-    """One row of `filtervis layers`. `filters` is None when the layer cannot be visualized."""
+def parse_size(size) -> tuple[int, int] | None:
+    """`--size` as (height, width): an int N (N x N), a (height, width) pair, or None."""
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return (size, size)
+    return (int(size[0]), int(size[1]))
 
-    path: str
-    type: str
-    shape: tuple
-    filters: int | None
 
+def load(name: str, weights: str, preprocess: str | None = None, size=None, top: bool = False,
+         unsafe: bool = False, input_name: str | None = None) -> LoadedModel:
+    """Load `name` (an application, a .keras/.h5/.hdf5 file or `package.module:callable`) with `weights`.
 
-def load(name: str, weights: str, preprocess: str | None = None, size: int | None = None,
-         top: bool = False, unsafe: bool = False) -> LoadedModel:
-    """Load `name` (an application, a .keras/.h5 file or `package.module:callable`) with `weights`.
-
-    Applications are built for `size` x `size` inputs (default: their native size) without their
-    classifier, unless `top` is set (then at their native size, for class visualization). Model files
-    load in Keras's safe mode (no Python code from the file) unless `unsafe` is set.
+    `size` is an int or (height, width). Applications are built for that input (default: their native
+    size) without their classifier, unless `top` is set (then at their native size, for class
+    visualization). Model files load in Keras's safe mode (no Python code from the file) unless
+    `unsafe` is set. `weights`: imagenet, hed, none, or a weights file loaded into the model.
     """
+    size = parse_size(size)
     if name in APPLICATIONS:
         app = APPLICATIONS[name]
-        size = app.size if top or size is None else size
+        size = (app.size, app.size) if top or size is None else size
         model = _build_application(name, app, weights, top, size)
-        return LoadedModel(model, name, weights, preprocess or app.preprocess, size)
+        return describe(model, name, weights, preprocess or app.preprocess, size, input_name)
     if weights == "hed":
         raise WeightsError(f"--weights hed holds VGG16 weights only, but --model is '{name}'; use --model vgg16")
     if ":" in name and not os.path.exists(name):
         model = _from_factory(name)
-    elif name.endswith((".keras", ".h5")) or os.path.exists(name):
+    elif name.endswith(MODEL_FILE_SUFFIXES) or os.path.exists(name):
         model = _from_file(name, unsafe)
     else:
         close = difflib.get_close_matches(name.lower(), APPLICATIONS, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ModelError(f"unknown model '{name}'{hint}; give one of {', '.join(APPLICATIONS)}, "
-                         "a .keras/.h5 file, or package.module:callable")
+                         "a .keras/.h5/.hdf5 file, or package.module:callable")
+    loaded = describe(model, name, weights, preprocess, size, input_name)
     if weights not in ("imagenet", "none"):
         _load_weights_file(model, weights)
-    native = _input_size(model)
-    if size is not None and native is not None and size != native:
-        raise SpecError(f"model {name} takes {native}x{native} images; use --size {native} or leave --size out")
-    return LoadedModel(model, name, weights, preprocess or _guess_preprocess(model, name), native)
+    return loaded
+
+
+def describe(model, name: str | None = None, weights: str = "memory", preprocess: str | None = None,
+             size=None, input_name: str | None = None) -> LoadedModel:
+    """A LoadedModel for a keras.Model in memory: finds its image input and checks its channels.
+
+    `size` (int or (height, width)) must match a fixed input size; it is needed only for a model
+    that records no input shape at all (a subclassed model never called).
+    """
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"{name or 'the model'} is a {type(model).__name__}, not a keras.Model")
+    name = name or model.name
+    size = parse_size(size)
+    inputs = _model_inputs(model, size)
+    if inputs is None:
+        raise ModelError(f"model '{name}' records no input shape (a subclassed model that was never called); "
+                         "call it once on a batch in your factory, or give --size HxW")
+    if len(inputs) > 1:
+        names = [n for n, _ in inputs]
+        if input_name is None:
+            raise SpecError(f"model '{name}' has {len(inputs)} inputs ({', '.join(names)}); pick the image "
+                            "input with --input NAME (the others are held at zeros)")
+        if input_name not in names:
+            raise SpecError(f"--input {input_name}: model '{name}' has no such input; its inputs are "
+                            f"{', '.join(names)}")
+        if any(None in shape for n, shape in inputs if n != input_name):
+            raise ModelError(f"model '{name}': the inputs other than '{input_name}' must have fixed shapes "
+                             "to be held at zeros")
+        shape = dict(inputs)[input_name]
+    else:
+        if input_name is not None and input_name != inputs[0][0]:
+            raise SpecError(f"--input {input_name}: model '{name}' has one input, '{inputs[0][0]}'; "
+                            "drop --input or give that name")
+        input_name, shape = None, inputs[0][1]
+    if len(shape) != 3:
+        raise ModelError(f"model '{name}' takes input of shape (None, {', '.join(map(str, shape))}); "
+                         "filtervis needs images (batch, height, width, channels)")
+    channels = shape[2]
+    if channels not in IMAGE_CHANNELS:
+        raise ModelError(f"model '{name}' takes {channels}-channel images; filtervis renders 1 (grayscale), "
+                         "3 (RGB) or 4 (RGBA) channels")
+    native = shape[:2]
+    if size is not None and all(native) and tuple(size) != tuple(native):
+        raise SpecError(f"model {name} takes {native[1]}x{native[0]} (width x height) images; use --size "
+                        f"{_size_text(native)} or leave --size out")
+    if size is not None and not all(native):
+        native = tuple(s if s else given for s, given in zip(native, size))
+    if preprocess is not None:
+        check_preprocess(preprocess, channels)
+    return LoadedModel(model, name, weights, preprocess, (native[0], native[1], channels), input_name,
+                       tuple(inputs) if len(inputs) > 1 else ())
+
+
+def _size_text(hw) -> str:
+    return str(hw[0]) if hw[0] == hw[1] else f"{hw[1]}x{hw[0]}"
+
+
+def _model_inputs(model, size):
+    """[(name, shape without batch)] of the model's inputs, or None when nothing records them.
+
+    A functional or Sequential model knows its inputs; a subclassed one may have recorded the shape it
+    was built for, or declare it as the default of its `build`; else, with `size`, the channel counts
+    of PROBE_CHANNELS are tried by calling it.
+    """
+    try:
+        tensors = list(model.inputs)
+    except (AttributeError, ValueError, TypeError):
+        tensors = None
+    if tensors:
+        return [(_tensor_name(t, i), tuple(t.shape[1:])) for i, t in enumerate(tensors)]
+    recorded = [shape for shape in (getattr(model, "_build_shapes_dict", None) or {}).values()
+                if isinstance(shape, (tuple, list)) and len(shape) == 4]
+    if not recorded:
+        default = inspect.signature(type(model).build).parameters.get("input_shape")
+        if default is not None and isinstance(default.default, (tuple, list)) and len(default.default) == 4:
+            recorded = [default.default]
+    if recorded:
+        return [("input", tuple(recorded[0][1:]))]
+    if size is None:
+        return None
+    import numpy as np
+
+    for channels in PROBE_CHANNELS:
+        try:
+            model(np.zeros((1, *size, channels), np.float32), training=False)
+        except Exception:
+            continue
+        return [("input", (None, None, channels))]
+    raise ModelError(f"model '{model.name}' cannot be called on images of {size[1]}x{size[0]} with 1, 3 or 4 "
+                     "channels; check --size, or call the model once in your factory")
+
+
+def _tensor_name(tensor, index):
+    name = getattr(tensor, "name", None) or f"input_{index}"
+    return name.split(":")[0]
 
 
 def _build_application(name, app, weights, top, size):
@@ -126,13 +263,14 @@ def _build_application(name, app, weights, top, size):
     constructor = getattr(keras.applications, app.constructor)
     kwargs = {"include_top": top}
     if not top:
-        kwargs["input_shape"] = (size, size, 3)
+        kwargs["input_shape"] = (size[0], size[1], 3)
+    where = f"--size {_size_text(size)}"
     if weights == "imagenet":
         keras.config.disable_interactive_logging()  # Keras prints download progress on stdout
         try:
             return constructor(weights="imagenet", **kwargs)
         except ValueError as exc:  # raised for a bad input size before any download
-            raise SpecError(f"--size {size} does not suit {name} ({_first_line(exc)}); choose another --size") from None
+            raise SpecError(f"{where} does not suit {name} ({_first_line(exc)}); choose another --size") from None
         except Exception as exc:  # keras raises a bare Exception on a failed download
             reason = _first_line(exc).split(" on http")[0]
             raise WeightsError(f"cannot download ImageNet weights for {name} ({reason}); check the network, "
@@ -140,7 +278,7 @@ def _build_application(name, app, weights, top, size):
     try:
         model = constructor(weights=None, **kwargs)
     except ValueError as exc:
-        raise SpecError(f"--size {size} does not suit {name} ({_first_line(exc)}); choose another --size") from None
+        raise SpecError(f"{where} does not suit {name} ({_first_line(exc)}); choose another --size") from None
     if weights == "hed":
         if name != "vgg16":
             raise WeightsError(f"--weights hed holds VGG16 weights only, but --model is '{name}'; "
@@ -191,8 +329,9 @@ def _from_file(path, unsafe=False):
     if not os.path.exists(path):
         raise ModelError(f"model file {path} does not exist; check the path, or give a model name "
                          f"such as vgg16")
-    if os.path.isdir(path) or not path.endswith((".keras", ".h5")):
-        raise ModelError(f"{path} is not a .keras or .h5 model file; save the model with model.save('model.keras')")
+    if os.path.isdir(path) or not path.endswith(MODEL_FILE_SUFFIXES):
+        raise ModelError(f"{path} is not a .keras, .h5 or .hdf5 model file; save the model with "
+                         "model.save('model.keras')")
     if os.path.getsize(path) == 0:
         raise ModelError(f"model file {path} is empty, so not a loadable Keras model; save the model again with model.save('model.keras')")
     import keras
@@ -200,9 +339,14 @@ def _from_file(path, unsafe=False):
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as exc:
-        if "safe_mode" in str(exc):
+        text = str(exc)
+        if "safe_mode" in text or "unsafe" in text.lower():
             raise ModelError(f"{path} holds Python code (a Lambda layer) that safe loading refuses to run; "
                              "if you trust the file, add --unsafe-model") from None
+        if "Unknown layer" in text or "Could not locate" in text or "custom_objects" in text:
+            raise ModelError(f"{path} uses a custom layer or function Keras does not know "
+                             f"({_first_line(exc)}); build the model in your own code and give "
+                             "--model package.module:callable") from None
         raise ModelError(f"{path} is not a loadable Keras model ({_first_line(exc)}); "
                          "save it with model.save('model.keras')") from None
     if not isinstance(model, keras.Model):
@@ -210,18 +354,24 @@ def _from_file(path, unsafe=False):
     return model
 
 
-def _from_factory(target):
-    import keras
-
+def _import_callable(target: str, what: str):
+    """The callable named `package.module:callable`; ModelError naming the fix otherwise."""
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ModelError(f"cannot import module '{module_name}' of --model {target} ({_first_line(exc)}); "
+        raise ModelError(f"cannot import module '{module_name}' of {what} {target} ({_first_line(exc)}); "
                          "check it is on PYTHONPATH") from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise ModelError(f"module '{module_name}' has no callable '{attr}'; give --model package.module:callable")
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise ModelError(f"module '{module_name}' has no callable '{attr}'; give {what} package.module:callable")
+    return function
+
+
+def _from_factory(target):
+    import keras
+
+    factory = _import_callable(target, "--model")
     try:
         model = factory()
     except Exception as exc:
@@ -231,143 +381,38 @@ def _from_factory(target):
     return model
 
 
-def _guess_preprocess(model, name):
-    first = [layer for layer in model.layers[:4] if type(layer).__name__ in _SELF_PREPROCESSING]
+def guess_preprocess(loaded: LoadedModel) -> str:
+    """The preprocessing of a model file or factory: `none` when it starts with a Rescaling or
+    Normalization layer (it takes 0-255 pixels); SpecError asking for --preprocess otherwise."""
+    first = [layer for layer in getattr(loaded.model, "layers", [])[:4]
+             if type(layer).__name__ in _SELF_PREPROCESSING]
     if first:
         return "none"
-    raise SpecError(f"say how --model {name} expects its input with --preprocess caffe, tf, torch or none "
-                    "(none: 0-255 pixels as they are)")
+    raise SpecError(f"say how --model {loaded.name} expects its input with --preprocess unit ([0, 1]), tf "
+                    "([-1, 1]), caffe, torch, none (0-255) or package.module:callable")
 
 
-def _input_size(model):
-    shape = model.input_shape
-    if isinstance(shape, list):
-        raise ModelError(f"model '{model.name}' has {len(shape)} inputs; filtervis needs a single image input")
-    if len(shape) != 4 or shape[-1] not in (1, 3):
-        raise ModelError(f"model '{model.name}' takes input of shape {shape}; filtervis needs (batch, H, W, 3)")
-    height, width = shape[1], shape[2]
-    return height if height is not None and height == width else None
+def check_preprocess(mode: str, channels: int) -> None:
+    """SpecError unless `mode` suits a model with `channels` input channels (callables are checked when built)."""
+    if ":" in mode:
+        return
+    if mode not in PREPROCESS_MODES:
+        raise SpecError(f"--preprocess must be one of {', '.join(PREPROCESS_MODES)} or package.module:callable, "
+                        f"but was {mode!r}")
+    if mode in RGB_ONLY_MODES and channels != 3:
+        raise SpecError(f"--preprocess {mode} uses ImageNet's RGB statistics, but the model takes "
+                        f"{channels}-channel images; use --preprocess unit, tf, none or package.module:callable")
 
 
-def _first_line(exc):
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:160]
-
-
-# --- layers ---------------------------------------------------------------------------------------
-
-def walk(model, prefix=""):
-    """Yield (path, layer) for every layer, descending into nested models."""
-    import keras
-
-    for layer in model.layers:
-        path = f"{prefix}{layer.name}"
-        yield path, layer
-        if isinstance(layer, keras.Model):
-            yield from walk(layer, prefix=f"{path}/")
-
-
-def filter_count(layer) -> int | None:
-    """Channels of a layer's output: NHWC maps (last axis) or Dense units; None when not visualizable."""
-    import keras
-
-    if isinstance(layer, keras.layers.InputLayer):
-        return None
-    try:
-        shape = tuple(layer.output.shape)
-    except (AttributeError, ValueError):
-        return None
-    if len(shape) == 4 and shape[-1]:
-        return int(shape[-1])
-    if len(shape) == 2 and isinstance(layer, keras.layers.Dense):
-        return int(shape[-1])
-    return None
-
-
-def list_layers(model) -> list[LayerInfo]:
-    """Every layer of the model, nested ones as `outer/inner`, with its output shape and filter count."""
-    rows = []
-    for path, layer in walk(model):
-        try:
-            shape = tuple(layer.output.shape)
-        except (AttributeError, ValueError):
-            shape = ()
-        rows.append(LayerInfo(path, type(layer).__name__, shape, filter_count(layer)))
-    return rows
-
-
-def find_layer(model, path: str):
-    """The chain of layers named by `outer/inner` (outermost first); LayerError with close names if unknown."""
-    chain, current = [], model
-    for depth, name in enumerate(path.split("/")):
-        layers = {layer.name: layer for layer in getattr(current, "layers", [])}
-        if name not in layers:
-            known = [p for p, _ in walk(model)]
-            close = difflib.get_close_matches(path, known, n=3, cutoff=0.5)
-            hint = f"closest: {', '.join(close)}; " if close else ""
-            raise LayerError(f"model '{model.name}' has no layer '{path}' ({hint}`filtervis layers` lists them)")
-        chain.append(layers[name])
-        current = layers[name]
-    return chain
-
-
-def check_visualizable(model, path: str) -> int:
-    """Number of filters of layer `path`; LayerError when it has no channels axis."""
-    layer = find_layer(model, path)[-1]
-    count = filter_count(layer)
-    if count is None:
-        try:
-            shape = tuple(layer.output.shape)
-        except (AttributeError, ValueError):
-            shape = "undefined"
-        raise LayerError(f"layer '{path}' has output shape {shape}: no channels axis to visualize; "
-                         "pick a conv or Dense layer (`filtervis layers` lists them)")
-    return count
-
-
-@dataclasses.dataclass(frozen=True)
-class Cut:
-    """The model cut at a layer: `model` maps input to the layer's pre-activation; `activation` maps
-    that to the layer's output as the layer gives it. Split so that dead filters can be started."""
-
-    model: object  # keras.Model
-    activation: object  # callable on tensors
-
-
-def cut(model, path: str) -> Cut:
-    """The model from its input to layer `path`, so nothing past it is computed.
-
-    A softmax Dense layer keeps its logits (activation = identity), so classes do not compete.
-    """
-    import keras
-
-    chain = find_layer(model, path)
-    check_visualizable(model, path)
-    inputs = keras.Input(shape=model.input_shape[1:])
-    outputs, outer = inputs, model
-    for layer in chain[:-1]:
-        prefix = keras.Model(outer.inputs, layer._inbound_nodes[0].input_tensors)  # input of the nested model
-        outputs, outer = prefix(outputs), layer
-    target = chain[-1]
-    activation = getattr(target, "activation", None)
-    name = getattr(activation, "__name__", "linear")
-    if isinstance(target, (keras.layers.Activation, keras.layers.ReLU)):
-        outputs, activation = keras.Model(outer.inputs, target.input)(outputs), target
-    elif activation is not None and name != "linear":
-        config = dict(target.get_config(), activation="linear", name=f"{target.name}_preactivation")
-        linear = type(target).from_config(config)
-        outputs = linear(keras.Model(outer.inputs, target.input)(outputs))
-        linear.set_weights(target.get_weights())
-        activation = keras.activations.linear if name == "softmax" else activation
-    else:
-        outputs, activation = keras.Model(outer.inputs, target.output)(outputs), keras.activations.linear
-    return Cut(keras.Model(inputs, outputs, name=f"cut_{path.replace('/', '_')}"), activation)
-
-
-def preprocess_fn(mode: str):
-    """A TensorFlow function mapping RGB images in [0, 1] (NHWC) to the model's input for `mode`."""
+def preprocess_fn(mode: str, channels: int = 3):
+    """A TensorFlow function mapping images in [0, 1] (NHWC, `channels` channels) to the model's input."""
     import tensorflow as tf
 
+    check_preprocess(mode, channels)
+    if ":" in mode:
+        return _callable_preprocess(mode, channels)
+    if mode == "unit":
+        return lambda x: x
     if mode == "caffe":
         mean = tf.constant(CAFFE_MEAN_BGR, tf.float32)
         return lambda x: tf.reverse(x, [-1]) * 255.0 - mean  # reverse: a fast gradient
@@ -376,6 +421,25 @@ def preprocess_fn(mode: str):
     if mode == "torch":
         mean, std = tf.constant(TORCH_MEAN, tf.float32), tf.constant(TORCH_STD, tf.float32)
         return lambda x: (x - mean) / std
-    if mode == "none":
-        return lambda x: x * 255.0
-    raise SpecError(f"--preprocess must be one of caffe, tf, torch, none, but was {mode!r}")
+    return lambda x: x * 255.0  # none
+
+
+def _callable_preprocess(target: str, channels: int):
+    """`package.module:callable` as a preprocessing: called on [B, H, W, C] float32 tensors in [0, 1]
+    inside the optimizer's tf.function; must return the model's input (float). Checked once here."""
+    import tensorflow as tf
+
+    function = _import_callable(target, "--preprocess")
+    try:
+        out = function(tf.zeros([1, 4, 4, channels]))
+        tf.convert_to_tensor(out, tf.float32)
+    except Exception as exc:
+        raise SpecError(f"--preprocess {target} failed on a [1, 4, 4, {channels}] tensor in [0, 1] "
+                        f"({type(exc).__name__}: {_first_line(exc)}); it must map such tensors to the model's "
+                        "input with TensorFlow ops") from None
+    return lambda x: tf.cast(function(x), tf.float32)
+
+
+def _first_line(exc):
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]

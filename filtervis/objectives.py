@@ -71,6 +71,18 @@ def neuron(outputs, filters):
     return channel(centre(outputs), filters)
 
 
+def class_margin(logits, classes):
+    """How far each image's own class leads the others: its logit minus the log-sum-exp of the other
+    classes' logits, `logits` [B, K], `classes` [B] int -> [B]. Positive exactly when the softmax ranks the
+    class first with a probability above 1/2 (it is the log-odds of that probability). Maximizing the
+    logit alone can raise the other classes as much (logits of a trained head are correlated); the
+    margin cannot grow that way."""
+    own = tf.gather(logits, classes, axis=1, batch_dims=1)
+    mask = tf.one_hot(classes, tf.shape(logits)[1], on_value=True, off_value=False)
+    others = tf.where(mask, tf.fill(tf.shape(logits), -1e9), logits)
+    return own - tf.reduce_logsumexp(others, axis=1)
+
+
 OBJECTIVES = {"channel": channel, "neuron": neuron}  # keys: config.OBJECTIVES
 
 

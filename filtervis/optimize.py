@@ -73,30 +73,31 @@ def filter_key(seed: int, index: int) -> int:
     return (seed * 1_000_003 + index * 7_919 + 1) % (2**31 - 1)
 
 
-def noise_images(keys, size: int) -> np.ndarray:
-    """Uniform noise over the whole [0, 1] range, one image per key: the convergence baseline."""
-    return np.stack([np.random.default_rng([key, 1]).uniform(0.0, 1.0, (size, size, 3)) for key in keys]
+def noise_images(keys, image_shape) -> np.ndarray:
+    """Uniform noise over the whole [0, 1] range, one image [H, W, C] per key: the convergence baseline."""
+    return np.stack([np.random.default_rng([key, 1]).uniform(0.0, 1.0, tuple(image_shape)) for key in keys]
                     ).astype(np.float32)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-    """[..., 3] floats in [0, 1] -> uint8, rounded."""
+    """Floats in [0, 1] -> uint8, rounded."""
     return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 class Renderer:
-    """Optimizes `batch` images at a time against a `models.Cut` (input -> target layer).
+    """Optimizes `batch` images at a time against a `graph.Cut` (input -> target layer).
 
-    `preprocess` maps RGB [0, 1] to model input. Create one per layer; call `render` per batch.
+    `image_shape` is (height, width, channels); `preprocess` maps images in [0, 1] to model input.
+    Create one per layer; call `render` per batch.
     """
 
-    def __init__(self, cut, preprocess, size: int, batch: int, settings: Settings, param=None):
-        self.model, self.activation, self.preprocess = cut.model, cut.activation, preprocess
-        self.size, self.batch, self.settings = size, batch, settings
-        self.param = param or Pixels()
+    def __init__(self, cut, preprocess, image_shape, batch: int, settings: Settings, param=None):
+        self.cut, self.activation, self.preprocess = cut, cut.activation, preprocess
+        self.image_shape, self.batch, self.settings = tuple(image_shape), batch, settings
+        self.param = param or Pixels(self.image_shape)
         self.transform = transforms.build(settings.transforms, settings.jitter)
-        self.objective = objectives.get(settings.objective)
-        shape = [batch, *self.param.shape(size)]
+        self.objective = objectives.class_margin if cut.classes else objectives.get(settings.objective)
+        shape = [batch, *self.param.shape]
         self.params = tf.Variable(tf.zeros(shape), name="params")
         self.m = tf.Variable(tf.zeros(shape), trainable=False)
         self.v = tf.Variable(tf.zeros(shape), trainable=False)
@@ -111,32 +112,41 @@ class Renderer:
         # Multiplied, not divided: the gradient of a division by a [B] vector can round differently
         # at different batch sizes (see exact.py), a multiplication cannot.
         self.inverse_scales = tf.constant(1.0 / scales)
-        self.own = own_channel(cut, batch) if _is_elementwise(cut.activation, cut.model.output.shape) else None
+        elementwise = not cut.classes and _is_elementwise(cut.activation, (None, *cut.output_shape))
+        self.own = own_channel(cut, batch) if elementwise else None
 
     def _noise_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Per filter [C]: the standard deviation of its pre-activation over noise images (never 0), and
         its activation (the spatial mean of its output) averaged over the same images."""
         keys = [filter_key(self.settings.seed, -1 - i) for i in range(SCALE_IMAGES)]
-        pre = self.model(self.preprocess(tf.constant(noise_images(keys, self.size))), training=False)
+        pre = self.cut.forward(self.preprocess(tf.constant(noise_images(keys, self.image_shape))))
         std = tf.math.reduce_std(tf.reshape(pre, [-1, pre.shape[-1]]), axis=0).numpy()
         finite = np.isfinite(std)  # a NaN/Inf filter must not spoil the others' floor
         floor = max(float(std[finite].mean()) if finite.any() else 0.0, 1e-6) * 1e-3
-        post = self.activation(pre)
-        noise = tf.reduce_mean(tf.reshape(post, [-1, post.shape[-1]]), axis=0).numpy()
+        if self.cut.classes:  # each class's margin over the noise images
+            classes = tf.range(pre.shape[-1])
+            noise = np.mean([objectives.class_margin(tf.repeat(pre[i:i + 1], pre.shape[-1], 0), classes).numpy()
+                             for i in range(pre.shape[0])], axis=0)
+        else:
+            post = self.activation(pre)
+            noise = tf.reduce_mean(tf.reshape(post, [-1, post.shape[-1]]), axis=0).numpy()
         return np.maximum(np.where(finite, std, floor), floor).astype(np.float32), noise.astype(np.float32)
 
     def _objective(self, inputs, filters):
-        """Model input [b, H, W, 3], filters [b] -> (activation, start), [b] each: each image's own
+        """Model input [b, H, W, C], filters [b] -> (activation, start), [b] each: each image's own
         filter as the layer gives it, and the softened objective that starts a silent filter (see
-        objectives.started)."""
+        objectives.started). Classes are their margin (objectives.class_margin), which needs no start."""
         threshold = START_THRESHOLD * tf.gather(self.scales, filters)
         if self.own is not None:
             pre = self.own(inputs, filters)  # [b, ..., 1]: only each image's own filter
             own_filter = tf.zeros(tf.shape(filters), tf.int32)  # its index within that slice
             post = self.objective(self.activation(pre), own_filter)
             start = objectives.start_objective(self._startable(pre), own_filter, threshold)
-        else:  # an activation mixing channels (softmax): run it on every filter
-            pre = self.model(inputs, training=False)
+        elif self.cut.classes:
+            post = self.objective(self.cut.forward(inputs), filters)
+            return post, post
+        else:  # an activation mixing channels: run it on every filter
+            pre = self.cut.forward(inputs)
             post = self.objective(self.activation(pre), filters)
             start = objectives.start_objective(self._startable(pre), filters, threshold)
         return post, start
@@ -226,7 +236,7 @@ class Renderer:
         padded = list(filters) + [filters[-1]] * (self.batch - real)
         keys = [filter_key(self.settings.seed, f) for f in padded]
         if starts is None:
-            init = [self.param.init(np.random.default_rng([k, 0]), self.size) for k in keys]
+            init = [self.param.init(np.random.default_rng([k, 0])) for k in keys]
         else:
             init = [self.param.from_image(img) for img in list(starts) + [starts[-1]] * (self.batch - real)]
         self.filters.assign(padded)
@@ -363,17 +373,18 @@ def _is_elementwise(activation, shape) -> bool:
 
 
 def own_channel(cut, batch: int):
-    """A function (model input [B, H, W, 3], filters [B] int) -> each image's own filter's pre-activation,
+    """A function (model input [B, H, W, C], filters [B] int) -> each image's own filter's pre-activation,
     [B, ..., 1] (the layer's spatial axes kept).
 
-    When the target layer is a plain float32 Conv2D with at least twice `batch` filters, its kernel is
-    sliced to the batch's filters: the layer computes `batch` channels per image instead of all of them,
-    and the image's own one is kept. Otherwise the full layer runs and the own filter is picked out.
+    When the cut is a graph (`cut.model`) ending in a plain float32 Conv2D with at least twice `batch`
+    filters, its kernel is sliced to the batch's filters: the layer computes `batch` channels per image
+    instead of all of them, and the image's own one is kept. Otherwise the full layer runs and the own
+    filter is picked out.
     """
     import keras
 
     model = cut.model
-    last = model.layers[-1]
+    last = model.layers[-1] if model is not None else None
     if (type(last) is keras.layers.Conv2D and last.groups == 1 and last.data_format == "channels_last"
             and last.compute_dtype == "float32" and last.filters >= 2 * batch):
         try:
@@ -381,10 +392,10 @@ def own_channel(cut, batch: int):
         except (ValueError, AttributeError):  # the layer is called more than once
             prefix = None
         if prefix is not None:
-            return _sliced_conv(prefix, last)
+            return _sliced_conv(lambda images: prefix(cut.feed(images), training=False), last)
 
     def pick(inputs, filters):
-        return tf.gather(model(inputs, training=False), filters[:, None], axis=-1, batch_dims=1)
+        return tf.gather(cut.forward(inputs), filters[:, None], axis=-1, batch_dims=1)
 
     return pick
 
@@ -393,7 +404,7 @@ def _sliced_conv(prefix, conv):
     strides, dilations, padding = list(conv.strides), list(conv.dilation_rate), conv.padding.upper()
 
     def sliced(inputs, filters):
-        features = prefix(inputs, training=False)
+        features = prefix(inputs)
         kernel = tf.gather(conv.kernel, filters, axis=3)  # [kh, kw, in, B]
         out = tf.nn.convolution(features, kernel, strides=strides, padding=padding, dilations=dilations)
         own = tf.gather(out, tf.range(tf.shape(out)[0])[:, None], axis=3, batch_dims=1)  # image b, filter b
@@ -402,139 +413,6 @@ def _sliced_conv(prefix, conv):
         return own
 
     return sliced
-
-
-MAX_AUTO_BATCH = 16  # beyond this a batch no longer speeds up a step on a CPU
-MAX_AUTO_BATCH_GPU = 64
-BYTES_PER_ACTIVATION = 4 * 2  # per value of every layer output: the float32 value and its gradient
-RUNTIME_MARGIN = 512 * 2**20  # bytes every plan keeps free for TensorFlow's own working memory
-DEFAULT_MEMORY_SHARE = 0.25  # share of the machine's (or the GPU's) memory a run may plan to use
-
-
-@dataclasses.dataclass(frozen=True)
-class MemoryPlan:
-    """How a layer's batch was chosen: all sizes in bytes. `peak` is the planned peak of the process
-    (or of the GPU): `base` (what is already in use) + `fixed` (the noise pass) + `batch * per_image`."""
-
-    budget: int
-    base: int
-    fixed: int
-    per_image: int
-    batch: int
-
-    @property
-    def peak(self) -> int:
-        return self.base + self.fixed + self.batch * self.per_image
-
-
-def _meminfo(key: str) -> int | None:
-    """A /proc/meminfo or /proc/self/status value in bytes (Linux), else None."""
-    for path in ("/proc/meminfo", "/proc/self/status"):
-        try:
-            with open(path) as handle:
-                for line in handle:
-                    if line.startswith(key + ":"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return None
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (Linux /proc/meminfo, else total physical memory)."""
-    available = _meminfo("MemAvailable")
-    if available is not None:
-        return available
-    import os
-
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def resident_memory() -> int:
-    """Bytes this process holds in RAM now (VmRSS), 0 where unknown."""
-    return _meminfo("VmRSS") or 0
-
-
-def peak_memory() -> int:
-    """Bytes this process has held in RAM at most so far (VmHWM), 0 where unknown."""
-    return _meminfo("VmHWM") or 0
-
-
-def gpu_memory() -> int | None:
-    """Total bytes of the first GPU TensorFlow sees, None without a GPU (or when unknown)."""
-    if not tf.config.list_physical_devices("GPU"):
-        return None
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", "0"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-        return int(float(out.split()[0]) * 2**20)
-    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
-        return None
-
-
-def default_memory_budget() -> int:
-    """DEFAULT_MEMORY_SHARE of the GPU's memory when there is a GPU, else of the memory available now,
-    plus what this process already holds (the budget covers the whole process)."""
-    gpu = gpu_memory()
-    if gpu is not None:
-        return int(gpu * DEFAULT_MEMORY_SHARE)
-    return int(available_memory() * DEFAULT_MEMORY_SHARE) + resident_memory()
-
-
-def activation_values(model, size: int) -> int:
-    """Values per image of every layer output of `model` (nested ones too), at least the input's."""
-    from .models import walk
-
-    total = 0
-    for _, layer in walk(model):
-        try:
-            shape = list(layer.output.shape[1:])
-        except (AttributeError, ValueError):
-            continue
-        total += int(np.prod([size if dim is None else dim for dim in shape]))
-    return max(total, size * size * 3)
-
-
-def bytes_per_image(model, size: int) -> int:
-    """Estimated bytes one image needs through `model` and back (measured on VGG16 at 224 px:
-    the real cost is about 2/3 of this)."""
-    return activation_values(model, size) * BYTES_PER_ACTIVATION
-
-
-def plan_memory(model, size: int, count: int, budget: int | None = None) -> MemoryPlan:
-    """The largest batch (see auto_batch) whose planned peak, with what the process holds already and
-    the noise pass, fits `budget` bytes (default: default_memory_budget()).
-
-    Raises SpecError when not even one image fits.
-    """
-    from .errors import SpecError
-
-    budget = budget if budget is not None else default_memory_budget()
-    base = 0 if gpu_memory() is not None else resident_memory()
-    # the noise pass (forward values only), and what TensorFlow's runtime adds while running (measured:
-    # up to 0.45 GB over the plan in a process started from a long test session)
-    fixed = SCALE_IMAGES * activation_values(model, size) * 4 + RUNTIME_MARGIN
-    per_image = bytes_per_image(model, size)
-    room = budget - base - fixed
-    if room < per_image:
-        raise SpecError(f"one image at {size} px needs about {_gb(base + fixed + per_image)} but --memory-budget "
-                        f"is {_gb(budget)}; raise --memory-budget or lower --size")
-    return MemoryPlan(budget, base, fixed, per_image, auto_batch(model, size, count, room))
-
-
-def auto_batch(model, size: int, count: int, budget: int | None = None) -> int:
-    """The largest batch (at least 1, at most `count` and MAX_AUTO_BATCH, or MAX_AUTO_BATCH_GPU on a
-    GPU) whose images fit `budget` bytes at bytes_per_image each (default: plan_memory's choice)."""
-    if budget is None:
-        return plan_memory(model, size, count).batch
-    cap = MAX_AUTO_BATCH_GPU if gpu_memory() is not None else MAX_AUTO_BATCH
-    return int(max(1, min(cap, count, budget // bytes_per_image(model, size))))
-
-
-def _gb(value: int) -> str:
-    return f"{value / 2**30:.2f} GB"
 
 
 def estimate_seconds(seconds_per_step: float, filters: int, batch: int, steps: int) -> float:

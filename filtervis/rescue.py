@@ -25,8 +25,8 @@ def _ratio(result) -> float:
 class Rescuer:
     """Reruns unconverged filters of one layer; renderers are built on first need, one per batch size."""
 
-    def __init__(self, cut, preprocess, size: int, settings: optimize.Settings, max_batch: int):
-        self.cut, self.preprocess, self.size, self.max_batch = cut, preprocess, size, max_batch
+    def __init__(self, cut, preprocess, image_shape, settings: optimize.Settings, max_batch: int):
+        self.cut, self.preprocess, self.image_shape, self.max_batch = cut, preprocess, image_shape, max_batch
         self.stages = (
             dataclasses.replace(settings, tv_weight=0.0, lp_weight=0.0, transforms="none"),
             dataclasses.replace(settings, tv_weight=settings.tv_weight or RESCUE_TV_WEIGHT, lp_weight=0.0,
@@ -41,8 +41,8 @@ class Rescuer:
     def _renderer(self, stage: int, batch: int) -> optimize.Renderer:
         key = (stage, batch)
         if key not in self._renderers:
-            self._renderers[key] = optimize.Renderer(self.cut, self.preprocess, self.size, batch,
-                                                     self.stages[stage], Pixels())
+            self._renderers[key] = optimize.Renderer(self.cut, self.preprocess, self.image_shape, batch,
+                                                     self.stages[stage], Pixels(self.image_shape))
         return self._renderers[key]
 
     def rescue(self, results: list, progress=None) -> tuple[list, set[int]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, images, models, outputs
-from .config import DEFAULT_SIZE, RunSpec, parse_filters, shard_part
+from .config import DEFAULT_SIZE, RunSpec, parse_filters, shard_part, size_text
 from .errors import Interrupted, SpecError
 
 RETRY_LR_FACTOR = 0.1  # a filter whose image or loss turned NaN/Inf is restarted once with this times --lr
@@ -41,7 +41,8 @@ class LayerReport:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """One layer's work, fully checked: the cut model, the filters, their start images."""
+    """One layer's work, fully checked: the cut model, the filters, their start images, and the
+    output shapes of the layers up to it (for the memory plan)."""
 
     layer: str
     cut: models.Cut
@@ -49,45 +50,51 @@ class Plan:
     starts: dict[int, np.ndarray] | None
     folder: Path
     planned: list[int]  # every filter the spec asks for in this layer, over all shards
+    shapes: tuple = ()  # output shapes (without batch) of the layers a forward pass reaches up to this one
 
 
-def layers(model: str, weights: str, preprocess: str | None = None, size: int | None = None,
-           unsafe_model: bool = False):
-    """Rows of `models.LayerInfo` for every layer of the model."""
-    return models.list_layers(models.load(model, weights, preprocess, size, unsafe=unsafe_model).model)
+def layers(model: str, weights: str, preprocess: str | None = None, size=None, unsafe_model: bool = False,
+           input_name: str | None = None, show_all: bool = False):
+    """(the models.LoadedModel, rows of `models.LayerInfo` for the layers a forward pass reaches)."""
+    loaded = models.load(model, weights, preprocess, size, unsafe=unsafe_model, input_name=input_name)
+    return loaded, models.list_layers(loaded, show_all)
 
 
 def load_model(spec: RunSpec) -> models.LoadedModel:
     """The model for `spec`; an application whose classifier holds a requested layer is built with it."""
-    loaded = models.load(spec.model, spec.weights, spec.preprocess, spec.size, unsafe=spec.unsafe_model)
+    loaded = models.load(spec.model, spec.weights, spec.preprocess, spec.size, unsafe=spec.unsafe_model,
+                         input_name=spec.input)
     names = {path for path, _ in models.walk(loaded.model)}
     missing = [layer for layer in spec.layers if layer not in names]
     if missing and spec.model in models.APPLICATIONS:
         app = models.APPLICATIONS[spec.model]
         top = models.load(spec.model, "none", spec.preprocess, top=True)
         if all(layer in {path for path, _ in models.walk(top.model)} for layer in missing):
-            if spec.size not in (None, app.size):
+            if spec.size not in (None, (app.size, app.size)):
                 raise SpecError(f"layer '{missing[0]}' is in {spec.model}'s classifier, which takes "
                                 f"{app.size}x{app.size} images; use --size {app.size} or leave --size out")
             return models.load(spec.model, spec.weights, spec.preprocess, top=True)
     return loaded
 
 
-def plan(spec: RunSpec, loaded: models.LoadedModel, size: int) -> list[Plan]:
+def plan(spec: RunSpec, loaded: models.LoadedModel, image_shape) -> list[Plan]:
     """Check every layer, filter index and seed image of the run; nothing is written."""
     filter_spec = parse_filters(spec.filters)
     plans, folders = [], {}
+    shapes = models.layer_shapes(loaded)
     for layer in dict.fromkeys(spec.layers):
-        count = models.check_visualizable(loaded.model, layer)
+        count = models.check_visualizable(loaded, layer, shapes)
         planned = filter_spec.resolve(count, spec.seed, layer)
         filters = shard_part(planned, spec.shard)
-        starts = _seed_images(spec.seed_image, filters, size) if spec.seed_image and filters else None
+        starts = _seed_images(spec.seed_image, filters, image_shape) if spec.seed_image and filters else None
         folder = Path(spec.out) / outputs.layer_dirname(layer)
         if folder in folders:
             raise SpecError(f"layers '{folders[folder]}' and '{layer}' would share the folder {folder}; "
                             "visualize them in separate runs with different --out")
         folders[folder] = layer
-        plans.append(Plan(layer, models.cut(loaded.model, layer), filters, starts, folder, planned))
+        upto = list(shapes)[:list(shapes).index(layer) + 1]
+        plans.append(Plan(layer, models.cut(loaded, layer, shapes), filters, starts, folder, planned,
+                          tuple(shapes[path] for path in upto)))
     return plans
 
 
@@ -107,7 +114,7 @@ def _check_seed_source(path: str) -> None:
                             "give a PNG or JPEG") from None
 
 
-def _seed_images(path: str, filters: list[int], size: int) -> dict[int, np.ndarray]:
+def _seed_images(path: str, filters: list[int], image_shape) -> dict[int, np.ndarray]:
     """Start images: one file for every filter, or a folder of a previous run's filter_NNNN.png."""
     source = Path(path)
     if source.is_dir():
@@ -123,7 +130,7 @@ def _seed_images(path: str, filters: list[int], size: int) -> dict[int, np.ndarr
     loaded = {}
     for f, file in files.items():
         try:
-            loaded[f] = images.load_rgb(str(file), size)
+            loaded[f] = images.load_image(str(file), image_shape)
         except Exception as exc:
             raise SpecError(f"--seed-image {file} is not a readable image ({type(exc).__name__}); "
                             "give a PNG or JPEG") from None
@@ -140,16 +147,19 @@ def run(spec: RunSpec, stop=None) -> list[LayerReport]:
     if spec.seed_image:
         _check_seed_source(spec.seed_image)
     loaded = load_model(spec)
-    size = spec.size or loaded.size or DEFAULT_SIZE
-    plans = plan(spec, loaded, size)
-    memory = {p.layer: _memory_plan(spec, p, size) for p in plans}  # SpecError before anything is written
+    if loaded.preprocess is None:
+        loaded = dataclasses.replace(loaded, preprocess=models.guess_preprocess(loaded))
+    image_shape = (*(spec.size or loaded.size or (DEFAULT_SIZE, DEFAULT_SIZE)), loaded.channels)
+    preprocess = models.preprocess_fn(loaded.preprocess, loaded.channels)
+    plans = plan(spec, loaded, image_shape)
+    memory = {p.layer: _memory_plan(spec, p, image_shape) for p in plans}  # SpecError before anything is written
     _check_stop(stop, "before anything was written")
 
     import tensorflow as tf
 
     tf.random.set_seed(spec.seed)
-    preprocess = models.preprocess_fn(loaded.preprocess)
-    return [_render_layer(spec, loaded, size, p, settings(spec), preprocess, stop, memory[p.layer]) for p in plans]
+    return [_render_layer(spec, loaded, image_shape, p, settings(spec), preprocess, stop, memory[p.layer])
+            for p in plans]
 
 
 def settings(spec: RunSpec):
@@ -161,21 +171,21 @@ def settings(spec: RunSpec):
                              objective=spec.objective, frames=spec.gif)
 
 
-def renderer(spec: RunSpec, cut, preprocess, size: int, batch: int):
+def renderer(spec: RunSpec, cut, preprocess, image_shape, batch: int):
     """The Renderer `filtervis run` uses for one layer at --lr (benchmarks/speed.py times this one)."""
     from . import optimize, params
 
-    return optimize.Renderer(cut, preprocess, size, batch, settings(spec),
-                             params.resolve(spec.param, spec.decay, cut.model, size))
+    return optimize.Renderer(cut, preprocess, image_shape, batch, settings(spec),
+                             params.resolve(spec.param, spec.decay, cut.output_shape, image_shape))
 
 
-def _memory_plan(spec: RunSpec, plan_: Plan, size: int):
-    """The layer's optimize.MemoryPlan when the batch is chosen automatically, else None."""
-    from . import optimize
+def _memory_plan(spec: RunSpec, plan_: Plan, image_shape):
+    """The layer's memory.MemoryPlan when the batch is chosen automatically, else None."""
+    from . import memory
 
     if spec.batch is not None:
         return None
-    return optimize.plan_memory(plan_.cut.model, size, max(1, len(plan_.filters)), spec.memory_budget)
+    return memory.plan_memory(plan_.shapes, image_shape, max(1, len(plan_.filters)), spec.memory_budget)
 
 
 ESTIMATE_MIN_SECONDS = 60.0  # a layer estimated to take longer gets a line on stderr, terminal or not
@@ -224,7 +234,7 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop, memory=None) -> LayerReport:
+def _render_layer(spec, loaded, image_shape, plan_, settings, preprocess, stop, memory=None) -> LayerReport:
     from tqdm import tqdm
 
     from . import optimize, params, rescue
@@ -235,10 +245,10 @@ def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop, memory=
     earlier = _earlier_batch(plan_.folder / name) if spec.resume and spec.batch is None else None
     batch = spec.batch or earlier or (memory.batch if memory else 1)
     batch = max(1, min(batch, len(plan_.filters)))
-    manifest = _manifest(spec, loaded, size, batch, plan_)
-    param = params.resolve(spec.param, spec.decay, plan_.cut.model, size)
+    manifest = _manifest(spec, loaded, image_shape, batch, plan_)
+    param = params.resolve(spec.param, spec.decay, plan_.cut.output_shape, image_shape)
     manifest["params"]["param"] = param.name  # what auto chose
-    rescuer = rescue.Rescuer(plan_.cut, preprocess, size, settings, batch) if spec.rescue else None
+    rescuer = rescue.Rescuer(plan_.cut, preprocess, image_shape, settings, batch) if spec.rescue else None
     movies, labels = [], []  # --gif: each filter's frames (shrunk) for palette.gif
     plan_text = f"batch {batch}"
     if memory is not None:
@@ -251,7 +261,7 @@ def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop, memory=
 
     def render(chunk, lr, progress):
         if lr not in renderers:
-            renderers[lr] = optimize.Renderer(plan_.cut, preprocess, size, batch,
+            renderers[lr] = optimize.Renderer(plan_.cut, preprocess, image_shape, batch,
                                               dataclasses.replace(settings, lr=lr), param)
         seeds = [plan_.starts[f] for f in chunk] if plan_.starts else None
         return renderers[lr].render(chunk, seeds, progress=progress)
@@ -269,7 +279,8 @@ def _render_layer(spec, loaded, size, plan_, settings, preprocess, stop, memory=
 
     with bar:
         if not bar.disable:
-            bar.write(f"filtervis: {plan_.layer}: {len(plan_.filters)} filters at {size} px, {plan_text}",
+            bar.write(f"filtervis: {plan_.layer}: {len(plan_.filters)} filters at "
+                      f"{image_shape[1]}x{image_shape[0]} px, {plan_text}",
                       file=sys.stderr)
         try:
             for start in range(0, len(todo), batch):
@@ -427,18 +438,20 @@ def _filter_entry(result, retried: bool = False) -> dict:
     }
 
 
-def _manifest(spec: RunSpec, loaded, size: int, batch: int, plan_: Plan) -> dict:
+def _manifest(spec: RunSpec, loaded, image_shape, batch: int, plan_: Plan) -> dict:
     import keras
     import PIL
     import tensorflow as tf
 
     params = dataclasses.asdict(spec)
-    params.update(size=size, batch=batch, layers=list(spec.layers),
-                  shard=list(spec.shard) if spec.shard else None)
+    params.update(size=size_text(image_shape[:2]), batch=batch, layers=list(spec.layers),
+                  shard=list(spec.shard) if spec.shard else None, preprocess=loaded.preprocess)
     for key in ("out", "quiet", "resume"):
         params.pop(key, None)
     model = {"name": loaded.name, "weights": loaded.weights, "preprocess": loaded.preprocess,
-             "input_size": loaded.size}
+             "input_size": size_text(loaded.size) if loaded.size else None, "input": loaded.input_name,
+             "channels": loaded.channels, "image": models.CHANNEL_NAMES[loaded.channels],
+             "layer_kind": plan_.cut.kind, "classes": plan_.cut.classes}
     if Path(spec.model).is_file():
         model["sha256"] = outputs.file_digest(spec.model)
     return {
