@@ -114,6 +114,7 @@ class LoadedModel:
             return images
         import tensorflow as tf
 
+        images = tf.convert_to_tensor(images)
         batch = tf.shape(images)[0]
         return [images if name == self.input_name else tf.zeros(tf.concat([[batch], shape], 0), images.dtype)
                 for name, shape in self.inputs]
