@@ -108,13 +108,26 @@ def palette(tiles: list[np.ndarray], labels: list[str], cols: int, title: str) -
     return stitch([draw_text(tile, label) for tile, label in zip(tiles, labels)], cols, title)
 
 
-def load_rgb(path: str, size: int) -> np.ndarray:
-    """An image file as RGB floats in [0, 1], resized to `size` x `size` (bicubic) when needed."""
+def load_image(path: str, shape: tuple[int, int, int]) -> np.ndarray:
+    """An image file as float32 [H, W, C] in [0, 1] for `shape` = (H, W, C), C in {1, 3, 4}.
+
+    Any file Pillow reads; converted to L, RGB or RGBA by C (Pillow's conversion: an alpha channel is
+    dropped, not composited, when C < 4; an image without one gets alpha 1 when C = 4) and resized to
+    W x H (bicubic) when its size differs.
+    """
+    height, width, channels = shape
+    if channels not in MODES:
+        raise ValueError(f"load_image needs 1, 3 or 4 channels, but was asked for {channels}")
     with Image.open(path) as image:
-        image = image.convert("RGB")
-        if image.size != (size, size):
-            image = image.resize((size, size), Image.BICUBIC)
-        return np.asarray(image, dtype=np.float32) / 255.0
+        image = image.convert(MODES[channels])
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.BICUBIC)
+        return from_pil(image).astype(np.float32) / 255.0
+
+
+def load_rgb(path: str, size: int) -> np.ndarray:
+    """An image file as RGB floats [size, size, 3] in [0, 1]: `load_image(path, (size, size, 3))`."""
+    return load_image(path, (size, size, 3))
 
 
 DEFAULT_GIF_FRAME_MS = 120  # per frame of an optimization movie; the last frame is held longer

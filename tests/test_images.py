@@ -162,3 +162,30 @@ def test_gif_of_rgba_frames_is_composited_over_white():
     np.testing.assert_array_equal(decoded[0], 255)
     np.testing.assert_array_equal(decoded[1], np.broadcast_to([255, 0, 0], (4, 6, 3)))
     assert (np.abs(decoded[2].astype(int) - 127) <= 1).all()
+
+
+def test_load_image_converts_modes_and_resizes_non_square(tmp_path):
+    path = tmp_path / "rgba.png"
+    pixels = np.zeros((10, 20, 4), np.uint8)
+    pixels[:, :10] = (255, 0, 0, 255)  # left half opaque red
+    pixels[:, 10:] = (0, 0, 255, 100)  # right half translucent blue
+    Image.fromarray(pixels).save(path)
+    rgba = images.load_image(str(path), (6, 16, 4))
+    assert rgba.shape == (6, 16, 4) and rgba.dtype == np.float32
+    np.testing.assert_allclose(rgba[:, 0], [[1, 0, 0, 1]] * 6, atol=1e-6)
+    np.testing.assert_allclose(rgba[:, -1], [[0, 0, 1, 100 / 255]] * 6, atol=1e-6)
+    grey = images.load_image(str(path), (10, 20, 1))  # same size: no resize
+    assert grey.shape == (10, 20, 1)
+    np.testing.assert_allclose(grey[0, 0, 0], 76 / 255, atol=1e-6)  # ITU-R 601 luma of red, alpha dropped
+    np.testing.assert_allclose(grey[0, -1, 0], 29 / 255, atol=1e-6)
+    rgb = images.load_image(str(path), (12, 5, 3))
+    assert rgb.shape == (12, 5, 3) and 0.0 <= rgb.min() and rgb.max() <= 1.0
+
+
+def test_load_image_gives_opaque_alpha_to_an_image_without_one(tmp_path):
+    path = tmp_path / "grey.png"
+    Image.fromarray(np.full((7, 3), 51, np.uint8), mode="L").save(path)
+    loaded = images.load_image(str(path), (7, 3, 4))
+    np.testing.assert_allclose(loaded, np.broadcast_to([0.2, 0.2, 0.2, 1.0], (7, 3, 4)), atol=1e-6)
+    with pytest.raises(ValueError, match="1, 3 or 4 channels"):
+        images.load_image(str(path), (7, 3, 2))
