@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import images
 from .errors import OutputError
 
 MANIFEST = "manifest.json"
@@ -124,20 +125,25 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-    """PNG of a uint8 [H, W, 3] image (deterministic: same pixels, same bytes)."""
+    """PNG of a uint8 [H, W, C] image, C 1 -> 8-bit L, 3 -> RGB, 4 -> RGBA (deterministic: same pixels,
+    same bytes). ValueError for any other shape or dtype."""
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    images.to_pil(image).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
+    """`png_bytes(image)` written atomically to `path` (see `atomic_write`)."""
     atomic_write(path, png_bytes(image))
 
 
 def read_png(path: Path) -> np.ndarray:
-    """A PNG written by filtervis as uint8 [H, W, 3]."""
+    """A PNG as uint8 [H, W, C] keeping its channels: L -> C = 1, RGB -> 3, RGBA -> 4; any other mode
+    (palette, grey with alpha, 16-bit, ...) is converted to RGB."""
     with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+        if image.mode not in images.MODES.values():
+            image = image.convert("RGB")
+        return images.from_pil(image)
 
 
 def write_manifest(folder: Path, manifest: dict, name: str = MANIFEST) -> None:

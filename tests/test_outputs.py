@@ -93,3 +93,38 @@ def test_read_manifest_rejects_what_filtervis_did_not_write(tmp_path, text):
     (tmp_path / "manifest.json").write_text(text, encoding="latin-1")
     with pytest.raises(OutputError, match="manifest"):
         outputs.read_manifest(tmp_path / "manifest.json")
+
+
+# --- PNGs of 1, 3 or 4 channels, non-square -----------------------------------------------------
+
+@pytest.mark.parametrize("channels, mode", [(1, "L"), (3, "RGB"), (4, "RGBA")])
+def test_png_round_trip_keeps_channels_and_values(tmp_path, channels, mode):
+    image = np.random.default_rng(channels).integers(0, 256, (5, 9, channels), dtype=np.uint8)  # non-square
+    outputs.write_png(tmp_path / "a.png", image)
+    with Image.open(tmp_path / "a.png") as png:
+        assert png.mode == mode and png.size == (9, 5)
+    back = outputs.read_png(tmp_path / "a.png")
+    assert back.shape == (5, 9, channels) and back.dtype == np.uint8
+    np.testing.assert_array_equal(back, image)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]  # atomic: no temporary left
+
+
+@pytest.mark.parametrize("mode, pixel, expected", [
+    ("P", 1, [10, 20, 30]),  # palette index 1
+    ("LA", (90, 40), [90, 90, 90]),  # grey with alpha: alpha dropped
+    ("1", 1, [255, 255, 255]),
+])
+def test_read_png_turns_other_modes_into_rgb(tmp_path, mode, pixel, expected):
+    picture = Image.new(mode, (3, 2), pixel)
+    if mode == "P":
+        picture.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    picture.save(tmp_path / "a.png")
+    np.testing.assert_array_equal(outputs.read_png(tmp_path / "a.png"), np.broadcast_to(expected, (2, 3, 3)))
+
+
+@pytest.mark.parametrize("image", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 2), np.uint8),
+                                   np.zeros((4, 4, 3), np.float32)])
+def test_write_png_refuses_what_is_not_an_image_and_writes_nothing(tmp_path, image):
+    with pytest.raises(ValueError, match="an image must be"):
+        outputs.write_png(tmp_path / "a.png", image)
+    assert list(tmp_path.iterdir()) == []
