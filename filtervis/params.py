@@ -1,12 +1,16 @@
-"""How the optimized image is parameterized. A parameterization says what shape its parameters have
-(`shape`), how to start (`init`), how to turn parameters into RGB images in [0, 1] (`to_image`,
-batched, inside the tf.function), how to start from a given image (`from_image`) and how to keep
-parameters valid after each update (`project`).
+"""How the optimized image is parameterized. A parameterization is built for one image shape
+(height, width, channels) and says what shape its parameters have (`shape`), how to start (`init`),
+how to turn parameters into images in [0, 1] (`to_image`, batched, inside the tf.function), how to
+start from a given image (`from_image`) and how to keep parameters valid after each update (`project`).
+
+Images are NHWC with 1 (grey), 3 (RGB) or 4 (RGB plus a 4th channel, such as alpha) channels, and
+need not be square.
 
 `Pixels` is the image itself. `Fourier` is lucid's parameterization (Olah et al., "Feature
 Visualization", Distill 2017): a spectrum scaled by 1/frequency^decay, inverse-FFT'd, its colours
 mixed by the square root of ImageNet's colour correlation and squashed into [0, 1] by a sigmoid, so
-that equal steps in parameter space are equal steps in a whitened image space.
+that equal steps in parameter space are equal steps in a whitened image space. Only RGB is colour:
+a grey image's channel and a 4th channel are not mixed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ DEFAULT_INIT_AMPLITUDE = 0.1  # pixel start: mid-grey +- this much
 FOURIER_INIT_STD = 0.01  # fft start: spectrum parameters ~ N(0, this), a near-grey image
 FOURIER_GAIN = 3.0  # image contrast (sigmoid units) per unit of parameter std: 2x lucid's at 128 px (see README: Scores)
 SQUASH_EPSILON = 1e-3  # from_image clips to [eps, 1 - eps] so the sigmoid can be inverted
+SUPPORTED_CHANNELS = (1, 3, 4)  # grey, RGB, RGB + a 4th channel (alpha); RGB is the colour-mixed part
+COLOR_CHANNELS = 3  # the first this many channels of a 3- or 4-channel image are RGB
 
 # Square root of the ImageNet RGB colour correlation (from its SVD), as published by Olah et al. 2017.
 # Columns are colour directions: luminance, red-blue, green-magenta.
@@ -30,110 +36,163 @@ COLOR_CORRELATION_SQRT = np.array([[0.26, 0.09, 0.02],
 COLOR_MIX = COLOR_CORRELATION_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SQRT, axis=0))
 
 
+def check_image_shape(image_shape) -> tuple[int, int, int]:
+    """`image_shape` as a (height, width, channels) tuple of ints; ValueError unless it is one, with
+    channels in SUPPORTED_CHANNELS."""
+    shape = tuple(image_shape)
+    if len(shape) != 3 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in shape):
+        raise ValueError(f"image shape must be (height, width, channels), positive ints, but was {image_shape!r}")
+    if shape[2] not in SUPPORTED_CHANNELS:
+        raise ValueError(f"images must have {', '.join(map(str, SUPPORTED_CHANNELS))} channels "
+                         f"(grey, RGB, RGB + alpha), but had {shape[2]}")
+    return tuple(int(n) for n in shape)
+
+
+def _check_image(image: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
+    if tuple(image.shape) != image_shape:
+        raise ValueError(f"start image must have shape {image_shape} (height, width, channels), "
+                         f"but had {tuple(image.shape)}")
+    return image
+
+
 class Pixels:
-    """The image itself, kept in [0, 1] by clipping after each update. Parameters: [size, size, 3]."""
+    """The image itself, kept in [0, 1] by clipping after each update. Parameters: [H, W, C], the
+    image shape."""
 
     name = "pixel"
 
-    def shape(self, size: int) -> tuple[int, ...]:
-        return (size, size, 3)
+    def __init__(self, image_shape):
+        self.image_shape = check_image_shape(image_shape)
+        self.shape = self.image_shape
 
-    def init(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """Low-amplitude noise around mid-grey, [size, size, 3] float32."""
-        noise = rng.uniform(-DEFAULT_INIT_AMPLITUDE, DEFAULT_INIT_AMPLITUDE, (size, size, 3))
+    def init(self, rng: np.random.Generator) -> np.ndarray:
+        """Low-amplitude noise around mid-grey in every channel, [H, W, C] float32."""
+        noise = rng.uniform(-DEFAULT_INIT_AMPLITUDE, DEFAULT_INIT_AMPLITUDE, self.shape)
         return (0.5 + noise).astype(np.float32)
 
     def from_image(self, image: np.ndarray) -> np.ndarray:
-        """Parameters reproducing `image` ([H, W, 3] in [0, 1])."""
-        return np.clip(image, 0.0, 1.0).astype(np.float32)
+        """Parameters reproducing `image` ([H, W, C] in [0, 1]; values outside are clipped)."""
+        return np.clip(_check_image(image, self.image_shape), 0.0, 1.0).astype(np.float32)
 
     def to_image(self, params):
+        """[B, H, W, C] parameters -> the same [B, H, W, C] images."""
         return params
 
     def project(self, params):
         return tf.clip_by_value(params, 0.0, 1.0)
 
 
-def frequency_scale(size: int, decay: float) -> np.ndarray:
-    """[size, size // 2 + 1] gain of each rfft2 coefficient, proportional to 1 / max(f, 1/size)^decay
-    (f in cycles per pixel) and normalized so that coefficients of unit std give pixels of unit std
-    whatever the decay (the root mean square gain is `size`, undoing irfft2's 1/size^2)."""
-    fy = np.fft.fftfreq(size)[:, None]
-    fx = np.fft.rfftfreq(size)[None, :]
-    gain = 1.0 / np.maximum(np.sqrt(fx * fx + fy * fy), 1.0 / size) ** decay
-    return (gain / np.sqrt(np.mean(gain * gain)) * size).astype(np.float32)
+def frequency_scale(height: int, width: int, decay: float) -> np.ndarray:
+    """[height, width // 2 + 1] gain of each rfft2 coefficient, proportional to
+    1 / max(f, 1/max(height, width))^decay (f in cycles per pixel; the floor is the lowest frequency
+    the longer side holds, and is the DC's gain) and normalized so that coefficients of unit std give
+    pixels of about unit std whatever the decay and shape (the root mean square gain is
+    sqrt(height * width), undoing irfft2's 1/(height * width); about, as the self-conjugate
+    coefficients, DC among them, keep only their real part)."""
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    gain = 1.0 / np.maximum(np.sqrt(fx * fx + fy * fy), 1.0 / max(height, width)) ** decay
+    # (sqrt of a square is exact, so a square image's gains are those of size * size bit for bit)
+    return (gain / np.sqrt(np.mean(gain * gain)) * np.sqrt(height * width)).astype(np.float32)
 
 
 class Fourier:
-    """A decorrelated, 1/f-scaled spectrum. Parameters: [3, size, size // 2 + 1, 2] (real, imaginary
-    parts of each colour channel's rfft2 coefficients; channels are the COLOR_MIX directions)."""
+    """A decorrelated, 1/f-scaled spectrum. Parameters: [C, H, W // 2 + 1, 2] (real, imaginary parts
+    of each channel's rfft2 coefficients). For RGB the channels are the COLOR_MIX directions; a grey
+    image's one channel and a 4th channel are themselves (the luminance direction has unit norm too)."""
 
     name = "fft"
 
-    def __init__(self, decay: float = DEFAULT_DECAY):
+    def __init__(self, image_shape, decay: float = DEFAULT_DECAY):
         if decay < 0:
             raise ValueError(f"decay must be 0 or more, but was {decay}")
+        self.image_shape = check_image_shape(image_shape)
         self.decay = decay
+        height, width, channels = self.image_shape
+        self.shape = (channels, height, width // 2 + 1, 2)
+        self._scale = frequency_scale(height, width, decay) * FOURIER_GAIN
 
-    def _scale(self, size: int) -> np.ndarray:
-        return frequency_scale(size, self.decay) * FOURIER_GAIN
-
-    def shape(self, size: int) -> tuple[int, ...]:
-        return (3, size, size // 2 + 1, 2)
-
-    def init(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """Small Gaussian spectrum: a near-grey image with faint low-frequency colour."""
-        return rng.normal(0.0, FOURIER_INIT_STD, self.shape(size)).astype(np.float32)
+    def init(self, rng: np.random.Generator) -> np.ndarray:
+        """Small Gaussian spectrum: a near-grey image with faint low-frequency colour, [C, H, W//2+1, 2]."""
+        return rng.normal(0.0, FOURIER_INIT_STD, self.shape).astype(np.float32)
 
     def to_image(self, params):
-        """[B, 3, H, W//2+1, 2] parameters -> [B, H, W, 3] RGB in (0, 1)."""
-        size = params.shape[2]
-        scale = tf.constant(self._scale(size))
+        """[B, C, H, W//2+1, 2] parameters -> [B, H, W, C] images in (0, 1)."""
+        height, width, channels = self.image_shape
+        scale = tf.constant(self._scale)
         spectrum = tf.complex(params[..., 0] * scale, params[..., 1] * scale)
-        planes = tf.signal.irfft2d(spectrum, fft_length=[size, size])  # [B, 3, H, W]
+        planes = tf.signal.irfft2d(spectrum, fft_length=[height, width])  # [B, C, H, W]
         decorrelated = tf.transpose(planes, [0, 2, 3, 1])
         # (the colour mix as a matmul: twice as fast as spectral or per-channel sums, and bit for bit
         # the same per image at every batch size, measured at sizes 16-224 and batches 1-16)
-        mixed = tf.einsum("bhwc,dc->bhwd", decorrelated, tf.constant(COLOR_MIX))
+        mix = tf.constant(COLOR_MIX)
+        if channels == COLOR_CHANNELS:
+            mixed = tf.einsum("bhwc,dc->bhwd", decorrelated, mix)
+        elif channels > COLOR_CHANNELS:
+            rgb = tf.einsum("bhwc,dc->bhwd", decorrelated[..., :COLOR_CHANNELS], mix)
+            mixed = tf.concat([rgb, decorrelated[..., COLOR_CHANNELS:]], axis=-1)
+        else:
+            mixed = decorrelated
         return exact.per_image(tf.sigmoid, mixed)
 
     def from_image(self, image: np.ndarray) -> np.ndarray:
-        """Parameters whose `to_image` is `image` ([size, size, 3] in [0, 1]), up to 8-bit rounding."""
-        size = image.shape[0]
+        """Parameters whose `to_image` is `image` ([H, W, C] in [0, 1]), up to 8-bit rounding (and
+        values within SQUASH_EPSILON of 0 or 1 move to it)."""
+        _check_image(image, self.image_shape)
+        channels = self.image_shape[2]
         clipped = np.clip(image.astype(np.float64), SQUASH_EPSILON, 1.0 - SQUASH_EPSILON)
         logits = np.log(clipped / (1.0 - clipped))
-        decorrelated = logits @ np.linalg.inv(COLOR_MIX.astype(np.float64)).T
-        spectrum = np.fft.rfft2(np.transpose(decorrelated, (2, 0, 1))) / self._scale(size)
+        unmix = np.linalg.inv(COLOR_MIX.astype(np.float64)).T
+        if channels == COLOR_CHANNELS:
+            decorrelated = logits @ unmix
+        elif channels > COLOR_CHANNELS:
+            decorrelated = np.concatenate([logits[..., :COLOR_CHANNELS] @ unmix, logits[..., COLOR_CHANNELS:]],
+                                          axis=-1)
+        else:
+            decorrelated = logits
+        spectrum = np.fft.rfft2(np.transpose(decorrelated, (2, 0, 1))) / self._scale
         return np.stack([spectrum.real, spectrum.imag], axis=-1).astype(np.float32)
 
     def project(self, params):
         return params
 
 
-def build(name: str, decay: float = DEFAULT_DECAY):
-    """The parameterization called `name` (`pixel` or `fft`)."""
+def build(name: str, image_shape, decay: float = DEFAULT_DECAY):
+    """The parameterization called `name` (`pixel` or `fft`) for images of `image_shape`
+    (height, width, channels)."""
     if name == "pixel":
-        return Pixels()
+        return Pixels(image_shape)
     if name == "fft":
-        return Fourier(decay)
+        return Fourier(image_shape, decay)
     raise ValueError(f"unknown parameterization {name!r}; use one of {', '.join(PARAMS[1:])}")
 
 
 AUTO_FFT_DOWNSAMPLING = 4  # auto: fft once the layer's map is this many times smaller than the image
 
 
-def downsampling(model, size: int) -> float:
-    """How many times smaller than the `size`-pixel input the output map of `model` is (inf for Dense)."""
-    shape = model.output_shape
-    return size / shape[1] if len(shape) == 4 and shape[1] else float("inf")
+def downsampling(output_shape, image_shape) -> float:
+    """How many times smaller than the image (height, width, channels) a layer's output is.
+
+    `output_shape` leaves out the batch axis: (h, w, c) for a map, whose downsampling is the larger
+    of height / h and width / w (the axis that lost more of the fine detail), or (units,) for a
+    Dense output, which is infinitely downsampled (so is a map of unknown size).
+    """
+    shape = tuple(output_shape)
+    if len(shape) == 4 and shape[0] is None:
+        raise ValueError(f"output shape must leave out the batch axis, (h, w, c), but was {shape}")
+    if len(shape) != 3 or not shape[0] or not shape[1]:
+        return float("inf")
+    return max(image_shape[0] / shape[0], image_shape[1] / shape[1])
 
 
-def resolve(name: str, decay: float, model, size: int):
-    """The parameterization for `--param name` on the cut `model` at `size` pixels.
+def resolve(name: str, decay: float, output_shape, image_shape):
+    """The parameterization for `--param name` with the layer's `output_shape` (no batch axis) and
+    images of `image_shape` (height, width, channels).
 
     `auto` picks pixels for early layers (output map less than AUTO_FFT_DOWNSAMPLING times smaller than
-    the image: their filters want the fine detail a 1/f spectrum starves) and fft for deeper ones.
+    the image, see `downsampling`: their filters want the fine detail a 1/f spectrum starves) and fft
+    for deeper ones and Dense outputs.
     """
     if name == "auto":
-        name = "fft" if downsampling(model, size) >= AUTO_FFT_DOWNSAMPLING else "pixel"
-    return build(name, decay)
+        name = "fft" if downsampling(output_shape, image_shape) >= AUTO_FFT_DOWNSAMPLING else "pixel"
+    return build(name, image_shape, decay)
