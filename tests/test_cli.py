@@ -41,12 +41,15 @@ def test_run_writes_filters_palette_and_manifest(cli, tiny_model_file, tmp_path)
     assert palette.width > 3 * 16 and palette.height > 2 * 16  # 3 columns, 2 rows, margins and title
 
 
-def test_layers_lists_visualizable_layers(cli, tiny_model_file):
-    result = cli("layers", "--model", tiny_model_file, "--preprocess", "tf", "--weights", "none")
+def test_layers_lists_visualizable_layers_without_preprocess(cli, tiny_model_file):
+    result = cli("layers", "--model", tiny_model_file, "--weights", "none")
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
-    assert rows["conv1"][-1] == "4" and rows["conv2"][-1] == "6" and rows["probs"][-1] == "3"
-    assert "gap" not in rows
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("model tiny: input (None, 16, 16, 3): 3 channels (RGB)")
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert rows["conv1"][-2:] == ["4", "channels"] and rows["conv2"][-2:] == ["6", "channels"]
+    assert rows["gap"][-2:] == ["6", "units"] and rows["probs"][-2:] == ["3", "units"]
+    assert not any(name.startswith("input") for name in rows)
 
 
 def test_config_feeds_defaults_and_flags_win(cli, tiny_model_file, tmp_path):

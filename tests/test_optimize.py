@@ -15,7 +15,7 @@ SETTINGS = optimize.Settings(steps=12, lr=0.05, tv_weight=0.1, lp_weight=0.1, lp
 
 
 def _renderer(model, batch, settings=SETTINGS, layer="conv2"):
-    return optimize.Renderer(models.cut(model, layer), preprocess_fn("tf"), 16, batch, settings)
+    return optimize.Renderer(models.cut(model, layer), preprocess_fn("tf"), (16, 16, 3), batch, settings)
 
 
 def test_render_raises_each_filters_activation_above_noise(tiny_model):
@@ -44,7 +44,7 @@ def test_activation_reported_is_that_of_the_uint8_image(tiny_model):
 
     cut = models.cut(tiny_model, "conv2")
     result = _renderer(tiny_model, 1).render([3])[0]
-    outputs = cut.activation(cut.model(preprocess_fn("tf")(tf.constant(result.image[None] / 255.0, tf.float32))))
+    outputs = cut.activation(cut.forward(preprocess_fn("tf")(tf.constant(result.image[None] / 255.0, tf.float32))))
     assert float(tf.reduce_mean(outputs[..., 3])) == pytest.approx(result.activation, rel=1e-4)
 
 
@@ -73,15 +73,6 @@ def test_dead_relu_filter_is_started(tiny_model):
     keras.backend.clear_session()
 
 
-def test_auto_batch_respects_the_budget(tiny_model):
-    cut = models.cut(tiny_model, "conv2").model
-    per_image = optimize.bytes_per_image(cut, 16)
-    assert per_image >= 16 * 16 * (3 + 4 + 6) * 4
-    assert optimize.auto_batch(cut, 16, 100, budget=per_image * 3) == 3
-    assert optimize.auto_batch(cut, 16, 2, budget=per_image * 100) == 2
-    assert optimize.auto_batch(cut, 16, 100, budget=1) == 1
-
-
 def test_filter_key_depends_on_seed_and_filter_only():
     assert optimize.filter_key(0, 5) == optimize.filter_key(0, 5)
     assert len({optimize.filter_key(s, f) for s in range(3) for f in range(50)}) == 150
@@ -98,7 +89,7 @@ def _settings(**changes):
 
 def _speed_renderer(batch=2, size=16, layer="conv2", **changes):
     cut = models.cut(tiny_conv_model(size), layer)
-    return optimize.Renderer(cut, models.preprocess_fn("tf"), size, batch, _settings(**changes))
+    return optimize.Renderer(cut, models.preprocess_fn("tf"), (size, size, 3), batch, _settings(**changes))
 
 
 @pytest.mark.parametrize("batch", [2, 4])  # 6 filters: batch 2 slices the conv kernel, batch 4 picks from all
@@ -107,7 +98,7 @@ def test_own_channel_matches_the_full_layer(batch):
     inputs = tf.random.stateless_uniform([batch, 16, 16, 3], [3, 4], -1.0, 1.0)
     filters = tf.constant([5, 0, 3, 3][:batch])
     own = optimize.own_channel(cut, batch)(inputs, filters).numpy()
-    full = cut.model(inputs).numpy()
+    full = cut.forward(inputs).numpy()
     assert own.shape == (batch, 16, 16, 1)
     for i, f in enumerate(filters.numpy()):
         np.testing.assert_allclose(own[i, ..., 0], full[i, ..., f], rtol=1e-5, atol=1e-5)
@@ -144,7 +135,7 @@ def test_a_filter_gives_the_same_image_in_any_batch():
     assert first[3].noise_activation == second[3].noise_activation
 
 
-@pytest.mark.parametrize("param", [params.Pixels(), params.Fourier()], ids=["pixel", "fft"])
+@pytest.mark.parametrize("param", [params.Pixels((17, 17, 3)), params.Fourier((17, 17, 3))], ids=["pixel", "fft"])
 @pytest.mark.parametrize("tv_weight, lp_weight", [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)], ids=["defaults", "tv", "lp"])
 def test_images_are_bit_identical_at_every_batch_size(param, tv_weight, lp_weight):
     """At an odd size (no image fills whole SIMD vectors), a filter's image does not depend on the batch
@@ -155,7 +146,7 @@ def test_images_are_bit_identical_at_every_batch_size(param, tv_weight, lp_weigh
     settings = _settings(steps=48, tv_weight=tv_weight, lp_weight=lp_weight)
     images = {}
     for batch in (1, 3, 16):
-        renderer = optimize.Renderer(cut, models.preprocess_fn("tf"), size, batch, settings, param)
+        renderer = optimize.Renderer(cut, models.preprocess_fn("tf"), (size, size, 3), batch, settings, param)
         filters = [5, 0, 3, 1, 4, 2]
         for start in range(0, len(filters), batch):
             for result in renderer.render(filters[start:start + batch]):
@@ -173,7 +164,7 @@ def test_chains_cover_the_batch_once_in_near_equal_slices(batch, chains, expecte
     assert list(optimize.chain_bounds(batch, chains)) == expected
 
 
-@pytest.mark.parametrize("param", [params.Pixels(), params.Fourier()], ids=["pixel", "fft"])
+@pytest.mark.parametrize("param", [params.Pixels((17, 17, 3)), params.Fourier((17, 17, 3))], ids=["pixel", "fft"])
 def test_running_a_batch_as_chains_changes_no_image(param):
     """Chains are a schedule, not a different computation: one chain or one per image give the images
     (and the losses, steps and flags) the default two chains give."""
@@ -182,7 +173,7 @@ def test_running_a_batch_as_chains_changes_no_image(param):
     settings = _settings(steps=32, tv_weight=0.3, lp_weight=0.0)
     found = []
     for chains in (optimize.CHAINS, 1, 4):
-        renderer = optimize.Renderer(cut, models.preprocess_fn("tf"), size, 4, settings, param)
+        renderer = optimize.Renderer(cut, models.preprocess_fn("tf"), (size, size, 3), 4, settings, param)
         renderer.chains = optimize.chain_bounds(4, chains)  # before the first trace
         found.append(renderer.render([5, 0, 3]))
     assert len(found[0]) == 3
@@ -217,19 +208,6 @@ def test_early_stop_stops_filters_and_counts_their_steps():
     for result in results:
         assert optimize.MIN_EARLY_STOP_STEPS <= result.steps < steps
         assert result.steps % optimize.DEFAULT_CHUNK == 0
-
-
-def test_memory_plan_fits_the_budget_and_refuses_what_cannot_fit():
-    model = models.cut(tiny_conv_model(), "conv2").model
-    per_image = optimize.bytes_per_image(model, 16)
-    base = optimize.resident_memory()
-    fixed = optimize.SCALE_IMAGES * optimize.activation_values(model, 16) * 4 + optimize.RUNTIME_MARGIN
-    plan = optimize.plan_memory(model, 16, 100, budget=base + fixed + 3 * per_image + per_image // 2)
-    assert plan.batch == 3 and plan.peak <= plan.budget
-    assert optimize.plan_memory(model, 16, 5, budget=base + 2**30).batch == 5
-    assert optimize.plan_memory(model, 16, 100, budget=base + 2**30).batch == optimize.MAX_AUTO_BATCH
-    with pytest.raises(SpecError, match="raise --memory-budget or lower --size"):
-        optimize.plan_memory(model, 16, 100, budget=1024)
 
 
 @pytest.mark.parametrize("text, expected", [("auto", None), ("4G", 4 * 2**30), ("512m", 512 * 2**20),
