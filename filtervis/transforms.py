@@ -4,6 +4,7 @@
 scales and rotates every image of the batch by its own random amount in one projective-transform op
 (reflected borders, bilinear sampling, differentiable). Randomness is stateless: it depends only on
 each image's key and the step, so a filter's result does not depend on the batch it was run in.
+Images are [B, H, W, C] in [0, 1], of any height, width and channel count.
 """
 
 from __future__ import annotations
@@ -63,25 +64,30 @@ STANDARD_DEGREES = 8.0  # rotation range of `standard`, +- degrees
 STANDARD_BLUR = 1.0  # `standard` blends in up to this much Gaussian blur (sigma, pixels)
 
 
-def gaussian_kernel(sigma: float) -> "tf.Tensor":
-    """[k, k, 3, 1] depthwise kernel of a normalized Gaussian, k = 2 * ceil(2 sigma) + 1."""
+def gaussian_kernel(sigma: float, channels: int = 3) -> "tf.Tensor":
+    """[k, k, channels, 1] depthwise kernel of a normalized Gaussian, k = 2 * ceil(2 sigma) + 1."""
     radius = max(1, math.ceil(2 * sigma))
     x = tf.range(-radius, radius + 1, dtype=tf.float32)
     line = tf.exp(-x * x / (2.0 * sigma * sigma))
     plane = line[:, None] * line[None, :]
     plane = plane / tf.reduce_sum(plane)
-    return tf.tile(plane[:, :, None, None], [1, 1, 3, 1])
+    return tf.tile(plane[:, :, None, None], [1, 1, channels, 1])
 
 
 def random_blur(sigma: float):
     """Blend every image with its Gaussian blur (`sigma` pixels) by its own random weight in [0, 1]:
-    images must keep working when softened, so they hold less pixel-fine noise."""
+    images must keep working when softened, so they hold less pixel-fine noise. Images are
+    [B, H, W, C], any C known when traced (every channel blurred alike)."""
     if sigma <= 0:
         raise ValueError(f"blur sigma must be above 0, but was {sigma}")
-    kernel = gaussian_kernel(sigma)
-    radius = (kernel.shape[0] - 1) // 2
+    plane = gaussian_kernel(sigma, channels=1)  # computed once, here: copied per channel when applied
+    radius = (plane.shape[0] - 1) // 2
 
     def apply(images, keys, step):
+        channels = images.shape[-1]
+        if channels is None:
+            raise ValueError(f"random_blur needs images with a known channel count, but their shape was {images.shape}")
+        kernel = tf.tile(plane, [1, 1, channels, 1])
         padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
         blurred = tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
         weight = _per_image(keys + 7, step, 1, lambda draws: draws)[:, :, None, None]
