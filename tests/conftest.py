@@ -14,11 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def tiny_conv_model(size: int = 16, name: str = "tiny"):
-    """Input(size, size, 3) -> conv(4, relu) 'conv1' -> conv(6, relu) 'conv2' -> GAP -> Dense(3, softmax) 'probs'."""
+    """Input(size, size, 3) 'pixels' -> conv(4, relu) 'conv1' -> conv(6, relu) 'conv2' -> GAP -> Dense(3, softmax) 'probs'."""
     import keras
 
     keras.utils.set_random_seed(1)
-    inputs = keras.Input((size, size, 3))
+    inputs = keras.Input((size, size, 3), name="pixels")
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(inputs)
     x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv2")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)

@@ -90,7 +90,7 @@ CASES = [
      "did you mean vgg19, vgg16"),
     ("weights-missing", lambda f: base(f, "--weights", f / "nope.h5"), USAGE, "weights file"),
     ("layer-unknown", lambda f: base(f, "--layer", "conv3"), USAGE, "has no layer 'conv3' (closest: conv"),
-    ("layer-no-channels", lambda f: base(f, "--layer", "gap"), USAGE, "no channels axis"),
+    ("layer-no-channels", lambda f: base(f, "--layer", "pixels"), USAGE, "no channels or units"),
     ("filter-past-count", lambda f: base(f, "--filters", "9"), USAGE, "filter index 9 is past the 6 filters"),
     ("filters-random-too-many", lambda f: base(f, "--filters", "random:9"), USAGE, "has only 6"),
     ("seed-image-missing", lambda f: base(f, "--seed-image", f / "nope.png"), USAGE, "does not exist"),

@@ -45,7 +45,7 @@ def test_layers_lists_visualizable_layers_without_preprocess(cli, tiny_model_fil
     result = cli("layers", "--model", tiny_model_file, "--weights", "none")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("model tiny: input (None, 16, 16, 3): 3 channels (RGB)")
+    assert lines[0] == f"model {tiny_model_file}: input (None, 16, 16, 3): 3 channels (RGB)"
     rows = {line.split()[0]: line.split() for line in lines[2:]}
     assert rows["conv1"][-2:] == ["4", "channels"] and rows["conv2"][-2:] == ["6", "channels"]
     assert rows["gap"][-2:] == ["6", "units"] and rows["probs"][-2:] == ["3", "units"]
@@ -77,7 +77,7 @@ BAD = [
     (["--model", "vgg17", "--layer", "x"], "unknown model 'vgg17'"),
     (["--model", "MISSING.keras", "--layer", "x"], "does not exist"),
     (["--model", "TINY", "--layer", "conv9"], "no layer 'conv9' (closest: conv"),
-    (["--model", "TINY", "--layer", "gap"], "no channels axis"),
+    (["--model", "TINY", "--layer", "pixels"], "no channels or units"),
     (["--model", "TINY", "--layer", "conv1", "--filters", "4"], "filter index 4 is past the 4 filters"),
     (["--model", "TINY", "--layer", "conv1", "--filters", "1-x"], "--filters '1-x'"),
     (["--model", "TINY", "--layer", "conv1", "--steps", "zero"], "'zero' is not a valid integer"),

@@ -202,14 +202,11 @@ def test_resolve_takes_a_keras_models_output_shape_without_the_batch_axis():
     assert [choose(early), choose(deep), choose(dense)] == ["pixel", "fft", "fft"]
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="optimize.Renderer still calls param.shape(size): it is ported to the image_shape API "
-                          "separately; remove this mark then")
 def test_renderer_optimizes_a_fourier_image_and_can_start_from_one(tiny_model):
     from filtervis import models, optimize
 
     settings = optimize.Settings(steps=16, lr=0.1, tv_weight=0.0, lp_weight=0.0, lp_norm=6.0, jitter=1, seed=0)
-    renderer = optimize.Renderer(models.cut(tiny_model, "conv2"), models.preprocess_fn("tf"), 16, 2, settings,
+    renderer = optimize.Renderer(models.cut(tiny_model, "conv2"), models.preprocess_fn("tf"), (16, 16, 3), 2, settings,
                                  Fourier((16, 16, 3)))
     assert tuple(renderer.params.shape) == (2, 3, 16, 9, 2)
     results = renderer.render([1, 4])
