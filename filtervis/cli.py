@@ -48,7 +48,7 @@ class SizeType(click.ParamType):
         try:
             return config.parse_size(value)
         except SpecError as exc:
-            self.fail(str(exc).partition(": ")[2] if str(exc).startswith("--size") else str(exc), param, ctx)
+            self.fail(str(exc), param, ctx)
 
 
 class ShardType(click.ParamType):
