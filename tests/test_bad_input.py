@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, tiny_conv_model
+from conftest import odd_model_file, run_cli, tiny_conv_model
 
 OK, USAGE = 0, 2
 
@@ -71,7 +71,7 @@ CASES = [
     ("shard-past-n", lambda f: base(f, "--shard", "3/2"), USAGE, "K must be between 1 and N=2"),
     ("shard-zero", lambda f: base(f, "--shard", "0/2"), USAGE, "K must be between 1 and N=2"),
     ("shard-not-k-of-n", lambda f: base(f, "--shard", "half"), USAGE, "is not K/N"),
-    ("preprocess-unknown", lambda f: base(f, "--preprocess", "bgr"), USAGE, "'bgr' is not one of"),
+    ("preprocess-unknown", lambda f: base(f, "--preprocess", "bgr"), USAGE, "--preprocess must be one of unit"),
     ("config-missing", lambda f: base(f, "--config", f / "nope.toml"), USAGE, "does not exist"),
     ("config-not-toml", lambda f: base(f, "--config", f / "bad.toml"), USAGE, "is not valid TOML"),
     ("config-unknown-key", lambda f: base(f, "--config", f / "unknown.toml"), USAGE, "unknown key 'stepz'"),
@@ -83,7 +83,7 @@ CASES = [
     ("model-not-keras", lambda f: ("run", "--model", f / "text.keras", "--layer", "conv2"), USAGE,
      "is not a loadable Keras model"),
     ("model-wrong-suffix", lambda f: ("run", "--model", f / "model.txt", "--layer", "conv2"), USAGE,
-     "is not a .keras or .h5 model file"),
+     "is not a .keras, .h5 or .hdf5 model file"),
     ("model-with-code", lambda f: ("run", "--model", f / "lambda.keras", "--preprocess", "tf", "--layer", "conv"),
      USAGE, "add --unsafe-model"),
     ("model-unknown-name", lambda f: ("run", "--model", "vgg17", "--layer", "block1_conv1"), USAGE,
@@ -101,6 +101,23 @@ CASES = [
     ("out-under-a-file", lambda f: base(f, "--out", f / "plain_file" / "sub"), USAGE, "is a file, not a folder"),
     ("stitch-no-manifest", lambda f: ("stitch", f / "empty_out"), USAGE, "no manifest found"),
     ("stitch-not-a-folder", lambda f: ("stitch", f / "plain_file"), USAGE, "is not a folder"),
+    ("model-two-channels", lambda f: ("run", "--model", odd_model_file(f, "two_channel"), "--preprocess", "tf",
+                                      "--layer", "conv", "--steps", 2, "--quiet"), USAGE,
+     "takes 2-channel images; filtervis renders 1 (grayscale), 3 (RGB) or 4 (RGBA) channels"),
+    ("preprocess-caffe-on-grey", lambda f: ("run", "--model", odd_model_file(f, "grey"), "--preprocess", "caffe",
+                                            "--layer", "conv", "--steps", 2, "--quiet"), USAGE,
+     "--preprocess caffe uses ImageNet's RGB statistics, but the model takes 1-channel images"),
+    ("size-zero-wide", lambda f: base(f, "--size", "0x5"), USAGE, "--size must be 8 or more pixels each way"),
+    ("size-not-a-size", lambda f: base(f, "--size", "abc"), USAGE, "'abc' is not a size"),
+    ("multi-input-without-input", lambda f: ("run", "--model", odd_model_file(f, "two_inputs"), "--preprocess", "tf",
+                                             "--layer", "conv", "--steps", 2, "--quiet"), USAGE,
+     "has 2 inputs (image, meta); pick the image input with --input NAME"),
+    ("input-unknown", lambda f: ("run", "--model", odd_model_file(f, "two_inputs"), "--preprocess", "tf",
+                                 "--input", "photo", "--layer", "conv", "--steps", 2, "--quiet"), USAGE,
+     "has no such input; its inputs are image, meta"),
+    ("input-unknown-single", lambda f: base(f, "--input", "photo"), USAGE, "has one input, 'pixels'"),
+    ("preprocess-no-module", lambda f: base(f, "--preprocess", "nosuchmodule:fn"), USAGE,
+     "cannot import module 'nosuchmodule'"),
 ]
 
 

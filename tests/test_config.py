@@ -39,7 +39,7 @@ def test_resolve_rejects_index_past_count_naming_layer():
 @pytest.mark.parametrize("field, value, message", [
     ("steps", 0, "--steps must be 1 or more"),
     ("lr", 0.0, "--lr must be above 0"),
-    ("size", 4, "--size must be 8 or more"),
+    ("size", (4, 4), "--size must be 8 or more"),
     ("tv_weight", -1.0, "--tv-weight"),
     ("lp_norm", 0.5, "--lp-norm"),
     ("cols", 0, "--cols"),

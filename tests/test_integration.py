@@ -45,6 +45,8 @@ def test_run_block1_conv2_pngs_drive_their_filters(cli, tmp_path, vgg16_hed):
 def test_layers_lists_block5_conv3_with_512_filters(cli):
     result = cli("layers", "--model", "vgg16", "--weights", "hed")
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
-    assert rows["block5_conv3"][1] == "Conv2D" and rows["block5_conv3"][-1] == "512"
-    assert rows["block1_conv1"][-1] == "64"
+    lines = result.stdout.splitlines()
+    assert lines[0] == "model vgg16: input (None, 224, 224, 3): 3 channels (RGB)"
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert rows["block5_conv3"][1] == "Conv2D" and rows["block5_conv3"][-2:] == ["512", "channels"]
+    assert rows["block1_conv1"][-2:] == ["64", "channels"]

@@ -228,7 +228,7 @@ def test_cli_memory_budget_too_small_is_one_line(cli, tiny_model_file, tmp_path)
                "--memory-budget", "1M", "--out", out)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("filtervis: error: one image at 16 px needs about")
+    assert len(lines) == 1 and lines[0].startswith("filtervis: error: one image of 16x16 px needs about")
     assert not (out / "conv2").exists()
 
 
