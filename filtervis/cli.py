@@ -222,7 +222,8 @@ def run(verbose, **options):
             raise Interrupted(f"{exc}; resume with: {_resume_command(click.get_current_context())}",
                               exc.signal_number) from None
     for report in reports:
-        line = f"{report.layer}: {report.converged}/{report.filters} filters converged -> {report.folder}"
+        dead = f", {len(report.dead)} dead" if report.dead else ""
+        line = f"{report.layer}: {report.converged}/{report.filters} filters converged{dead} -> {report.folder}"
         click.echo(line)
         slow = [f for f in report.failed if f not in report.faulty]
         if slow:

@@ -60,6 +60,9 @@ class FilterResult:
     scale: float
     finite: bool = True  # False: a NaN or Inf appeared in the image or loss at some step
     frames: tuple = ()  # [H, W, 3] uint8 snapshots at chunk boundaries, first and last included, when asked
+    peak: float = float("nan")  # highest pre-activation of the filter's units (centre unit: neuron) on `image`;
+    # after a rescue, on every image and start tried (see rescue.py)
+    dead: bool = False  # set by a rescue: no image or start tried, noise included, drove `peak` above 0
 
     @property
     def converged(self) -> bool:
@@ -218,10 +221,20 @@ class Renderer:
 
     @tf.function(reduce_retracing=True)
     def _measure(self, images):
-        """Activation and loss terms of each image as it is, no transform. [B] each."""
+        """Activation, loss terms and peak pre-activation of each image as it is, no transform. [B] each."""
         activation, _ = self._objective(self.preprocess(images), self.filters)
         loss, tv, lp = self._terms(images, activation)
-        return activation, loss, tv, lp
+        return activation, loss, tv, lp, self._peak(self.preprocess(images), self.filters)
+
+    def _peak(self, inputs, filters):
+        """Model input [b, H, W, 3], filters [b] -> [b]: the highest pre-activation of each image's own
+        filter over the units its objective sees (see _startable)."""
+        if self.own is not None:
+            pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
+        else:
+            pre, index = self.cut.forward(inputs), filters
+        values = tf.gather(self._startable(pre), index, axis=-1, batch_dims=1)
+        return tf.reduce_max(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
 
     def render(self, filters: list[int], starts: list[np.ndarray] | None = None, progress=None) -> list[FilterResult]:
         """Optimize one batch of up to `batch` filters; `starts` are optional start images in [0, 1].
@@ -270,12 +283,13 @@ class Renderer:
             progress((self.settings.steps - done) * real)  # steps saved by early stopping
         floats = self.param.to_image(self.params).numpy()
         pixels = to_uint8(np.nan_to_num(floats))
-        activation, loss, tv, lp = (t.numpy() for t in self._measure(tf.constant(pixels, tf.float32) / 255.0))
+        activation, loss, tv, lp, peak = (t.numpy() for t in self._measure(tf.constant(pixels, tf.float32) / 255.0))
         finite = self.finite.numpy() & np.isfinite(floats).all(axis=(1, 2, 3)) & np.isfinite(loss)
         seconds = (time.perf_counter() - began) / real
         return [FilterResult(int(filters[i]), pixels[i], float(activation[i]), float(self.noise_activation[filters[i]]),
                              float(loss[i]), float(tv[i]), float(lp[i]), int(ran[i]), seconds,
-                             float(self.scales[filters[i]]), bool(finite[i]), tuple(frame[i] for frame in frames))
+                             float(self.scales[filters[i]]), bool(finite[i]), tuple(frame[i] for frame in frames),
+                             float(peak[i]))
                 for i in range(real)]
 
     def _snapshot(self) -> np.ndarray:

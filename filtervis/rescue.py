@@ -1,25 +1,48 @@
-"""Automatic rescue of filters that did not converge, with the recipe of the keras-vis docs.
+"""Automatic rescue of filters that did not converge, with the recipe of the keras-vis docs, then from
+natural-looking starts; filters that nothing fires are reported dead.
 
 A filter whose image does not drive it clearly above noise (`FilterResult.converged`) is rerun from
 scratch as plain pixels with every regularizer off (total variation and the Lp norm fight the
 activation at the start, and a 1/f spectrum starves filters that want fine detail), then once more
-from that image with total variation back on, which smooths the noise it leaves. The best of the
-three images is kept: the last converged one, else the one furthest above its noise.
+from that image with total variation back on, which smooths the noise it leaves.
+
+A filter still silent after that gets the same two passes again from the image of `starts.bank`
+(flat fields, edges, gratings, blobs, 1/f noise, ...) that drives its pre-activation highest: the
+ReLUs in front of it pass no gradient towards what it wants from a near-grey start (VGG16 hed
+block2_conv1 filter 0 fires on flat bright fields and on nothing textured). A start that already
+fires the filter is refined by the first pass alone, with a smaller step (START_LR_FACTOR), so
+that the first steps' texture does not silence it again (nor TV trade its activation for smoothness:
+the starts are smooth already).
+
+The kept image is the last converged one, else the one furthest above its noise (then the one
+closest to firing). A filter that no image or start drove above 0 (`peak`, its highest
+pre-activation, at most 0) is `dead`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
-from . import optimize
+import numpy as np
+
+from . import objectives, optimize, starts
 from .params import Pixels
 
 RESCUE_TV_WEIGHT = 1.0  # TV of the second pass when the run itself has none (the old default)
+START_LR_FACTOR = 0.2  # a start that fires its filter is refined at this times --lr (at --lr, VGG16 hed
+# block2_conv1 filter 0 fell from 9.5 on a white field to 0.09; at 0.2x it kept 8.4)
 
 
 def _ratio(result) -> float:
     """How far above noise an image drives its filter (for choosing among unconverged images)."""
     return result.activation / max(result.noise_activation, 1e-3 * result.scale)
+
+
+def _rank(result) -> tuple[float, float]:
+    """Unconverged images, best last: furthest above noise, then closest to firing."""
+    peak = result.peak if math.isfinite(result.peak) else -math.inf
+    return _ratio(result), peak
 
 
 class Rescuer:
@@ -32,43 +55,104 @@ class Rescuer:
             dataclasses.replace(settings, tv_weight=settings.tv_weight or RESCUE_TV_WEIGHT, lp_weight=0.0,
                                 transforms="none"),
         )
-        self._renderers: dict[tuple[int, int], optimize.Renderer] = {}
+        self._renderers: dict[tuple, optimize.Renderer] = {}
+        self._bank = None  # (start images [N, H, W, C], their peaks [N, filters]) once needed
 
     def steps(self, count: int) -> int:
-        """Filter-steps a rescue of `count` filters takes (for a progress bar)."""
-        return count * sum(stage.steps for stage in self.stages)
+        """Filter-steps a rescue of `count` filters takes at most (for a progress bar): both passes,
+        twice. The passes a filter does not need are reported to `progress` as done."""
+        return count * 2 * self._recipe_steps()
 
-    def _renderer(self, stage: int, batch: int) -> optimize.Renderer:
-        key = (stage, batch)
+    def _recipe_steps(self) -> int:
+        return sum(stage.steps for stage in self.stages)
+
+    def _renderer(self, stage: int, batch: int, lr_factor: float = 1.0) -> optimize.Renderer:
+        key = (stage, batch) if lr_factor == 1.0 else (stage, batch, lr_factor)
         if key not in self._renderers:
-            self._renderers[key] = optimize.Renderer(self.cut, self.preprocess, self.image_shape, batch,
-                                                     self.stages[stage], Pixels(self.image_shape))
+            settings = self.stages[stage]
+            settings = dataclasses.replace(settings, lr=settings.lr * lr_factor) if lr_factor != 1.0 else settings
+            self._renderers[key] = optimize.Renderer(self.cut, self.preprocess, self.image_shape, batch, settings,
+                                                     Pixels(self.image_shape))
         return self._renderers[key]
+
+    def _passes(self, indices: list[int], images: dict | None, lr_factor: float, progress,
+                both: bool = True) -> dict[int, list]:
+        """{filter: [first pass, second pass]}: both passes (the first alone unless `both`) over
+        `indices`, from `images` ({filter: [H, W, C] in [0, 1]}) or the usual start, in batches
+        of at most max_batch."""
+        out = {}
+        for start in range(0, len(indices), self.max_batch):
+            group = indices[start:start + self.max_batch]
+            batch = min(self.max_batch, 1 << (len(group) - 1).bit_length())  # few sizes, few traces
+            seeds = [images[i] for i in group] if images is not None else None
+            first = self._renderer(0, batch, lr_factor).render(group, seeds, progress=progress)
+            if not both:
+                out.update({a.index: [a] for a in first})
+                continue
+            second = self._renderer(1, batch, lr_factor).render(group, [r.image / 255.0 for r in first],
+                                                                progress=progress)
+            out.update({a.index: [a, b] for a, b in zip(first, second)})
+        return out
+
+    def start_peaks(self) -> tuple[np.ndarray, np.ndarray]:
+        """(bank [N, H, W, C] of starts.bank, peaks [N, filters]: each start's highest
+        pre-activation of each filter over the units its objective sees), from one forward pass of
+        the bank in batches of max_batch, computed once."""
+        if self._bank is None:
+            import tensorflow as tf
+
+            bank = starts.bank(*self.image_shape, self.stages[0].seed)
+            peaks = []
+            for start in range(0, len(bank), self.max_batch):
+                pre = self.cut.forward(self.preprocess(tf.constant(bank[start:start + self.max_batch])))
+                pre = objectives.centre(pre) if self.stages[0].objective == "neuron" else pre
+                peaks.append(tf.reduce_max(tf.reshape(pre, [pre.shape[0], -1, pre.shape[-1]]), axis=1).numpy())
+            self._bank = bank, np.concatenate(peaks)
+        return self._bank
 
     def rescue(self, results: list, progress=None) -> tuple[list, set[int]]:
         """`results` with every unconverged filter rerun; returns (results, indices of the rescued filters).
 
-        A rescued result counts the steps and seconds of every pass and carries the frames of all of them.
+        A rescued result counts the steps and seconds of every pass and carries the frames of all of
+        them; its `peak` is the highest over its images and its best start, and `dead` tells that it is 0 or less.
         """
         failed = [r for r in results if not r.converged]
         if not failed:
             return results, set()
-        better = {}
-        for start in range(0, len(failed), self.max_batch):
-            group = failed[start:start + self.max_batch]
-            batch = min(self.max_batch, 1 << (len(group) - 1).bit_length())  # few sizes, few traces
-            indices = [r.index for r in group]
-            first = self._renderer(0, batch).render(indices, progress=progress)
-            second = self._renderer(1, batch).render(indices, [r.image / 255.0 for r in first], progress=progress)
-            for original, *passes in zip(group, first, second):
-                better[original.index] = _combine(original, passes)
+        runs = {r.index: [r] for r in failed}
+        for index, passes in self._passes(list(runs), None, 1.0, progress).items():
+            runs[index] += passes
+        silent = [i for i, tried in runs.items() if not any(r.converged for r in tried)]
+        if progress and len(silent) < len(runs):
+            progress((len(runs) - len(silent)) * self._recipe_steps())  # the start passes they skip
+        start_peak = self._rerun_from_starts(silent, runs, progress) if silent else {}
+        better = {i: _combine(tried, start_peak.get(i, -math.inf)) for i, tried in runs.items()}
         return [better.get(r.index, r) for r in results], set(better)
 
+    def _rerun_from_starts(self, silent: list[int], runs: dict, progress) -> dict[int, float]:
+        """Rerun each of `silent` from its best start (see the module doc), appending the passes to
+        `runs`; returns {filter: the peak of its best start}."""
+        bank, peaks = self.start_peaks()
+        best = {i: int(np.argmax(np.nan_to_num(peaks[:, i], nan=-np.inf))) for i in silent}
+        start_peak = {i: float(peaks[best[i], i]) for i in silent}
+        fired = [i for i in silent if start_peak[i] > 0]
+        if progress and fired:
+            progress(len(fired) * self.stages[1].steps)  # the second pass they skip
+        unfired = [i for i in silent if i not in fired]
+        for group, factor, both in ((fired, START_LR_FACTOR, False), (unfired, 1.0, True)):
+            if group:
+                images = {i: bank[best[i]] for i in group}
+                for index, passes in self._passes(group, images, factor, progress, both).items():
+                    runs[index] += passes
+        return start_peak
 
-def _combine(original, passes):
-    """The kept image of a rescued filter, with the steps, seconds and frames of every pass."""
-    converged = [r for r in passes if r.converged]
-    chosen = converged[-1] if converged else max([original, *passes], key=_ratio)
-    runs = [original, *passes]
+
+def _combine(runs, start_peak: float):
+    """The kept image of a rescued filter (`runs`: its first result, then every pass), with the steps,
+    seconds and frames of every pass, its peak over all of them and `start_peak`, and whether it is dead."""
+    converged = [r for r in runs[1:] if r.converged]
+    chosen = converged[-1] if converged else max(runs, key=_rank)
+    peak = max([p for p in (start_peak, *(r.peak for r in runs)) if not math.isnan(p)], default=math.nan)
+    dead = not chosen.converged and chosen.finite and peak <= 0
     return dataclasses.replace(chosen, steps=sum(r.steps for r in runs), seconds=sum(r.seconds for r in runs),
-                               frames=tuple(frame for r in runs for frame in r.frames))
+                               frames=tuple(frame for r in runs for frame in r.frames), peak=peak, dead=dead)

@@ -25,6 +25,8 @@ RETRY_LR_FACTOR = 0.1  # a filter whose image or loss turned NaN/Inf is restarte
 UNCOMPARED_PARAMS = frozenset({"batch", "cols", "filters", "layers", "shard", "resume", "unsafe_model",
                                "memory_budget"})
 STATUS_DONE, STATUS_FAILED = "done", "failed"  # failed: NaN/Inf even after the restart; no PNG
+STATUS_DEAD = "dead"  # nothing the rescue tried fired the filter (see rescue.py); it has a PNG all the same
+WITH_PNG = (STATUS_DONE, STATUS_DEAD)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +37,9 @@ class LayerReport:
     folder: Path
     filters: int
     converged: int
-    failed: tuple[int, ...]  # did not converge (includes `faulty`)
+    failed: tuple[int, ...]  # did not converge (includes `faulty`, not `dead`)
     faulty: tuple[int, ...] = ()  # NaN/Inf even after a restart with a smaller step: no PNG
+    dead: tuple[int, ...] = ()  # nothing fired them (see rescue.py): not counted as failures
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,9 +317,10 @@ def _render_layer(spec, loaded, image_shape, plan_, settings, preprocess, stop, 
     if movies:
         _write_gif(plan_.folder / _gif_name(outputs.PALETTE), images.palette_movie(movies, labels, spec.cols, plan_.layer))
     mine = [entries[f] for f in plan_.filters]
-    failed = tuple(e["index"] for e in mine if not e["converged"])
+    dead = tuple(e["index"] for e in mine if e["status"] == STATUS_DEAD)
+    failed = tuple(e["index"] for e in mine if not e["converged"] and e["status"] != STATUS_DEAD)
     faulty = tuple(e["index"] for e in mine if e["status"] == STATUS_FAILED)
-    return LayerReport(plan_.layer, plan_.folder, len(mine), len(mine) - len(failed), failed, faulty)
+    return LayerReport(plan_.layer, plan_.folder, len(mine), len(mine) - len(failed) - len(dead), failed, faulty, dead)
 
 
 def _gif_name(png_name: str) -> str:
@@ -335,7 +339,7 @@ def _save_batch(folder: Path, results, retried: set, entries: dict, manifest: di
     try:
         for result in results:
             entry = dict(_filter_entry(result, retried=result.index in retried), rescued=result.index in rescued)
-            if entry["status"] == STATUS_DONE:
+            if entry["status"] in WITH_PNG:
                 path = folder / entry["file"]
                 outputs.write_png(path, result.image)
                 written.append(path)
@@ -362,7 +366,7 @@ def _undo(written: list[Path], results, entries: dict) -> None:
 
 def _finish(spec, plan_, entries: dict, manifest: dict, name: str) -> None:
     """Write the palette of the finished filters of this run's part, then the final manifest."""
-    done = [entries[f] for f in plan_.filters if f in entries and entries[f]["status"] == STATUS_DONE]
+    done = [entries[f] for f in plan_.filters if f in entries and entries[f]["status"] in WITH_PNG]
     palette = outputs.palette_name(spec.shard)
     if done:
         tiles = [outputs.read_png(plan_.folder / e["file"]) for e in done]
@@ -400,7 +404,7 @@ def _resumable(plan_, manifest: dict, name: str) -> dict:
     kept = {}
     for entry in old["filters"]:
         index, status = entry.get("index"), entry.get("status", STATUS_DONE)
-        if status == STATUS_FAILED or (status == STATUS_DONE and (plan_.folder / str(entry.get("file"))).is_file()):
+        if status == STATUS_FAILED or (status in WITH_PNG and (plan_.folder / str(entry.get("file"))).is_file()):
             kept[int(index)] = dict(entry, status=status)
     return kept
 
@@ -421,9 +425,9 @@ def compare_params(old: dict, new: dict) -> tuple | None:
 
 def _filter_entry(result, retried: bool = False) -> dict:
     finite = bool(result.finite)
-    return {
+    entry = {
         "index": result.index,
-        "status": STATUS_DONE if finite else STATUS_FAILED,
+        "status": STATUS_DEAD if finite and result.dead else STATUS_DONE if finite else STATUS_FAILED,
         "file": outputs.filter_filename(result.index) if finite else None,
         "steps": result.steps,
         "activation": round(result.activation, 6) if finite else None,
@@ -436,6 +440,9 @@ def _filter_entry(result, retried: bool = False) -> dict:
         "restarted": retried,
         "seconds": round(result.seconds, 3),
     }
+    if entry["status"] == STATUS_DEAD:
+        entry["peak_preactivation"] = round(result.peak, 6)
+    return entry
 
 
 def _manifest(spec: RunSpec, loaded, image_shape, batch: int, plan_: Plan) -> dict:

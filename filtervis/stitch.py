@@ -16,7 +16,7 @@ from pathlib import Path
 from . import images, outputs
 from .config import DEFAULT_COLS
 from .errors import OutputError, SpecError
-from .run import STATUS_DONE, compare_params
+from .run import STATUS_DONE, WITH_PNG, compare_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,11 +99,12 @@ def _stitch_layer(dest: Path, layer: str, parts: list[_Part], cols: int | None) 
     for part in sorted(parts, key=lambda p: p.folder.resolve() != dest.resolve()):  # dest's own files first
         for entry in part.manifest["filters"]:
             index = int(entry["index"])
-            if index in found or entry.get("status", STATUS_DONE) != STATUS_DONE:
+            status = entry.get("status", STATUS_DONE)
+            if index in found or status not in WITH_PNG:
                 continue
             source = part.folder / str(entry.get("file"))
             if source.is_file():
-                found[index] = (dict(entry, status=STATUS_DONE), source)
+                found[index] = (dict(entry, status=status), source)
     for entry, source in found.values():
         target = dest / entry["file"]
         if source.resolve() != target.resolve():

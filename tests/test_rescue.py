@@ -1,24 +1,27 @@
 """Rescue of unconverged filters, on a tiny model built here (real TensorFlow, no mocks)."""
 
 import dataclasses
+import json
 
 import numpy as np
+import pytest
 
-from filtervis import models, optimize, rescue
+from conftest import run_cli
+from filtervis import models, optimize, rescue, starts
 
 SETTINGS = optimize.Settings(steps=8, lr=0.05, tv_weight=1.0, lp_weight=1.0, lp_norm=6.0, jitter=1, seed=0)
 
 
 def _render(tiny_model, filters, settings=SETTINGS):
     cut = models.cut(tiny_model, "conv2")
-    renderer = optimize.Renderer(cut, models.preprocess_fn("tf"), 16, len(filters), settings)
+    renderer = optimize.Renderer(cut, models.preprocess_fn("tf"), (16, 16, 3), len(filters), settings)
     return cut, renderer.render(filters)
 
 
 def test_converged_filters_are_left_alone(tiny_model):
     cut, results = _render(tiny_model, [0, 1])
     results = [dataclasses.replace(r, activation=max(r.activation, 1.0), noise_activation=0.0) for r in results]
-    rescuer = rescue.Rescuer(cut, models.preprocess_fn("tf"), 16, SETTINGS, 2)
+    rescuer = rescue.Rescuer(cut, models.preprocess_fn("tf"), (16, 16, 3), SETTINGS, 2)
     kept, rescued = rescuer.rescue(results)
     assert kept == results and rescued == set()
 
@@ -29,14 +32,82 @@ def test_an_unconverged_filter_is_rerun_twice_and_counts_every_step(tiny_model):
     fine = dataclasses.replace(results[0], activation=1.0, noise_activation=0.0)
     failed = dataclasses.replace(results[1], activation=0.0)  # as if its image had stayed silent
     assert fine.converged and not failed.converged
-    rescuer = rescue.Rescuer(cut, models.preprocess_fn("tf"), 16, settings, 2)
+    rescuer = rescue.Rescuer(cut, models.preprocess_fn("tf"), (16, 16, 3), settings, 2)
     done = []
     kept, rescued = rescuer.rescue([fine, failed], progress=done.append)
     assert rescued == {3}
     assert kept[0] is fine
-    assert kept[1].index == 3 and kept[1].steps == 3 * settings.steps == rescuer.steps(1) + settings.steps
+    assert kept[1].index == 3 and kept[1].steps == 3 * settings.steps == rescuer.steps(1) // 2 + settings.steps
     assert kept[1].converged  # plain pixels start this filter of the tiny model
     assert not np.array_equal(kept[1].image, failed.image)
-    assert sum(done) == rescuer.steps(1)  # rerun alone: a batch of 1, not padded to 2
+    assert sum(done) == rescuer.steps(1)  # rerun alone (a batch of 1, not padded to 2); skipped passes count as done
     assert len(kept[1].frames) == 3 * (1 + 1)  # first and last frame of each pass (8 steps = 1 chunk)
     assert set(rescuer._renderers) == {(0, 1), (1, 1)}
+
+
+EDGE_BIAS = -12.0  # conv1 fires only where a 3x3 patch is much brighter on its left than its right (tf range):
+# a black-white grating of period 4 px gives 12.7, uniform noise has a standard deviation of 2.45
+DEAD_BIAS = -1.0
+
+
+def gated_model(size: int = 16):
+    """Input -> conv1 (1 filter, relu): a vertical-edge detector behind a bias that noise and a
+    near-grey image never reach -> conv2 (1x1, relu): filter 0 = conv1 (silent, and passing no
+    gradient, until a start has a strong edge), filter 1 = a zero kernel and DEAD_BIAS (never fires)."""
+    import keras
+
+    inputs = keras.Input((size, size, 3))
+    conv1 = keras.layers.Conv2D(1, 3, padding="same", activation="relu", name="conv1")
+    conv2 = keras.layers.Conv2D(2, 1, activation="relu", name="conv2")
+    model = keras.Model(inputs, conv2(conv1(inputs)))
+    kernel = np.zeros((3, 3, 3, 1), np.float32)
+    kernel[:, 0], kernel[:, 2] = 1.0, -1.0  # [row, column, channel, filter]: left column minus right column
+    conv1.set_weights([kernel, np.array([EDGE_BIAS], np.float32)])
+    conv2.set_weights([np.array([[[[1.0, 0.0]]]], np.float32), np.array([0.0, DEAD_BIAS], np.float32)])
+    return model
+
+
+def test_a_filter_only_a_start_can_fire_converges_and_one_nothing_fires_is_dead():
+    settings = dataclasses.replace(SETTINGS, steps=16)
+    cut, preprocess = models.cut(gated_model(), "conv2"), models.preprocess_fn("tf")
+    renderer = optimize.Renderer(cut, preprocess, (16, 16, 3), 2, settings)
+    silent, never = renderer.render([0, 1])
+    assert silent.activation == 0 and silent.noise_activation == 0 and not silent.converged
+    assert silent.peak == 0 and never.peak == pytest.approx(DEAD_BIAS)
+    rescuer = rescue.Rescuer(cut, preprocess, (16, 16, 3), settings, 2)
+    bank, peaks = rescuer.start_peaks()
+    assert peaks[:, 0].max() > 0  # a start fires it...
+    uniform = len(bank) - starts.BANK_TEXTURES  # ...but none of the bank's uniform-noise images does
+    assert (peaks[uniform:, 0] == 0).all()
+    kept, rescued = rescuer.rescue([silent, never])
+    assert rescued == {0, 1}
+    assert kept[0].converged and not kept[0].dead and kept[0].activation > 0 and kept[0].peak > 0
+    # the keras-vis passes from a near-grey start could not fire it: the start pass is what converged
+    assert kept[0].steps == 4 * settings.steps
+    assert kept[1].dead and not kept[1].converged and kept[1].peak == pytest.approx(DEAD_BIAS)
+    assert kept[1].steps == 5 * settings.steps  # both passes twice, the second time from its best start
+
+
+def test_no_start_fires_a_silent_filter_on_its_own_without_the_rescue():
+    """The control for the test above: the start passes matter, a longer plain run does not fire it."""
+    settings = dataclasses.replace(SETTINGS, steps=64, transforms="none", tv_weight=0.0, lp_weight=0.0)
+    cut = models.cut(gated_model(), "conv2")
+    (result,) = optimize.Renderer(cut, models.preprocess_fn("tf"), (16, 16, 3), 1, settings).render([0])
+    assert result.activation == 0 and not result.converged
+
+
+def test_the_manifest_and_summary_report_dead_filters_apart(tmp_path):
+    path = tmp_path / "gated.keras"
+    gated_model().save(path)
+    out = tmp_path / "out"
+    result = run_cli("run", "--model", path, "--preprocess", "tf", "--weights", "none", "--layer", "conv2",
+                     "--size", 16, "--steps", 16, "--quiet", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "conv2: 1/2 filters converged, 1 dead -> " in result.stdout
+    assert "did not converge" not in result.stderr
+    manifest = json.loads((out / "conv2" / "manifest.json").read_text())
+    alive, dead = manifest["filters"]
+    assert alive["status"] == "done" and alive["converged"] and "peak_preactivation" not in alive
+    assert dead["status"] == "dead" and not dead["converged"] and dead["rescued"]
+    assert dead["peak_preactivation"] == pytest.approx(DEAD_BIAS)
+    assert (out / "conv2" / dead["file"]).is_file() and (out / "conv2" / "palette.png").is_file()
