@@ -21,7 +21,8 @@ from .params import Pixels
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 DEFAULT_CHUNK = 16  # steps per tf.function call: the progress bar updates this often
 CONVERGENCE_RATIO = 2.0  # converged: activation at least this times its activation on uniform noise...
-CONVERGENCE_FLOOR = 1e-3  # ...and above this share of the filter's typical response (clearly above 0)
+CONVERGENCE_FLOOR = 1e-6  # ...and above this share of the filter's typical response (above 0 beyond rounding)
+RESCUE_FLOOR = 1e-3  # a converged filter below this share of its typical response is still rescued (`strong`)
 START_THRESHOLD = 0.1  # below this share of its scale a filter is started through its pre-activation
 SCALE_IMAGES = 4  # noise images that measure each filter's typical response (and its noise activation)
 MIN_EARLY_STOP_STEPS = 4 * DEFAULT_CHUNK  # early stopping never stops a filter before this many steps
@@ -66,9 +67,15 @@ class FilterResult:
 
     @property
     def converged(self) -> bool:
-        """Finite, clearly positive and at least CONVERGENCE_RATIO times what uniform noise gives."""
+        """Finite, above 0 and at least CONVERGENCE_RATIO times what uniform noise gives."""
         return (self.finite and self.activation > CONVERGENCE_FLOOR * self.scale
                 and self.activation >= CONVERGENCE_RATIO * self.noise_activation)
+
+    @property
+    def strong(self) -> bool:
+        """Converged, and clearly so: above RESCUE_FLOOR of the filter's typical response. The rescue
+        reruns filters that are not (a filter can fire only in a few places and be worth another try)."""
+        return self.converged and self.activation > RESCUE_FLOOR * self.scale
 
 
 def filter_key(seed: int, index: int) -> int:

@@ -1,7 +1,7 @@
 """Automatic rescue of filters that did not converge, with the recipe of the keras-vis docs, then from
 natural-looking starts; filters that nothing fires are reported dead.
 
-A filter whose image does not drive it clearly above noise (`FilterResult.converged`) is rerun from
+A filter whose image does not drive it clearly above noise (`FilterResult.strong`) is rerun from
 scratch as plain pixels with every regularizer off (total variation and the Lp norm fight the
 activation at the start, and a 1/f spectrum starves filters that want fine detail), then once more
 from that image with total variation back on, which smooths the noise it leaves.
@@ -116,13 +116,13 @@ class Rescuer:
         A rescued result counts the steps and seconds of every pass and carries the frames of all of
         them; its `peak` is the highest over its images and its best start, and `dead` tells that it is 0 or less.
         """
-        failed = [r for r in results if not r.converged]
+        failed = [r for r in results if not r.strong]
         if not failed:
             return results, set()
         runs = {r.index: [r] for r in failed}
         for index, passes in self._passes(list(runs), None, 1.0, progress).items():
             runs[index] += passes
-        silent = [i for i, tried in runs.items() if not any(r.converged for r in tried)]
+        silent = [i for i, tried in runs.items() if not any(r.strong for r in tried)]
         if progress and len(silent) < len(runs):
             progress((len(runs) - len(silent)) * self._recipe_steps())  # the start passes they skip
         start_peak = self._rerun_from_starts(silent, runs, progress) if silent else {}
@@ -150,7 +150,7 @@ class Rescuer:
 def _combine(runs, start_peak: float):
     """The kept image of a rescued filter (`runs`: its first result, then every pass), with the steps,
     seconds and frames of every pass, its peak over all of them and `start_peak`, and whether it is dead."""
-    converged = [r for r in runs[1:] if r.converged]
+    converged = [r for r in runs[1:] if r.strong]
     chosen = converged[-1] if converged else max(runs, key=_rank)
     peak = max([p for p in (start_peak, *(r.peak for r in runs)) if not math.isnan(p)], default=math.nan)
     dead = not chosen.converged and chosen.finite and peak <= 0
