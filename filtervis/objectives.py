@@ -83,6 +83,13 @@ def class_margin(logits, classes):
     return own - tf.reduce_logsumexp(others, axis=1)
 
 
+def class_margins(logits):
+    """Every class's margin (see class_margin) for every image: `logits` [B, K] -> [B, K]."""
+    count = logits.shape[-1]
+    others = logits[:, None, :] + tf.where(tf.eye(count, dtype=tf.bool), -1e9, 0.0)  # [B, K (own), K]
+    return logits - tf.reduce_logsumexp(others, axis=-1)
+
+
 OBJECTIVES = {"channel": channel, "neuron": neuron}  # keys: config.OBJECTIVES
 
 

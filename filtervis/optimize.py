@@ -123,7 +123,8 @@ class Renderer:
         # at different batch sizes (see exact.py), a multiplication cannot.
         self.inverse_scales = tf.constant(1.0 / scales)
         elementwise = not cut.classes and _is_elementwise(cut.activation, (None, *cut.output_shape))
-        self.own = own_channel(cut, batch) if elementwise else None
+        # (sliced for one filter: the model runs on each image alone, see _per_image)
+        self.own = own_channel(cut, 1) if elementwise else None
 
     def _noise_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Per filter [C]: the standard deviation of its pre-activation over noise images (never 0), and
@@ -142,10 +143,27 @@ class Renderer:
             noise = tf.reduce_mean(tf.reshape(post, [-1, post.shape[-1]]), axis=0).numpy()
         return np.maximum(np.where(finite, std, floor), floor).astype(np.float32), noise.astype(np.float32)
 
+    @staticmethod
+    def _per_image(function, inputs, filters):
+        """`function(inputs, filters)` -> a tuple of [b] values, computed on each image alone (a batch of
+        one) and concatenated. A CPU computes a convolution or matmul as one matrix product over all the
+        batch's pixels, whose last rows (and the rows where the threads' shares meet) can take another
+        code path (AVX2: a multiply and an add instead of a fused multiply-add); which rows those are
+        depends on the batch size and the image's place in it. One image per pass keeps every image's
+        numbers, forward and backward, independent of its batch; the passes are independent, so
+        TensorFlow still runs them side by side."""
+        parts = [function(inputs[i:i + 1], filters[i:i + 1]) for i in range(inputs.shape[0])]
+        return tuple(tf.concat(values, axis=0) for values in zip(*parts))
+
     def _objective(self, inputs, filters):
         """Model input [b, H, W, C], filters [b] -> (activation, start), [b] each: each image's own
         filter as the layer gives it, and the softened objective that starts a silent filter (see
-        objectives.started). Classes are their margin (objectives.class_margin), which needs no start."""
+        objectives.started). Classes are their margin (objectives.class_margin), which needs no start.
+        Each image runs through the model alone (see _per_image)."""
+        return self._per_image(self._objective_of, inputs, filters)
+
+    def _objective_of(self, inputs, filters):
+        """_objective of a batch as one model pass."""
         threshold = START_THRESHOLD * tf.gather(self.scales, filters)
         if self.own is not None:
             pre = self.own(inputs, filters)  # [b, ..., 1]: only each image's own filter
@@ -231,11 +249,14 @@ class Renderer:
         """Activation, loss terms and peak pre-activation of each image as it is, no transform. [B] each."""
         activation, _ = self._objective(self.preprocess(images), self.filters)
         loss, tv, lp = self._terms(images, activation)
-        return activation, loss, tv, lp, self._peak(self.preprocess(images), self.filters)
+        (peak,) = self._per_image(lambda x, f: (self._peak(x, f),), self.preprocess(images), self.filters)
+        return activation, loss, tv, lp, peak
 
     def _peak(self, inputs, filters):
         """Model input [b, H, W, 3], filters [b] -> [b]: the highest pre-activation of each image's own
-        filter over the units its objective sees (see _startable)."""
+        filter over the units its objective sees (see _startable); for classes, the class margin."""
+        if self.cut.classes:
+            return self.objective(self.cut.forward(inputs), filters)
         if self.own is not None:
             pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
         else:
@@ -382,7 +403,10 @@ def plateaued(previous: np.ndarray, current: np.ndarray, tolerance: float) -> np
 
 def _is_elementwise(activation, shape) -> bool:
     """True when `activation` maps each value on its own (ReLU, GELU, ...), so that it can run on one
-    filter's slice; False when a value depends on other filters (softmax over channels)."""
+    filter's slice; False when a value depends on other filters (softmax over channels) or the
+    activation is a layer with weights of its own (PReLU: one slope per channel, not per slice)."""
+    if getattr(activation, "weights", None):
+        return False
     channels = int(shape[-1]) if shape[-1] else 2
     values = tf.random.stateless_normal([2] + [3] * (len(shape) - 2) + [max(channels, 2)], [7, 11]) * 3.0
     nudged = values + tf.one_hot(0, max(channels, 2)) * 1.5

@@ -96,7 +96,8 @@ class Rescuer:
 
     def start_peaks(self) -> tuple[np.ndarray, np.ndarray]:
         """(bank [N, H, W, C] of starts.bank, peaks [N, filters]: each start's highest
-        pre-activation of each filter over the units its objective sees), from one forward pass of
+        pre-activation of each filter over the units its objective sees, or each class's margin), from
+        one forward pass of
         the bank in batches of max_batch, computed once."""
         if self._bank is None:
             import tensorflow as tf
@@ -105,6 +106,8 @@ class Rescuer:
             peaks = []
             for start in range(0, len(bank), self.max_batch):
                 pre = self.cut.forward(self.preprocess(tf.constant(bank[start:start + self.max_batch])))
+                if self.cut.classes:  # a class fires when the model puts the image in it
+                    pre = objectives.class_margins(pre)
                 pre = objectives.centre(pre) if self.stages[0].objective == "neuron" else pre
                 peaks.append(tf.reduce_max(tf.reshape(pre, [pre.shape[0], -1, pre.shape[-1]]), axis=1).numpy())
             self._bank = bank, np.concatenate(peaks)

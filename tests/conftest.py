@@ -66,3 +66,37 @@ def run_cli(*args, cwd=None, timeout=600):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# --- models with unusual inputs, saved on first use (bad-input rows build their arguments in threads) ---
+
+_ODD_MODELS_LOCK = __import__("threading").Lock()
+
+
+def odd_model_file(folder, kind: str) -> Path:
+    """`folder/<kind>.keras`, saved the first time it is asked for: `two_channel` (16x16x2 input),
+    `grey` (16x16x1) or `two_inputs` ('image' 16x16x3 and 'meta' (4,)); each has a Conv2D 'conv'."""
+    import keras
+
+    path = Path(folder) / f"{kind}.keras"
+    with _ODD_MODELS_LOCK:
+        if path.is_file():
+            return path
+        keras.utils.set_random_seed(1)
+        channels = {"two_channel": 2, "grey": 1, "two_inputs": 3}[kind]
+        image = keras.Input((16, 16, channels), name="image")
+        x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(image)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        if kind == "two_inputs":
+            meta = keras.Input((4,), name="meta")
+            model = keras.Model([image, meta], keras.layers.Dense(2)(keras.layers.Concatenate()([x, meta])))
+        else:
+            model = keras.Model(image, keras.layers.Dense(2)(x))
+        model.save(path)
+    return path
+
+
+@pytest.fixture
+def odd_model(tmp_path):
+    """odd_model_file in this test's tmp_path: odd_model('grey') -> the saved model's path."""
+    return lambda kind: odd_model_file(tmp_path, kind)

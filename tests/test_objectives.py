@@ -78,3 +78,16 @@ def test_neuron_and_channel_on_dense_outputs_are_the_unit_itself():
 def test_unknown_objective_names_the_known_ones():
     with pytest.raises(ValueError, match="channel, neuron"):
         objectives.get("class")
+
+
+def test_class_margins_are_the_margin_of_each_class_and_ignore_a_common_shift():
+    logits = tf.constant([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    margins = objectives.class_margins(logits).numpy()
+    expected = [[2.0 - np.log(np.exp(0.0) + np.exp(-1.0)), 0.0 - np.log(np.exp(2.0) + np.exp(-1.0)),
+                 -1.0 - np.log(np.exp(2.0) + np.exp(0.0))],
+                [0.5 - np.log(np.exp(0.5) + np.exp(3.0))] * 2 + [3.0 - np.log(2 * np.exp(0.5))]]
+    np.testing.assert_allclose(margins, expected, rtol=1e-5)
+    np.testing.assert_allclose(objectives.class_margins(logits + 50.0), margins, rtol=1e-4, atol=1e-4)
+    own = objectives.class_margin(logits, tf.constant([0, 2])).numpy()
+    np.testing.assert_allclose(own, [margins[0, 0], margins[1, 2]], rtol=1e-6)
+    assert (margins[np.arange(2), logits.numpy().argmax(1)] > 0).all()  # the winning class leads
