@@ -187,7 +187,7 @@ def measure_case(layer: str, size: int, steps: int, batch: int, repeats: int) ->
     cut = models.cut(loaded.model, layer)
     filters = list(range(batch))
     preprocess = models.preprocess_fn(loaded.preprocess)
-    renderer = run.renderer(spec, cut, preprocess, size, batch)
+    renderer = run.renderer(spec, cut, preprocess, (size, size, 3), batch)
     renderer._run(tf.constant(1, tf.int32))  # trace once, as a long run does on its first chunk
     renderer._measure(tf.zeros([batch, size, size, 3]))
     methods = {

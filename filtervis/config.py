@@ -76,6 +76,8 @@ class RunSpec:
     input: str | None = None  # the image input of a multi-input model (the others are held at zeros)
 
     def __post_init__(self):
+        if self.size is not None and not isinstance(self.size, tuple):
+            object.__setattr__(self, "size", parse_size(self.size))  # 96 or "128x96" from Python
         checks = [
             (bool(self.layers), "--layer is required: name at least one layer (`filtervis layers` lists them)"),
             (self.steps >= 1, f"--steps must be 1 or more, but was {self.steps}"),
