@@ -267,13 +267,7 @@ class ModelScorer(Scorer):
 
             step()
             self._bare = (batch, step)
-        step = self._bare[1]
-        times = []
-        for _ in range(repeats):
-            began = time.perf_counter()
-            step().numpy()
-            times.append(time.perf_counter() - began)
-        return min(times) / batch
+        return best_seconds(self._bare[1], repeats) / batch
 
 
 def _fill_corners(rotated: np.ndarray, original: np.ndarray, degrees: float) -> np.ndarray:
@@ -329,12 +323,17 @@ def bare_step_seconds(layer: str, size: int, batch: int, repeats: int = 5) -> fl
         return tape.gradient(loss, x)
 
     step()
+    return best_seconds(step, repeats) / batch
+
+
+def best_seconds(step, repeats: int) -> float:
+    """The fastest of `repeats` calls of `step` (a traced function; its result is fetched), in seconds."""
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
         step().numpy()
         times.append(time.perf_counter() - began)
-    return min(times) / batch
+    return min(times)
 
 
 # --- the tools ------------------------------------------------------------------------------------

@@ -346,27 +346,25 @@ def main(argv=None) -> int:
             print(f"{line}; ratios to 'bare, full model'", flush=True)
             print(f"{'case':<19}{'method':<18}{'s/filter-step':>14}{'x full':>8}{'median x':>9}{'CPU s':>8}"
                   f"{'x full':>8}", flush=True)
-            name = f"{key}:{layer}"[:18]
-            ref_wall, ref_cpu, _, _ = result["bare, full model"]
-            for method, (wall, cpu, peak, median) in result.items():
-                print(f"{name:<19}{method:<18}{wall:>14.5f}{wall / ref_wall:>8.3f}{median:>9.3f}{cpu:>8.5f}"
-                      f"{cpu / ref_cpu:>8.3f}", flush=True)
-            peak = max(p for _, _, p, _ in result.values())
-            print(f"{name:<19}peak resident memory of this process: {peak / 2**20:.0f} MB", flush=True)
-            if "tf-keras-vis" in result:
-                speedup = result["tf-keras-vis"][0] / result["filtervis"][0]
-                print(f"{name:<19}filtervis is {speedup:.2f}x faster than tf-keras-vis", flush=True)
+            print_rows(f"{f'{key}:{layer}'[:18]:<19}", result, "bare, full model", 5)
             continue
         result = measure_case(layer, int(size or 224), args.steps, args.batch, args.repeats)
-        bare_wall, bare_cpu, _, _ = result["bare"]
-        for name, (wall, cpu, peak, median) in result.items():
-            print(f"{layer:<14}{size:>5}  {name:<18}{wall:>14.4f}{wall / bare_wall:>8.3f}{median:>9.3f}{cpu:>8.4f}"
-                  f"{cpu / bare_cpu:>8.3f}", flush=True)
-        peak = max(p for _, _, p, _ in result.values())
-        print(f"{layer:<14}{size:>5}  peak resident memory of this process: {peak / 2**20:.0f} MB", flush=True)
-        speedup = result["tf-keras-vis"][0] / result["filtervis"][0]
-        print(f"{layer:<14}{size:>5}  filtervis is {speedup:.2f}x faster than tf-keras-vis", flush=True)
+        print_rows(f"{layer:<14}{size:>5}  ", result, "bare", 4)
     return 0
+
+
+def print_rows(label: str, result: dict, reference: str, digits: int) -> None:
+    """One row per method of `result` ({method: (wall, cpu, peak, median ratio)}), with its ratios to
+    `reference`; then the process's peak memory and, when measured, the speed-up over tf-keras-vis."""
+    ref_wall, ref_cpu, _, _ = result[reference]
+    for method, (wall, cpu, peak, median) in result.items():
+        print(f"{label}{method:<18}{wall:>14.{digits}f}{wall / ref_wall:>8.3f}{median:>9.3f}{cpu:>8.{digits}f}"
+              f"{cpu / ref_cpu:>8.3f}", flush=True)
+    peak = max(p for _, _, p, _ in result.values())
+    print(f"{label}peak resident memory of this process: {peak / 2**20:.0f} MB", flush=True)
+    if "tf-keras-vis" in result:
+        speedup = result["tf-keras-vis"][0] / result["filtervis"][0]
+        print(f"{label}filtervis is {speedup:.2f}x faster than tf-keras-vis", flush=True)
 
 
 if __name__ == "__main__":
