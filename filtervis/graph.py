@@ -119,7 +119,7 @@ def layer_shapes(model) -> dict:
     seen: dict = {}
     order: dict = {}
 
-    def recorder(path, layer, original):
+    def recorder(path, original):
         def call(*args, **kwargs):
             out = original(*args, **kwargs)
             if path not in seen:
@@ -133,7 +133,7 @@ def layer_shapes(model) -> dict:
         for path, layer in paths:
             if isinstance(layer, keras.layers.InputLayer):
                 continue
-            _replace_call(layer, recorder(path, layer, layer.call))
+            _replace_call(layer, recorder(path, layer.call))
             patched.append(layer)
         loaded.model(loaded.feed(zeros), training=False)
     finally:
@@ -202,12 +202,12 @@ def check_visualizable(model, path: str, shapes: dict | None = None) -> int:
     from .errors import LayerError
 
     loaded = _loaded(model)
-    find_layer(loaded.model, path)
+    target = find_layer(loaded.model, path)[-1]
     shapes = layer_shapes(loaded) if shapes is None else shapes
     if path not in shapes:
         raise LayerError(f"layer '{path}' is not reached by a forward pass of the model; pick one that "
                          "`filtervis layers` lists")
-    count, _ = _visualizable(find_layer(loaded.model, path)[-1], shapes[path])
+    count, _ = _visualizable(target, shapes[path])
     if count is None:
         shape = shapes[path]
         shown = "several outputs" if shape is None else f"output shape {(None, *shape)}"
@@ -280,15 +280,8 @@ def cut(model, path: str, shapes: dict | None = None) -> Cut:
             return tf.cast(graph(loaded.feed(images), training=False), tf.float32)
     else:
         forward = _captured(loaded, target, how)
-    output_shape = _shape_of(forward(tf.zeros((1, *_concrete(loaded.input_shape)))))
-    return Cut(forward, activation, output_shape, graph, loaded.feed, classes)
-
-
-def _concrete(input_shape):
-    from .config import DEFAULT_SIZE
-
-    height, width, channels = input_shape
-    return (height or DEFAULT_SIZE, width or DEFAULT_SIZE, channels)
+    # the pre-activation has the layer's output shape (an activation layer's input is shaped as its output)
+    return Cut(forward, activation, shapes[path], graph, loaded.feed, classes)
 
 
 def _graph_cut(loaded, chain, how):
