@@ -307,6 +307,9 @@ def _graph_cut(loaded, chain, how):
             outputs = keras.Model(outer.inputs, target.input)(outputs)
         elif how == "linear":
             config = dict(target.get_config(), activation="linear", name=f"{target.name}_preactivation")
+            # zeros, not the layer's initializers: its weights are copied in, and a random initializer
+            # would draw from Keras's global random stream (a training run's dropout would then change)
+            config.update({key: "zeros" for key in config if key.endswith("_initializer")})
             linear = type(target).from_config(config)
             outputs = linear(keras.Model(outer.inputs, target.input)(outputs))
             linear.set_weights(target.get_weights())

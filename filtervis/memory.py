@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from .optimize import SCALE_IMAGES  # noise images of the noise pass
+from .targets import SCALE_IMAGES  # noise images of the noise pass
 
 MAX_AUTO_BATCH = 16  # beyond this a batch no longer speeds up a step on a CPU
 MAX_AUTO_BATCH_GPU = 64
@@ -63,11 +63,6 @@ def available_memory() -> int:
 def resident_memory() -> int:
     """Bytes this process holds in RAM now (VmRSS), 0 where unknown."""
     return _meminfo("VmRSS") or 0
-
-
-def peak_memory() -> int:
-    """Bytes this process has held in RAM at most so far (VmHWM), 0 where unknown."""
-    return _meminfo("VmHWM") or 0
 
 
 def gpu_memory() -> int | None:

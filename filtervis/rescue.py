@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from . import objectives, optimize, starts
+from . import optimize, starts, targets
 from .params import Pixels
 
 RESCUE_TV_WEIGHT = 1.0  # TV of the second pass when the run itself has none (the old default)
@@ -48,8 +48,11 @@ def _rank(result) -> tuple[float, float]:
 class Rescuer:
     """Reruns unconverged filters of one layer; renderers are built on first need, one per batch size."""
 
-    def __init__(self, cut, preprocess, image_shape, settings: optimize.Settings, max_batch: int):
-        self.cut, self.preprocess, self.image_shape, self.max_batch = cut, preprocess, image_shape, max_batch
+    def __init__(self, target, preprocess, image_shape, settings: optimize.Settings, max_batch: int):
+        """`target`: the layer's targets.LayerFilters (its scales are measured once, for every pass), or
+        a graph.Cut."""
+        target = targets.as_target(target, preprocess, image_shape, settings)
+        self.target, self.preprocess, self.image_shape, self.max_batch = target, preprocess, image_shape, max_batch
         self.stages = (
             dataclasses.replace(settings, tv_weight=0.0, lp_weight=0.0, transforms="none"),
             dataclasses.replace(settings, tv_weight=settings.tv_weight or RESCUE_TV_WEIGHT, lp_weight=0.0,
@@ -71,7 +74,7 @@ class Rescuer:
         if key not in self._renderers:
             settings = self.stages[stage]
             settings = dataclasses.replace(settings, lr=settings.lr * lr_factor) if lr_factor != 1.0 else settings
-            self._renderers[key] = optimize.Renderer(self.cut, self.preprocess, self.image_shape, batch, settings,
+            self._renderers[key] = optimize.Renderer(self.target, self.preprocess, self.image_shape, batch, settings,
                                                      Pixels(self.image_shape))
         return self._renderers[key]
 
@@ -100,16 +103,9 @@ class Rescuer:
         one forward pass of
         the bank in batches of max_batch, computed once."""
         if self._bank is None:
-            import tensorflow as tf
-
             bank = starts.bank(*self.image_shape, self.stages[0].seed)
-            peaks = []
-            for start in range(0, len(bank), self.max_batch):
-                pre = self.cut.forward(self.preprocess(tf.constant(bank[start:start + self.max_batch])))
-                if self.cut.classes:  # a class fires when the model puts the image in it
-                    pre = objectives.class_margins(pre)
-                pre = objectives.centre(pre) if self.stages[0].objective == "neuron" else pre
-                peaks.append(tf.reduce_max(tf.reshape(pre, [pre.shape[0], -1, pre.shape[-1]]), axis=1).numpy())
+            peaks = [self.target.start_peaks(bank[start:start + self.max_batch])
+                     for start in range(0, len(bank), self.max_batch)]
             self._bank = bank, np.concatenate(peaks)
         return self._bank
 

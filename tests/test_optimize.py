@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_conv_model
 
-from filtervis import config, models, objectives, optimize, params
+from filtervis import config, measures, models, optimize, params, targets
 from filtervis.errors import SpecError
 from filtervis.models import preprocess_fn
 
@@ -97,7 +97,7 @@ def test_own_channel_matches_the_full_layer(batch):
     cut = models.cut(tiny_conv_model(), "conv2")
     inputs = tf.random.stateless_uniform([batch, 16, 16, 3], [3, 4], -1.0, 1.0)
     filters = tf.constant([5, 0, 3, 3][:batch])
-    own = optimize.own_channel(cut, batch)(inputs, filters).numpy()
+    own = targets.own_channel(cut, batch)(inputs, filters).numpy()
     full = cut.forward(inputs).numpy()
     assert own.shape == (batch, 16, 16, 1)
     for i, f in enumerate(filters.numpy()):
@@ -107,9 +107,9 @@ def test_own_channel_matches_the_full_layer(batch):
 def test_elementwise_activations_are_told_apart():
     import keras
 
-    assert optimize._is_elementwise(keras.activations.relu, (None, 4, 4, 6))
-    assert optimize._is_elementwise(keras.layers.ReLU(), (None, 6))
-    assert not optimize._is_elementwise(keras.activations.softmax, (None, 4, 4, 6))
+    assert targets.is_elementwise(keras.activations.relu, (None, 4, 4, 6))
+    assert targets.is_elementwise(keras.layers.ReLU(), (None, 6))
+    assert not targets.is_elementwise(keras.activations.softmax, (None, 4, 4, 6))
 
 
 @pytest.mark.parametrize("p", [6.0, 2.5])
@@ -117,8 +117,8 @@ def test_fused_penalties_match_the_objectives(p):
     images = tf.random.stateless_uniform([2, 9, 7, 3], [5, 6])
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(images)
-        tv, lp = optimize.penalties(images, p)
-        want_tv, want_lp = objectives.total_variation(images), objectives.lp_norm(images, p)
+        tv, lp = measures.penalties(images, p)
+        want_tv, want_lp = measures.total_variation(images), measures.lp_norm(images, p)
         fused = tf.reduce_sum(3.0 * tv + 0.5 * lp)
         plain = tf.reduce_sum(3.0 * want_tv + 0.5 * want_lp)
     np.testing.assert_allclose(tv.numpy(), want_tv.numpy(), rtol=1e-5)
@@ -267,10 +267,10 @@ def test_vgg16_peak_memory_stays_under_the_printed_budget(tmp_path):
 def test_a_long_layer_gets_a_time_estimate(capsys):
     from tqdm import tqdm
 
-    from filtervis.run import _Progress
+    from filtervis.run import Progress
 
     with tqdm(total=512 * 256, file=io.StringIO()) as bar:
-        progress = _Progress(bar, "block5_conv3", 512, 256, "batch 8", quiet=False)
+        progress = Progress(bar, "block5_conv3", 512, 256, "batch 8", quiet=False)
         progress(8 * 16)  # the first chunk (tracing) is not timed
         time.sleep(0.1)
         progress(8 * 16)  # ~0.1 s per 128 filter-steps: about 100 s for the rest

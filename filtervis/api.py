@@ -1,0 +1,602 @@
+"""The Python API: `render(model, layer, filters=..., **options)` and `render(model, objective=...)`.
+
+    import filtervis
+    result = filtervis.render(model, "block3_conv1", filters="0-7", steps=64, size=96)
+    result.images[0]          # uint8 [H, W, C], as filter_0000.png holds it
+    result.filters[0].converged
+    result.palette()          # the labeled palette, a PIL image (a notebook shows the result as it)
+    result.save("out")        # out/block3_conv1/{filter_NNNN.png, palette.png, manifest.json}
+
+`model` is a keras.Model in memory (functional, Sequential or subclassed) or anything `filtervis run
+--model` takes. The options are the CLI's (underscores for dashes, same defaults, same checks and
+errors). `filtervis run` is a client of this module: per layer it calls `prepare(...)` and
+`Job.run(...)` with hooks that write each finished batch to disk.
+
+Rendering one layer: the layer is cut (graph.cut), each batch of filters is optimized
+(optimize.Renderer against a targets.LayerFilters), a filter whose image turned NaN/Inf is restarted
+once with a smaller step, and the filters that did not converge go to the rescue (rescue.Rescuer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import numbers
+from pathlib import Path
+
+import numpy as np
+
+from . import config, models
+from .config import DEFAULT_SIZE, RunSpec, size_text
+from .errors import Interrupted, SpecError
+
+RETRY_LR_FACTOR = 0.1  # a filter whose image or loss turned NaN/Inf is restarted once with this times --lr
+STATUS_DONE, STATUS_FAILED = "done", "failed"  # failed: NaN/Inf even after the restart; no PNG
+STATUS_DEAD = "dead"  # nothing the rescue tried fired the filter (see rescue.py); it has a PNG all the same
+WITH_PNG = (STATUS_DONE, STATUS_DEAD)
+# RunSpec fields that belong to files on disk or to the command line, not to a picture: not options of render
+FILE_FIELDS = frozenset({"layers", "model", "filters", "out", "quiet", "resume", "shard"})
+OPTIONS = tuple(f.name for f in dataclasses.fields(RunSpec) if f.name not in FILE_FIELDS)
+OBJECTIVES_FOLDER = "objectives"  # the layer name (and folder) of a render of objectives
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterRecord:
+    """One rendered filter (or objective): what the manifest lists, plus its image.
+
+    `status` is done, dead (nothing fired it; it still has an image) or failed (NaN/Inf even after a
+    restart: `image` is None). `converged`: the image drives the filter above 0 and at least twice as
+    high as uniform noise does."""
+
+    index: int
+    status: str
+    activation: float | None
+    noise_activation: float
+    converged: bool
+    steps: int
+    seconds: float
+    loss: float | None = None
+    tv: float | None = None
+    lp: float | None = None
+    scale: float = 1.0
+    restarted: bool = False
+    rescued: bool = False
+    peak_preactivation: float | None = None
+    image: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    frames: tuple = dataclasses.field(default=(), repr=False, compare=False)
+
+    @property
+    def file(self) -> str | None:
+        from .outputs import filter_filename
+
+        return filter_filename(self.index) if self.status in WITH_PNG else None
+
+    def entry(self) -> dict:
+        """The record as the manifest lists it."""
+        entry = {"index": self.index, "status": self.status, "file": self.file, "steps": self.steps}
+        for key in ("activation", "noise_activation", "loss", "tv", "lp", "scale"):
+            value = getattr(self, key)
+            entry[key] = None if value is None else round(value, 6)
+        entry.update(converged=self.converged, restarted=self.restarted, seconds=round(self.seconds, 3),
+                     rescued=self.rescued)
+        if self.status == STATUS_DEAD:
+            entry["peak_preactivation"] = round(self.peak_preactivation, 6)
+        return entry
+
+
+def record(result, restarted: bool = False, rescued: bool = False) -> FilterRecord:
+    """The FilterRecord of an optimize.FilterResult."""
+    finite = bool(result.finite)
+    status = STATUS_DEAD if finite and result.dead else STATUS_DONE if finite else STATUS_FAILED
+    return FilterRecord(
+        result.index, status, result.activation if finite else None, result.noise_activation,
+        bool(result.converged), result.steps, result.seconds, result.loss if finite else None,
+        result.tv if finite else None, result.lp if finite else None, result.scale, restarted, rescued,
+        result.peak if status == STATUS_DEAD else None, result.image if finite else None, result.frames)
+
+
+# --- options -------------------------------------------------------------------------------------
+
+def spec_of(model, layer, filters, options: dict) -> RunSpec:
+    """The RunSpec of a `render` call: the CLI's checks and errors for the same options."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise SpecError(f"render() got an unknown option '{unknown[0]}'; options are {', '.join(OPTIONS)}")
+    name = model if isinstance(model, str) else getattr(model, "name", config.DEFAULT_MODEL)
+    return RunSpec(layers=(layer,) if layer else ("-",), model=str(name), filters=filter_text(filters), **options)
+
+
+def filter_text(filters) -> str:
+    """`filters` as `--filters` writes it: None -> all; an int; a list of ints; or a spec string."""
+    if filters is None:
+        return config.DEFAULT_FILTERS
+    if isinstance(filters, str):
+        return filters
+    if isinstance(filters, numbers.Integral) and not isinstance(filters, bool):
+        filters = [filters]
+    try:
+        values = [int(f) for f in filters if not isinstance(f, bool) and float(f) == int(f)]
+    except (TypeError, ValueError):
+        values = None
+    if values is None or len(values) != len(list(filters)) or not values or min(values) < 0:
+        raise SpecError(f"filters must be all, an index, a list of indices 0 or more, or a spec such as 0-7 or "
+                        f"random:16, but was {filters!r}")
+    return ",".join(map(str, values))
+
+
+def load(model, spec: RunSpec) -> models.LoadedModel:
+    """The model of a `render` call: a LoadedModel as it is, a keras.Model described, or loaded as
+    `--model` (an application whose classifier holds a requested layer is built with it)."""
+    if isinstance(model, models.LoadedModel):
+        loaded = model
+    elif not isinstance(model, str):
+        loaded = models.describe(model, None, "memory", spec.preprocess, spec.size, spec.input)
+    else:
+        loaded = _load_named(spec)
+    if loaded.preprocess is None:
+        loaded = dataclasses.replace(loaded, preprocess=models.guess_preprocess(loaded))
+    return loaded
+
+
+def _load_named(spec: RunSpec) -> models.LoadedModel:
+    loaded = models.load(spec.model, spec.weights, spec.preprocess, spec.size, unsafe=spec.unsafe_model,
+                         input_name=spec.input)
+    names = {path for path, _ in models.walk(loaded.model)}
+    missing = [layer for layer in spec.layers if layer not in names and layer != "-"]
+    if missing and spec.model in models.APPLICATIONS:
+        app = models.APPLICATIONS[spec.model]
+        top = models.load(spec.model, "none", spec.preprocess, top=True)
+        if all(layer in {path for path, _ in models.walk(top.model)} for layer in missing):
+            if spec.size not in (None, (app.size, app.size)):
+                raise SpecError(f"layer '{missing[0]}' is in {spec.model}'s classifier, which takes "
+                                f"{app.size}x{app.size} images; use --size {app.size} or leave --size out")
+            return models.load(spec.model, spec.weights, spec.preprocess, top=True)
+    return loaded
+
+
+def image_shape_of(spec: RunSpec, loaded: models.LoadedModel) -> tuple[int, int, int]:
+    """(height, width, channels) of the pictures: --size, else the model's input size, else DEFAULT_SIZE."""
+    return (*(spec.size or loaded.size or (DEFAULT_SIZE, DEFAULT_SIZE)), loaded.channels)
+
+
+def settings_of(spec: RunSpec):
+    """The optimizer settings of `spec`."""
+    from . import optimize
+
+    return optimize.Settings(spec.steps, spec.lr, spec.tv_weight, spec.lp_weight, spec.lp_norm,
+                             spec.jitter, spec.seed, early_stop=spec.early_stop, transforms=spec.transforms,
+                             objective=spec.objective, frames=spec.gif)
+
+
+# --- seed images ---------------------------------------------------------------------------------
+
+def check_seed_source(path: str) -> None:
+    """The cheap checks of --seed-image, before the model is loaded: it exists; a file is an image."""
+    source = Path(path)
+    if not source.exists():
+        raise SpecError(f"--seed-image {source} does not exist; give an image file or a folder of filter PNGs")
+    if source.is_file():
+        from PIL import Image
+
+        try:
+            with Image.open(source) as image:
+                image.verify()
+        except Exception as exc:
+            raise SpecError(f"--seed-image {source} is not a readable image ({type(exc).__name__}); "
+                            "give a PNG or JPEG") from None
+
+
+def seed_images(path: str, filters: list[int], image_shape) -> dict[int, np.ndarray]:
+    """Start images: one file for every filter, or a folder of a previous run's filter_NNNN.png."""
+    from . import images, outputs
+
+    source = Path(path)
+    if source.is_dir():
+        files = {f: source / outputs.filter_filename(f) for f in filters}
+        missing = [f for f, file in files.items() if not file.is_file()]
+        if missing:
+            raise SpecError(f"--seed-image folder {source} has no {outputs.filter_filename(missing[0])}; "
+                            "give the layer folder of a run over the same filters, or one image file")
+    elif source.is_file():
+        files = dict.fromkeys(filters, source)
+    else:
+        raise SpecError(f"--seed-image {source} does not exist; give an image file or a folder of filter PNGs")
+    loaded = {}
+    for f, file in files.items():
+        try:
+            loaded[f] = images.load_image(str(file), image_shape)
+        except Exception as exc:
+            raise SpecError(f"--seed-image {file} is not a readable image ({type(exc).__name__}); "
+                            "give a PNG or JPEG") from None
+    return loaded
+
+
+# --- one layer's job -----------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Job:
+    """One layer's rendering, fully checked (`prepare`): run it with `run(filters)`."""
+
+    spec: RunSpec
+    loaded: models.LoadedModel
+    layer: str
+    image_shape: tuple
+    filters: list[int]  # the filters the options ask for, in order
+    cut: object = None  # graph.Cut (None for objectives)
+    shapes: tuple = ()  # output shapes of the layers a forward pass reaches up to the layer
+    starts: dict | None = None
+    objectives: tuple = ()  # objectives.Objective per image, when rendering objectives
+    batch: int | None = None  # None until `run` chose it (see memory.plan_memory)
+    memory: object = None  # memory.MemoryPlan when the batch was chosen automatically
+    param_name: str | None = None
+
+    @property
+    def preprocess(self):
+        return models.preprocess_fn(self.loaded.preprocess, self.loaded.channels)
+
+    def choose_batch(self, count: int, batch: int | None = None) -> int:
+        """The batch for `count` filters: --batch, else `batch` (an earlier run's), else the memory
+        plan's; the plan is made (`memory`) whenever --batch is not given. SpecError when not even
+        one image fits the memory budget."""
+        from . import memory
+
+        if self.spec.batch is None:
+            self.memory = memory.plan_memory(self.shapes, self.image_shape, max(1, count), self.spec.memory_budget)
+        batch = self.spec.batch or batch or self.memory.batch
+        self.batch = max(1, min(batch, max(1, count)))
+        return self.batch
+
+    def param(self):
+        from . import params
+
+        if self.objectives:
+            shape = min((c.output_shape for c in self.cut.values()), key=len)
+            param = params.resolve(self.spec.param, self.spec.decay, shape, self.image_shape)
+        else:
+            param = params.resolve(self.spec.param, self.spec.decay, self.cut.output_shape, self.image_shape)
+        self.param_name = param.name
+        return param
+
+    def manifest(self, planned=None, part=None) -> dict:
+        """The manifest of this job without its filters (see outputs.py for the files)."""
+        import platform
+        import time
+
+        import keras
+        import PIL
+        import tensorflow as tf
+
+        from . import __version__, outputs
+
+        spec, loaded = self.spec, self.loaded
+        params = dataclasses.asdict(spec)
+        params.update(size=size_text(self.image_shape[:2]), batch=self.batch, layers=list(spec.layers),
+                      shard=list(spec.shard) if spec.shard else None, preprocess=loaded.preprocess,
+                      param=self.param_name or spec.param)
+        if self.objectives:
+            params.update(objective=[repr(o) for o in self.objectives], filters="all")
+        for key in ("out", "quiet", "resume"):
+            params.pop(key, None)
+        model = {"name": loaded.name, "weights": loaded.weights, "preprocess": loaded.preprocess,
+                 "input_size": size_text(loaded.size) if loaded.size else None, "input": loaded.input_name,
+                 "channels": loaded.channels, "image": models.CHANNEL_NAMES[loaded.channels],
+                 "layer_kind": "objectives" if self.objectives else self.cut.kind,
+                 "classes": False if self.objectives else self.cut.classes}
+        if isinstance(spec.model, str) and Path(spec.model).is_file():
+            model["sha256"] = outputs.file_digest(spec.model)
+        manifest = {
+            "filtervis": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "layer": self.layer,
+            "seed": spec.seed,
+            "shard": f"{spec.shard[0]}/{spec.shard[1]}" if spec.shard else None,
+            "model": model,
+            "params": params,
+            "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                         "keras": keras.__version__, "numpy": np.__version__, "pillow": PIL.__version__},
+            "planned": list(self.filters if planned is None else planned),
+            "part": list(self.filters if part is None else part),
+            "complete": False,
+            "palette": None,
+            "filters": [],
+        }
+        if self.memory is not None:
+            manifest["memory"] = {"budget": self.memory.budget, "planned_peak": self.memory.peak,
+                                  "per_image": self.memory.per_image}
+        return manifest
+
+    def run(self, filters: list[int] | None = None, progress=None, on_batch=None, stop=None) -> "Result":
+        """Render `filters` (default: all of the job's) batch by batch.
+
+        `progress(done, more=0)` hears of filter-steps done (and of `more` steps added to the plan,
+        by the rescue); `on_batch(job, records)` gets each finished batch; `stop()` is asked between
+        chunks of steps: when it returns a signal number, `errors.Interrupted` is raised (the
+        batches already given to `on_batch` are finished)."""
+        filters = list(self.filters if filters is None else filters)
+        if self.batch is None:
+            self.choose_batch(len(filters))
+        param = self.param()
+
+        def tick(count, more=0):
+            if progress:
+                progress(count, more)
+            _check_stop(stop)
+
+        records = []
+        render = self._objective_batches if self.objectives else self._filter_batches
+        for batch_records in render(filters, param, tick):
+            records += batch_records
+            if on_batch:
+                on_batch(self, batch_records)
+        return Result(self, tuple(records))
+
+    def _filter_batches(self, filters, param, tick):
+        from . import optimize, rescue, targets
+
+        settings = settings_of(self.spec)
+        target = targets.LayerFilters(self.cut, self.preprocess, self.image_shape, self.spec.objective, self.spec.seed)
+        renderers = {}  # lr -> Renderer, built when first needed
+        rescuer = (rescue.Rescuer(target, self.preprocess, self.image_shape, settings, self.batch)
+                   if self.spec.rescue else None)
+
+        def render(chunk, lr, progress):
+            if lr not in renderers:
+                renderers[lr] = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch,
+                                                  dataclasses.replace(settings, lr=lr), param)
+            seeds = [self.starts[f] for f in chunk] if self.starts else None
+            return renderers[lr].render(chunk, seeds, progress=progress)
+
+        for start in range(0, len(filters), self.batch):
+            _check_stop_tick(tick)
+            chunk = filters[start:start + self.batch]
+            results = render(chunk, settings.lr, tick)
+            faulty = [r.index for r in results if not r.finite]
+            retried = {}
+            for first in range(0, len(faulty), self.batch):
+                for result in render(faulty[first:first + self.batch], settings.lr * RETRY_LR_FACTOR, None):
+                    retried[result.index] = result
+            results = [retried.get(r.index, r) for r in results]
+            rescued = set()
+            if rescuer:
+                more = rescuer.steps(sum(not r.converged for r in results))
+                if more:
+                    tick(0, more)
+                results, rescued = rescuer.rescue(results, progress=tick)
+            yield [record(r, r.index in retried, r.index in rescued) for r in results]
+
+    def _objective_batches(self, indices, param, tick):
+        from . import optimize, targets
+
+        settings = settings_of(self.spec)
+        for start in range(0, len(indices), self.batch):
+            _check_stop_tick(tick)
+            chunk = indices[start:start + self.batch]
+            target = targets.ObjectiveBatch([self.objectives[i] for i in chunk], self.cut, self.preprocess,
+                                            self.image_shape, self.spec.seed)
+            renderer = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch, settings, param)
+            keys = [targets.filter_key(self.spec.seed, i) for i in chunk]
+            seeds = [self.starts[i] for i in chunk] if self.starts else None
+            results = renderer.render(list(range(len(chunk))), seeds, progress=tick, keys=keys)
+            yield [record(dataclasses.replace(r, index=i)) for i, r in zip(chunk, results)]
+
+
+def _check_stop_tick(tick):
+    tick(0)
+
+
+def _check_stop(stop) -> None:
+    signal_number = stop() if stop else None
+    if signal_number:
+        raise Interrupted(f"interrupted by {signal_name(signal_number)}", signal_number)
+
+
+def signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def prepare(model, layer: str | None = None, filters=None, *, objective=None, spec: RunSpec | None = None,
+            **options) -> Job:
+    """Check a render and build its Job, without optimizing anything: the model, the layer, the
+    filters, the seed images. Arguments as for `render`; or `spec`, a whole RunSpec (`filtervis run`'s),
+    in place of the options."""
+    goals = _objective_list(objective)
+    if goals is not None:
+        if layer is not None or filters is not None:
+            raise SpecError("render() takes either a layer and filters or objective=...; not both")
+        options["objective"] = config.DEFAULT_OBJECTIVE
+    elif objective is not None:
+        options["objective"] = objective
+    spec = spec or spec_of(model, layer if goals is None else obj_layers(goals)[0], filters, options)
+    if goals is None and not layer:
+        raise SpecError("--layer is required: name at least one layer (`filtervis layers` lists them)")
+    loaded = load(model, spec)
+    image_shape = image_shape_of(spec, loaded)
+    shapes = models.layer_shapes(loaded)
+    if goals is not None:
+        layers = obj_layers(goals)
+        for name in layers:
+            models.check_visualizable(loaded, name, shapes)
+        cuts = {name: models.cut(loaded, name, shapes) for name in layers}
+        deepest = max(list(shapes).index(name) for name in layers)
+        indices = list(range(len(goals)))
+        starts = seed_images(spec.seed_image, indices, image_shape) if spec.seed_image else None
+        job = Job(spec, loaded, OBJECTIVES_FOLDER, image_shape, indices, cuts,
+                  tuple(shapes.values())[:deepest + 1], starts, tuple(goals))
+        from . import targets
+
+        for goal in goals:  # the checks of targets.ObjectiveBatch, before anything runs
+            targets.check_objective(goal, cuts)
+        return job
+    count = models.check_visualizable(loaded, layer, shapes)
+    indices = config.parse_filters(spec.filters).resolve(count, spec.seed, layer)
+    starts = seed_images(spec.seed_image, indices, image_shape) if spec.seed_image and indices else None
+    upto = list(shapes)[:list(shapes).index(layer) + 1]
+    return Job(spec, loaded, layer, image_shape, indices, models.cut(loaded, layer, shapes),
+               tuple(shapes[path] for path in upto), starts)
+
+
+def _objective_list(objective):
+    """A list of Objectives when `objective` is one or a list of them, None for a `--objective` name."""
+    from . import objectives as obj
+
+    if objective is None or isinstance(objective, str):
+        return None
+    if isinstance(objective, obj.Term):
+        objective = obj.Objective(((1.0, objective),))
+    goals = [objective] if isinstance(objective, obj.Objective) else list(objective) if isinstance(
+        objective, (list, tuple)) else None
+    if not goals or not all(isinstance(g, obj.Objective) for g in goals):
+        raise SpecError(f"objective must be channel or neuron, an objective built with filtervis.objectives, "
+                        f"or a list of them, but was {objective!r}")
+    for goal in goals:
+        if not goal.layer_parts:
+            raise SpecError(f"objective {goal!r} reads no layer; add a layer term such as channel(layer, k)")
+    return goals
+
+
+def obj_layers(goals) -> list[str]:
+    return list(dict.fromkeys(name for goal in goals for name in goal.layers))
+
+
+def render(model, layer: str | None = None, filters=None, *, objective=None, progress=None, on_batch=None,
+           stop=None, **options) -> "Result":
+    """Render filters of one layer of `model`, or objectives (see the module doc).
+
+    `layer` and `filters` (None: all; an index; a list of indices; or `--filters` text such as "0-7" or
+    "random:16"), or `objective=`: a filtervis.objectives value, or a list of them (one image each);
+    `objective="neuron"` keeps the CLI's meaning (each filter's centre unit). `**options` are the CLI's
+    (steps, lr, size, tv_weight, ..., seed, batch); `progress`, `on_batch` and `stop` as for Job.run.
+    Deterministic: the same call gives the same images.
+    """
+    job = prepare(model, layer, filters, objective=objective, **options)
+    return job.run(progress=progress, on_batch=on_batch, stop=stop)
+
+
+def evaluate(model, objective, images, preprocess: str | None = None, input_name: str | None = None) -> np.ndarray:
+    """The value of `objective` (a filtervis.objectives value) on `images` (uint8 or floats in [0, 1],
+    [B, H, W, C]) as render measures it: [B] floats."""
+    import tensorflow as tf
+
+    goals = _objective_list(objective)
+    if goals is None or len(goals) != 1:
+        raise SpecError("evaluate() takes one objective built with filtervis.objectives")
+    pixels = np.asarray(images)
+    pixels = pixels.astype(np.float32) / 255.0 if pixels.dtype == np.uint8 else pixels.astype(np.float32)
+    spec = spec_of(model, goals[0].layers[0], None, {"preprocess": preprocess, "input": input_name,
+                                                      "size": tuple(pixels.shape[1:3])})
+    loaded = load(model, spec)
+    shapes = models.layer_shapes(loaded)
+    preprocess_fn = models.preprocess_fn(loaded.preprocess, loaded.channels)
+    values = {}
+    for name in goals[0].layers:
+        cut = models.cut(loaded, name, shapes)
+        values[name] = cut.activation(cut.forward(preprocess_fn(tf.constant(pixels))))
+    return goals[0].value(values, tf.constant(pixels)).numpy()
+
+
+# --- the result ----------------------------------------------------------------------------------
+
+class Result:
+    """What `render` gave: `filters` (one FilterRecord each, in order), `images` (uint8 [H, W, C] each,
+    as the PNG holds it; None for a failed filter), `palette()`, `save(out)`."""
+
+    def __init__(self, job: Job, filters: tuple):
+        self.job, self.filters = job, filters
+
+    @property
+    def layer(self) -> str:
+        return self.job.layer
+
+    @property
+    def images(self) -> tuple:
+        return tuple(r.image for r in self.filters)
+
+    @property
+    def manifest(self) -> dict:
+        """The manifest `save` writes (its `created` time is when it is asked for)."""
+        manifest = self.job.manifest()
+        manifest.update(filters=[r.entry() for r in self.filters], complete=True,
+                        palette=self._palette_name() if self._tiles() else None)
+        return manifest
+
+    def _tiles(self):
+        return [r for r in self.filters if r.status in WITH_PNG]
+
+    def _palette_name(self) -> str:
+        from .outputs import palette_name
+
+        return palette_name(None)
+
+    def palette_array(self, cols: int | None = None) -> np.ndarray:
+        """The labeled palette, uint8 [H, W, C] (SpecError when no filter has an image)."""
+        from . import images
+
+        tiles = self._tiles()
+        if not tiles:
+            raise SpecError(f"no filter of '{self.layer}' has an image (all failed); nothing to stitch")
+        return images.palette([r.image for r in tiles], [str(r.index) for r in tiles], cols or self.job.spec.cols,
+                              self.layer)
+
+    def palette(self, cols: int | None = None):
+        """The labeled palette as a PIL image."""
+        from . import images
+
+        return images.to_pil(self.palette_array(cols))
+
+    def _repr_png_(self) -> bytes | None:
+        if not self._tiles():
+            return None
+        buffer = io.BytesIO()
+        self.palette().save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def save(self, out) -> Path:
+        """Write what `filtervis run --out OUT` writes for this layer: OUT/<layer>/filter_NNNN.png,
+        palette.png, manifest.json (and the GIFs with gif=True). Returns the layer folder."""
+        from . import outputs
+
+        outputs.check_writable(out)
+        folder = Path(out) / outputs.layer_dirname(self.layer)
+        write_records(folder, self.filters)
+        if self._tiles():
+            outputs.write_png(folder / outputs.palette_name(None), self.palette_array())
+        write_palette_gif(folder, self.layer, self.filters, self.job.spec.cols)
+        outputs.write_manifest(folder, self.manifest)
+        return folder
+
+    def __repr__(self):
+        converged = sum(r.converged for r in self.filters)
+        return f"<filtervis.Result {self.layer}: {converged}/{len(self.filters)} filters converged>"
+
+
+def write_records(folder: Path, records) -> list[Path]:
+    """Write each record's PNG (and GIF, when it has frames); returns the paths written."""
+    from . import images, outputs
+
+    written = []
+    for rec in records:
+        if rec.status in WITH_PNG:
+            path = folder / rec.file
+            outputs.write_png(path, rec.image)
+            written.append(path)
+            if rec.frames:
+                gif = path.with_suffix(".gif")
+                outputs.atomic_write(gif, images.gif_bytes(list(rec.frames)))
+                written.append(gif)
+    return written
+
+
+def write_palette_gif(folder: Path, layer: str, records, cols: int) -> None:
+    """palette.gif: the records' frames (shrunk) side by side, when they have frames (gif=True)."""
+    from . import images, outputs
+
+    movies = [r for r in records if r.frames]
+    if movies:
+        frames = images.palette_movie([[images.shrink(f) for f in r.frames] for r in movies],
+                                      [str(r.index) for r in movies], cols, layer)
+        outputs.atomic_write(folder / (outputs.PALETTE[:-len(".png")] + ".gif"), images.gif_bytes(list(frames)))

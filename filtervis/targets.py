@@ -1,0 +1,349 @@
+"""What the optimizer loop maximizes, compiled for a batch: each image's objective, the start that
+wakes a silent filter, the regularizer weights, and each objective's typical response to noise.
+
+Two kinds, with one interface (`Target`):
+
+- `LayerFilters`: one filter (or class) of one layer per image, the layer cut once (`graph.Cut`).
+  This is `filtervis run`'s path and the fast one: with an element-wise activation, only each image's
+  own filter is computed (a sliced Conv2D, see `own_channel`). Items are filter indices.
+- `ObjectiveBatch`: any `objectives.Objective` per image, over one or more layers (each cut on its
+  own). Items are the objectives' places in the batch.
+
+A target's `objective(inputs, items)` runs one model pass over a batch; the Renderer calls it for
+each image alone (see optimize.per_image).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from . import measures
+from . import objectives as obj
+from .errors import SpecError
+
+START_THRESHOLD = 0.1  # below this share of its scale a filter is started through its pre-activation
+SCALE_IMAGES = 4  # noise images that measure each filter's typical response (and its noise activation)
+
+
+def filter_key(seed: int, index: int) -> int:
+    """The random stream of one filter: depends on the run's seed and the filter, never on the batch."""
+    return (seed * 1_000_003 + index * 7_919 + 1) % (2**31 - 1)
+
+
+def noise_images(keys, image_shape) -> np.ndarray:
+    """Uniform noise over the whole [0, 1] range, one image [H, W, C] per key: the convergence baseline."""
+    return np.stack([np.random.default_rng([key, 1]).uniform(0.0, 1.0, tuple(image_shape)) for key in keys]
+                    ).astype(np.float32)
+
+
+def scale_noise(seed: int, image_shape) -> np.ndarray:
+    """The SCALE_IMAGES noise images every target measures its scales on."""
+    return noise_images([filter_key(seed, -1 - i) for i in range(SCALE_IMAGES)], image_shape)
+
+
+def _spread(pre) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel of `pre` [N, ..., C]: (standard deviation over images and places, never below a
+    floor of 1e-3 of the layer's mean one (finite ones only); whether it was finite)."""
+    std = tf.math.reduce_std(tf.reshape(pre, [-1, pre.shape[-1]]), axis=0).numpy()
+    finite = np.isfinite(std)  # a NaN/Inf filter must not spoil the others' floor
+    floor = max(float(std[finite].mean()) if finite.any() else 0.0, 1e-6) * 1e-3
+    return np.maximum(np.where(finite, std, floor), floor).astype(np.float32), finite
+
+
+def as_target(target, preprocess, image_shape, settings):
+    """`target` as it is, or a graph.Cut made into the LayerFilters of `settings` (objective, seed)."""
+    if isinstance(target, (LayerFilters, ObjectiveBatch)):
+        return target
+    return LayerFilters(target, preprocess, image_shape, settings.objective, settings.seed)
+
+
+class LayerFilters:
+    """One filter of one cut per image: `kind` is "channel" (the filter's mean) or "neuron" (its
+    centre unit); a cut whose units are classes (`cut.classes`) is rendered by class margin."""
+
+    def __init__(self, cut, preprocess, image_shape, kind: str, seed: int):
+
+        self.cut, self.preprocess, self.kind = cut, preprocess, kind
+        self.measure = measures.class_margin if cut.classes else measures.LAYER_MEASURES[kind]
+        elementwise = not cut.classes and is_elementwise(cut.activation, (None, *cut.output_shape))
+        # (sliced for one filter: the model runs on each image alone, see optimize.per_image)
+        self.own = own_channel(cut, 1) if elementwise else None
+        scales, self.noise_activation = self._noise_statistics(seed, image_shape)
+        self.scales = tf.constant(scales)
+        # Multiplied, not divided: the gradient of a division by a [B] vector can round differently
+        # at different batch sizes (see exact.py), a multiplication cannot.
+        self.inverse_scales = tf.constant(1.0 / scales)
+
+    @property
+    def count(self) -> int:
+        return self.cut.filters
+
+    def regularizers(self, settings) -> tuple:
+        """(tv weights [count], lp weights [count], p): the run's --tv-weight, --lp-weight, --lp-norm."""
+        return (tf.fill([self.count], float(settings.tv_weight)), tf.fill([self.count], float(settings.lp_weight)),
+                float(settings.lp_norm))
+
+    def _noise_statistics(self, seed, image_shape) -> tuple[np.ndarray, np.ndarray]:
+        """Per filter [C]: the standard deviation of its pre-activation over noise images (never 0), and
+        its activation (the spatial mean of its output) averaged over the same images."""
+        pre = self.cut.forward(self.preprocess(tf.constant(scale_noise(seed, image_shape))))
+        std, _ = _spread(pre)
+        if self.cut.classes:  # each class's margin over the noise images
+            noise = tf.reduce_mean(measures.class_margins(pre), axis=0).numpy()
+        else:
+            post = self.cut.activation(pre)
+            noise = tf.reduce_mean(tf.reshape(post, [-1, post.shape[-1]]), axis=0).numpy()
+        return std, noise.astype(np.float32)
+
+    def objective(self, inputs, filters, slot: int = 0):
+        """Model input [b, H, W, C], filters [b] -> (activation, start), [b] each: each image's own
+        filter as the layer gives it, and the softened objective that starts a silent filter (see
+        measures.started). Classes are their margin, which needs no start."""
+        threshold = START_THRESHOLD * tf.gather(self.scales, filters)
+        if self.own is not None:
+            pre = self.own(inputs, filters)  # [b, ..., 1]: only each image's own filter
+            own_filter = tf.zeros(tf.shape(filters), tf.int32)  # its index within that slice
+            post = self.measure(self.cut.activation(pre), own_filter)
+            start = measures.start_objective(self._startable(pre), own_filter, threshold)
+        elif self.cut.classes:
+            post = self.measure(self.cut.forward(inputs), filters)
+            return post, post
+        else:  # an activation mixing channels: run it on every filter
+            pre = self.cut.forward(inputs)
+            post = self.measure(self.cut.activation(pre), filters)
+            start = measures.start_objective(self._startable(pre), filters, threshold)
+        return post, start
+
+    def _startable(self, pre):
+        """The units a silent filter's start follows: the centre one for `neuron`, else all."""
+        return measures.centre(pre) if self.kind == "neuron" else pre
+
+    def peak(self, inputs, filters, slot: int = 0):
+        """Model input [b, H, W, C], filters [b] -> [b]: the highest pre-activation of each image's own
+        filter over the units its objective sees (see _startable); for classes, the class margin."""
+        if self.cut.classes:
+            return self.measure(self.cut.forward(inputs), filters)
+        if self.own is not None:
+            pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
+        else:
+            pre, index = self.cut.forward(inputs), filters
+        values = tf.gather(self._startable(pre), index, axis=-1, batch_dims=1)
+        return tf.reduce_max(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
+
+    def start_peaks(self, images) -> np.ndarray:
+        """[N, filters]: each image's highest pre-activation of every filter over the units its
+        objective sees, or every class's margin (one pass over `images` in [0, 1])."""
+        pre = self.cut.forward(self.preprocess(tf.constant(images)))
+        if self.cut.classes:  # a class fires when the model puts the image in it
+            pre = measures.class_margins(pre)
+        pre = self._startable(pre)
+        return tf.reduce_max(tf.reshape(pre, [pre.shape[0], -1, pre.shape[-1]]), axis=1).numpy()
+
+
+class ObjectiveBatch:
+    """A batch of `objectives.Objective`s, one per image; item i is the i-th objective. `cuts` maps
+    every layer they read to its `graph.Cut`.
+
+    Each layer term is divided by its scale: the standard deviation over noise images of the values
+    it reads (its channel's pre-activation; for a direction, the projection), so weights mean the same
+    for every filter and layer. A channel or neuron term with a positive weight and an element-wise
+    activation starts as a silent filter does (see measures.started) until it fires. The regularizer
+    terms are the objective's own, applied once the layer part is above START_THRESHOLD.
+    """
+
+    def __init__(self, objectives, cuts: dict, preprocess, image_shape, seed: int):
+
+        self.objectives, self.cuts, self.preprocess = tuple(objectives), dict(cuts), preprocess
+        self.elementwise = {layer: not cut.classes and is_elementwise(cut.activation, (None, *cut.output_shape))
+                            for layer, cut in self.cuts.items()}
+        for objective in self.objectives:
+            check_objective(objective, self.cuts)
+        self.lp_p = _one_p(self.objectives)
+        noise = tf.constant(scale_noise(seed, image_shape))
+        pre = {layer: cut.forward(preprocess(noise)) for layer, cut in self.cuts.items()}
+        self.term_scales = [{term: _term_scale(term, pre[term.layer]) for _, term in o.layer_parts}
+                            for o in self.objectives]
+        values = {layer: self.cuts[layer].activation(p) for layer, p in pre.items()}
+        self.noise_activation = np.array([float(tf.reduce_mean(_layer_value(o, values, noise)))
+                                          for o in self.objectives], np.float32)
+        scales = np.array([max(sum(abs(w) * s[t] for w, t in o.layer_parts), 1e-12)
+                           for o, s in zip(self.objectives, self.term_scales)], np.float32)
+        self.scales = tf.constant(scales)
+        self.inverse_scales = tf.constant(1.0 / scales)
+        weights = [_regularizer_weights(o) for o in self.objectives]
+        self.tv_weights = tf.constant([w[0] for w in weights], tf.float32)
+        self.lp_weights = tf.constant([w[1] for w in weights], tf.float32)
+
+    @property
+    def count(self) -> int:
+        return len(self.objectives)
+
+    def regularizers(self, settings) -> tuple:
+        """(tv weights, lp weights, p) of the objectives' own regularizer terms (`settings`' are not used)."""
+        return self.tv_weights, self.lp_weights, self.lp_p
+
+    def _pre(self, inputs):
+        return {layer: cut.forward(inputs) for layer, cut in self.cuts.items()}
+
+    def objective(self, inputs, items, slot: int):
+        """Model input [1, H, W, C] of the image in place `slot` of the batch -> (activation, start), [1]:
+        its objective's layer part as it is, and in units of its scale with silent terms started (the
+        optimized quantity times the scale, so that the Renderer's division leaves it)."""
+        objective, scales = self.objectives[slot], self.term_scales[slot]
+        pre = self._pre(inputs)
+        value, started = tf.zeros([1]), tf.zeros([1])
+        for weight, term in objective.layer_parts:
+            cut = self.cuts[term.layer]
+            post = term.value(cut.activation(pre[term.layer]), None)
+            wakeable = weight > 0 and isinstance(term, (obj.Channel, obj.Neuron)) and self.elementwise[term.layer]
+            if wakeable:
+                threshold = START_THRESHOLD * scales[term]
+                selected = _selected(term, pre[term.layer])
+                start = measures.start_objective(selected, tf.zeros([1], tf.int32), tf.fill([1], threshold))
+                post_started = measures.started(post, start, threshold)
+            else:
+                post_started = post
+            value += weight * post
+            started += weight * post_started / scales[term]
+        return value, started * self.scales[slot]
+
+    def peak(self, inputs, items, slot: int):
+        """[1]: the objective's layer part (no dead verdict for objectives)."""
+        value, _ = self.objective(inputs, items, slot)
+        return value
+
+
+def check_objective(objective, cuts):
+    """SpecError for an objective that cannot be rendered on these layers."""
+    if not isinstance(objective, obj.Objective):
+        raise SpecError(f"objective must be built with filtervis.objectives (channel, neuron, ...), but was "
+                        f"{type(objective).__name__}")
+    if not objective.layer_parts:
+        raise SpecError(f"objective {objective!r} reads no layer; add a layer term such as channel(layer, k)")
+    for _, term in objective.layer_parts:
+        shape = cuts[term.layer].output_shape
+        channels = int(shape[-1])
+        if isinstance(term, (obj.Channel, obj.Neuron, obj.ClassLogit)) and term.index >= channels:
+            raise SpecError(f"{term!r}: index {term.index} is past the {channels} filters of layer "
+                            f"'{term.layer}' (valid: 0-{channels - 1})")
+        if isinstance(term, obj.Direction) and len(term.vector) != channels:
+            raise SpecError(f"{term!r}: the vector has {len(term.vector)} weights but layer '{term.layer}' has "
+                            f"{channels} filters; give one weight per filter")
+        if isinstance(term, obj.Neuron) and (term.y is not None or term.x is not None):
+            if len(shape) != 3:
+                raise SpecError(f"{term!r}: layer '{term.layer}' has no places (output {tuple(shape)}); "
+                                "leave y and x out")
+            y = shape[0] // 2 if term.y is None else term.y
+            x = shape[1] // 2 if term.x is None else term.x
+            if y >= shape[0] or x >= shape[1]:
+                raise SpecError(f"{term!r}: (y, x) = ({y}, {x}) is outside the layer's {shape[0]}x{shape[1]} "
+                                "output (height x width)")
+        if isinstance(term, obj.ClassLogit) and len(shape) != 1:
+            raise SpecError(f"{term!r}: layer '{term.layer}' has output {tuple(shape)}, not (batch, classes); "
+                            "use channel() for maps")
+
+
+def _one_p(objectives) -> float:
+    ps = {t.p for o in objectives for _, t in o.image_parts if isinstance(t, obj.LpNorm)}
+    if len(ps) > 1:
+        raise SpecError(f"the objectives of one render use Lp norms of different p ({', '.join(map(str, sorted(ps)))}); "
+                        "use one p, or render them separately")
+    return ps.pop() if ps else 6.0
+
+
+def _regularizer_weights(objective) -> tuple[float, float]:
+    """(tv weight, lp weight) of the loss: minus the objective's weights of those terms."""
+    tv = -sum(w for w, t in objective.image_parts if isinstance(t, obj.TotalVariation))
+    lp = -sum(w for w, t in objective.image_parts if isinstance(t, obj.LpNorm))
+    return float(tv), float(lp)
+
+
+def _selected(term, pre):
+    """The pre-activation values a term reads, [B, ..., 1] (for its start and its scale)."""
+    if isinstance(term, obj.Direction):
+        weights = tf.constant(term.vector, tf.float32)
+        return tf.tensordot(pre, weights, axes=[[len(pre.shape) - 1], [0]])[..., None]
+    values = pre[..., term.index:term.index + 1]
+    if isinstance(term, obj.Neuron) and len(values.shape) == 4:
+        y = values.shape[1] // 2 if term.y is None else term.y
+        x = values.shape[2] // 2 if term.x is None else term.x
+        values = values[:, y:y + 1, x:x + 1, :]
+    return values
+
+
+def _term_scale(term, pre) -> float:
+    """The spread over noise images of the values `term` reads (see ObjectiveBatch)."""
+    values = _selected(term, pre) if not isinstance(term, obj.Neuron) else pre[..., term.index:term.index + 1]
+    std, _ = _spread(values)
+    return float(std[0])
+
+
+def _layer_value(objective, values: dict, images):
+    total = tf.zeros([tf.shape(images)[0]])
+    for weight, term in objective.layer_parts:
+        total += weight * term.value(values[term.layer], images)
+    return total
+
+
+# --- each image's own filter only -----------------------------------------------------------------
+
+def is_elementwise(activation, shape) -> bool:
+    """True when `activation` maps each value on its own (ReLU, GELU, ...), so that it can run on one
+    filter's slice; False when a value depends on other filters (softmax over channels) or the
+    activation is a layer with weights of its own (PReLU: one slope per channel, not per slice)."""
+    if getattr(activation, "weights", None):
+        return False
+    channels = int(shape[-1]) if shape[-1] else 2
+    values = tf.random.stateless_normal([2] + [3] * (len(shape) - 2) + [max(channels, 2)], [7, 11]) * 3.0
+    nudged = values + tf.one_hot(0, max(channels, 2)) * 1.5
+    try:
+        a, b = np.asarray(activation(values)), np.asarray(activation(nudged))
+    except Exception:  # an activation that cannot take this shape
+        return False
+    return bool(np.allclose(a[..., 1:], b[..., 1:], rtol=0, atol=1e-6))
+
+
+def own_channel(cut, batch: int):
+    """A function (model input [B, H, W, C], filters [B] int) -> each image's own filter's pre-activation,
+    [B, ..., 1] (the layer's spatial axes kept).
+
+    When the cut is a graph (`cut.model`) ending in a plain float32 Conv2D with at least twice `batch`
+    filters, its kernel is sliced to the batch's filters: the layer computes `batch` channels per image
+    instead of all of them, and the image's own one is kept. Otherwise the full layer runs and the own
+    filter is picked out.
+    """
+    import keras
+
+    model = cut.model
+    last = model.layers[-1] if model is not None else None
+    if (type(last) is keras.layers.Conv2D and last.groups == 1 and last.data_format == "channels_last"
+            and last.compute_dtype == "float32" and last.filters >= 2 * batch):
+        try:
+            prefix = keras.Model(model.inputs, last.input)
+        except (ValueError, AttributeError):  # the layer is called more than once
+            prefix = None
+        if prefix is not None:
+            return _sliced_conv(lambda images: prefix(cut.feed(images), training=False), last)
+
+    def pick(inputs, filters):
+        return tf.gather(cut.forward(inputs), filters[:, None], axis=-1, batch_dims=1)
+
+    return pick
+
+
+def _sliced_conv(prefix, conv):
+    strides, dilations, padding = list(conv.strides), list(conv.dilation_rate), conv.padding.upper()
+
+    def sliced(inputs, filters):
+        features = prefix(inputs)
+        kernel = tf.gather(conv.kernel, filters, axis=3)  # [kh, kw, in, B]
+        out = tf.nn.convolution(features, kernel, strides=strides, padding=padding, dilations=dilations)
+        own = tf.gather(out, tf.range(tf.shape(out)[0])[:, None], axis=3, batch_dims=1)  # image b, filter b
+        if conv.use_bias:
+            own += tf.reshape(tf.gather(conv.bias, filters), [-1, 1, 1, 1])
+        return own
+
+    return sliced
+
+

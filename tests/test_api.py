@@ -1,0 +1,110 @@
+"""The Python API on tiny models built here: render, its result, save against the CLI's bytes."""
+
+import hashlib
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import filtervis
+from filtervis import objectives as obj
+from filtervis.errors import LayerError, SpecError
+
+FAST = dict(steps=8, preprocess="tf", size=16)
+
+
+def _digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.suffix == ".png"}
+
+
+def test_render_returns_the_images_and_a_record_per_filter(tiny_model):
+    result = filtervis.render(tiny_model, "conv2", filters=[0, 2, 5], **FAST)
+    assert [r.index for r in result.filters] == [0, 2, 5]
+    assert len(result.images) == 3
+    for record, image in zip(result.filters, result.images):
+        assert image.dtype == np.uint8 and image.shape == (16, 16, 3)
+        assert record.status in ("done", "dead") and record.steps >= 8 and record.seconds > 0
+        assert record.converged == (record.activation > 0 and record.activation >= 2 * record.noise_activation)
+    assert result.images[0].std() > 0  # optimized, not a grey start
+
+
+def test_save_writes_the_same_files_and_bytes_as_the_cli(tiny_model, tiny_model_file, tmp_path, cli):
+    model = keras.models.load_model(tiny_model_file)
+    result = filtervis.render(model, "conv2", filters="1-3", **FAST)
+    folder = result.save(tmp_path / "api")
+    done = cli("run", "--model", tiny_model_file, "--layer", "conv2", "--filters", "1-3", "--steps", "8",
+               "--preprocess", "tf", "--size", "16", "--out", tmp_path / "cli", "--quiet")
+    assert done.returncode == 0, done.stderr
+    cli_folder = tmp_path / "cli" / "conv2"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in cli_folder.iterdir())
+    assert _digests(folder) == _digests(cli_folder)
+    ours, theirs = (json.loads((f / "manifest.json").read_text()) for f in (folder, cli_folder))
+    assert [f["activation"] for f in ours["filters"]] == [f["activation"] for f in theirs["filters"]]
+    assert ours["complete"] and ours["palette"] == "palette.png"
+    for key in ("steps", "lr", "size", "param", "seed", "tv_weight", "objective"):
+        assert ours["params"][key] == theirs["params"][key], key
+
+
+def test_render_is_deterministic_and_the_palette_is_the_saved_one(tiny_model, tmp_path):
+    first = filtervis.render(tiny_model, "conv1", filters=[0, 3], **FAST)
+    second = filtervis.render(tiny_model, "conv1", filters=[0, 3], batch=1, **FAST)
+    for a, b in zip(first.images, second.images):
+        np.testing.assert_array_equal(a, b)
+    folder = first.save(tmp_path)
+    palette = np.asarray(first.palette())
+    from PIL import Image
+
+    np.testing.assert_array_equal(palette, np.asarray(Image.open(folder / "palette.png")))
+    png = first._repr_png_()  # what Jupyter shows
+    assert png.startswith(b"\x89PNG") and png == (folder / "palette.png").read_bytes()
+
+
+def test_render_takes_a_subclassed_model():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(5, 3, activation="relu", name="conv")
+            self.pool = keras.layers.GlobalAveragePooling2D()
+
+        def call(self, x):
+            return self.pool(self.conv(x))
+
+    keras.utils.set_random_seed(3)
+    net = Net()
+    net(np.zeros((1, 16, 16, 3), np.float32))
+    result = filtervis.render(net, "conv", filters=[1, 4], **FAST)
+    assert [r.index for r in result.filters] == [1, 4]
+    assert all(r.activation > r.noise_activation for r in result.filters)
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(steps=0), SpecError, "--steps must be 1 or more"),
+    (dict(lr=-1), SpecError, "--lr must be above 0"),
+    (dict(tv_weigth=1.0), SpecError, "unknown option 'tv_weigth'"),
+    (dict(objective="neurons"), SpecError, "objective must be"),
+    (dict(filters="9"), SpecError, "past the 6 filters"),
+    (dict(layer="nope"), LayerError, "nope"),
+])
+def test_render_options_are_checked_as_the_cli_checks_them(tiny_model, options, error, message):
+    options = {"layer": "conv2", "filters": None, **FAST, **options}
+    with pytest.raises(error, match=message):
+        filtervis.render(tiny_model, options.pop("layer"), options.pop("filters"), **options)
+
+
+def test_a_list_of_objectives_gives_one_image_each_and_raises_what_they_ask(tiny_model):
+    rise = obj.channel("conv2", 1) - 0.5 * obj.channel("conv2", 4)
+    fall = obj.channel("conv2", 4) - 0.5 * obj.channel("conv2", 1)
+    result = filtervis.render(tiny_model, objective=[rise, fall], steps=24, preprocess="tf")
+    assert [r.index for r in result.filters] == [0, 1] and len(result.images) == 2
+    values = [[filtervis.evaluate(tiny_model, o, image[None], preprocess="tf")[0] for o in (rise, fall)]
+              for image in result.images]
+    assert values[0][0] > values[0][1] and values[1][1] > values[1][0]  # each image favours its own objective
+    for record in result.filters:
+        assert record.activation > record.noise_activation
+
+
+def test_neuron_keeps_the_clis_meaning(tiny_model):
+    result = filtervis.render(tiny_model, "conv2", filters=[2], objective="neuron", **FAST)
+    centre = filtervis.evaluate(tiny_model, obj.neuron("conv2", 2), result.images[0][None], preprocess="tf")
+    np.testing.assert_allclose(result.filters[0].activation, centre[0], rtol=1e-4, atol=1e-5)

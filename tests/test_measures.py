@@ -1,0 +1,88 @@
+"""The layer measures and regularizers, on hand-made tensors."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from filtervis import measures
+
+
+def test_channel_takes_each_images_own_filter_spatial_mean():
+    outputs = tf.constant(np.arange(2 * 2 * 2 * 3, dtype=np.float32).reshape(2, 2, 2, 3))
+    got = measures.channel(outputs, tf.constant([2, 0])).numpy()
+    # image 0, channel 2: values 2, 5, 8, 11 -> 6.5; image 1, channel 0: 12, 15, 18, 21 -> 16.5
+    np.testing.assert_allclose(got, [6.5, 16.5])
+
+
+def test_channel_on_dense_output_is_the_unit():
+    np.testing.assert_allclose(measures.channel(tf.constant([[1.0, 2.0], [3.0, 4.0]]), tf.constant([1, 0])), [2.0, 3.0])
+
+
+def test_total_variation_hand_computed():
+    image = np.zeros((1, 2, 2, 1), np.float32)
+    image[0, 0, 0, 0] = 1.0
+    # vertical diffs: |0-1|, |0-0| -> mean 0.5; horizontal: |0-1|, |0-0| -> 0.5
+    np.testing.assert_allclose(measures.total_variation(tf.constant(image)), [1.0])
+    np.testing.assert_allclose(measures.total_variation(tf.fill([1, 3, 3, 3], 0.7)), [0.0])
+
+
+def test_lp_norm_is_zero_for_grey_and_one_when_saturated():
+    np.testing.assert_allclose(measures.lp_norm(tf.fill([1, 2, 2, 3], 0.5), 6.0), [0.0], atol=1e-6)
+    np.testing.assert_allclose(measures.lp_norm(tf.ones([1, 2, 2, 3]), 6.0), [1.0], atol=1e-6)
+    half = np.full((1, 1, 2, 1), 0.5, np.float32)
+    half[0, 0, 0, 0] = 1.0  # |2(x-0.5)|^2 = 1 and 0 -> mean 0.5 -> sqrt
+    np.testing.assert_allclose(measures.lp_norm(tf.constant(half), 2.0), [np.sqrt(0.5)], atol=1e-6)
+
+
+def test_soft_relu_approaches_relu_and_keeps_a_gradient():
+    x = tf.constant([-30.0, -1.0, 0.0, 50.0])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        got = measures.soft_relu(x, 1.0)
+        total = tf.reduce_sum(got)
+    np.testing.assert_allclose(got.numpy()[[0, 3]], [0.0, 50.0], atol=1e-6)
+    grad = tape.gradient(total, x).numpy()
+    assert np.all(grad > 0) and grad[1] < grad[2] < grad[3]
+
+
+def test_start_objective_has_a_gradient_however_dead_the_filter():
+    pre = tf.constant(np.array([[-100.0, 5.0], [-90.0, 5.0]], np.float32).reshape(1, 2, 1, 2))
+    with tf.GradientTape() as tape:
+        tape.watch(pre)
+        got = measures.start_objective(pre, tf.constant([0]), tf.constant([0.1]))
+    grad = tape.gradient(got, pre).numpy()
+    assert grad[0, 1, 0, 0] > 0.05  # the unit closest to firing, 90 below zero, still pulls
+    assert grad[0, 1, 0, 0] > grad[0, 0, 0, 0] and (grad[..., 1] == 0).all()
+
+
+def test_started_switches_per_image_on_threshold():
+    got = measures.started(tf.constant([0.0, 5.0]), tf.constant([-3.0, -3.0]), tf.constant([1.0, 1.0]))
+    np.testing.assert_allclose(got, [-3.0, 5.0])
+
+
+def test_neuron_takes_the_centre_unit_of_each_images_filter():
+    outputs = np.zeros((2, 5, 4, 3), np.float32)
+    outputs[0, 2, 2, 1] = 7.0
+    outputs[1, 2, 2, 2] = -3.0
+    outputs[1, 0, 0, 2] = 100.0  # not the centre: ignored
+    values = measures.neuron(tf.constant(outputs), tf.constant([1, 2])).numpy()
+    np.testing.assert_array_equal(values, [7.0, -3.0])
+
+
+def test_neuron_and_channel_on_dense_outputs_are_the_unit_itself():
+    logits = tf.constant([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    for name in ("neuron", "channel"):
+        np.testing.assert_array_equal(measures.LAYER_MEASURES[name](logits, tf.constant([2, 0])).numpy(), [3.0, 4.0])
+
+
+def test_class_margins_are_the_margin_of_each_class_and_ignore_a_common_shift():
+    logits = tf.constant([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    margins = measures.class_margins(logits).numpy()
+    expected = [[2.0 - np.log(np.exp(0.0) + np.exp(-1.0)), 0.0 - np.log(np.exp(2.0) + np.exp(-1.0)),
+                 -1.0 - np.log(np.exp(2.0) + np.exp(0.0))],
+                [0.5 - np.log(np.exp(0.5) + np.exp(3.0))] * 2 + [3.0 - np.log(2 * np.exp(0.5))]]
+    np.testing.assert_allclose(margins, expected, rtol=1e-5)
+    np.testing.assert_allclose(measures.class_margins(logits + 50.0), margins, rtol=1e-4, atol=1e-4)
+    own = measures.class_margin(logits, tf.constant([0, 2])).numpy()
+    np.testing.assert_allclose(own, [margins[0, 0], margins[1, 2]], rtol=1e-6)
+    assert (margins[np.arange(2), logits.numpy().argmax(1)] > 0).all()  # the winning class leads
