@@ -39,6 +39,12 @@ class FilterCallback(keras.callbacks.Callback):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise SpecError(f"FilterCallback: every must be a whole number of epochs, 1 or more, but was {every!r}")
         api.spec_of("model", layers[0], filters, dict(options))  # the options' own checks, before training
+        if tensorboard is not None:
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise SpecError("FilterCallback(tensorboard=...) needs the tensorboard package; "
+                                "pip install tensorboard (or filtervis[tensorboard]), or leave tensorboard out")
         outputs.check_writable(out)
         self.layers, self.filters, self.out, self.every = layers, filters, Path(out), every
         self.tensorboard, self.options = tensorboard, dict(options)

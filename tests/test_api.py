@@ -108,3 +108,19 @@ def test_neuron_keeps_the_clis_meaning(tiny_model):
     result = filtervis.render(tiny_model, "conv2", filters=[2], objective="neuron", **FAST)
     centre = filtervis.evaluate(tiny_model, obj.neuron("conv2", 2), result.images[0][None], preprocess="tf")
     np.testing.assert_allclose(result.filters[0].activation, centre[0], rtol=1e-4, atol=1e-5)
+
+
+def test_render_leaves_the_global_random_streams_alone(tiny_model):
+    import random
+
+    import tensorflow as tf
+
+    random.seed(4)
+    np.random.seed(4)
+    generator = tf.random.get_global_generator()
+    generator.reset_from_seed(4)
+    before = (random.getstate(), np.random.get_state()[1].copy(), generator.state.numpy().copy())
+    filtervis.render(tiny_model, "conv2", filters=[1], **FAST)
+    assert random.getstate() == before[0]
+    np.testing.assert_array_equal(np.random.get_state()[1], before[1])
+    np.testing.assert_array_equal(tf.random.get_global_generator().state.numpy(), before[2])
