@@ -21,7 +21,7 @@ For each case (layer:size of the real VGG16, `--weights hed`), in one process an
 - bare, overlapped: the same passes on one fixed input, so that no step waits for the one before;
   TensorFlow then runs consecutive steps' passes partly at the same time (about 10% faster on 2 CPU
   cores). No optimizer can do that; it is printed so that the two limits can be compared.
-- filtervis: `Renderer.render` exactly as `filtervis run` builds it (run.renderer) with the default
+- filtervis: `Renderer.render` exactly as `filtervis run` builds it (api.Job.renderer) with the default
   settings: transforms, regularizers, Adam, start/noise measurements, result read-back.
 - tf-keras-vis: `ActivationMaximization` with its default input modifiers, regularizers and
   optimizer, on the same model cut at the layer's output, the same filters, steps, batch and size.
@@ -46,7 +46,7 @@ input moved along the last step's gradient as in bare:
 - bare, full model, 2 chains: the same, the batch split in two as filtervis splits its own.
 - bare, cut: forward + input-gradient passes of `cut.forward` (the captured layer for ONet, the graph
   cut for fer), each image's own filter's spatial mean; and "bare, cut, 2 chains".
-- filtervis: `Renderer.render` as `filtervis run` builds it (run.renderer), default settings.
+- filtervis: `Renderer.render` as `filtervis run` builds it (api.Job.renderer), default settings.
 - tf-keras-vis (fer only, when it can take the model; the subclassed ONet has no inputs/outputs).
 """
 
@@ -179,17 +179,16 @@ def measure_case(layer: str, size: int, steps: int, batch: int, repeats: int) ->
     import numpy as np
     import tensorflow as tf
 
-    from filtervis import models, run
+    from filtervis import api, models
     from filtervis.config import RunSpec
 
     spec = RunSpec(layers=(layer,), model="vgg16", weights="hed", steps=steps, size=size, batch=batch)
-    loaded = run.load_model(spec)
+    loaded = api.load(spec.model, spec)
     cut = models.cut(loaded.model, layer)
     filters = list(range(batch))
-    preprocess = models.preprocess_fn(loaded.preprocess)
-    renderer = run.renderer(spec, cut, preprocess, (size, size, 3), batch)
-    renderer._run(tf.constant(1, tf.int32))  # trace once, as a long run does on its first chunk
-    renderer._measure(tf.zeros([batch, size, size, 3]))
+    renderer = api.prepare(loaded, layer, spec=spec).renderer(batch)
+    renderer.steps(tf.constant(1, tf.int32))  # trace once, as a long run does on its first chunk
+    renderer.measure(tf.zeros([batch, size, size, 3]))
     methods = {
         "bare": bare_pass(cut.model, filters, size),
         "bare, 2 chains": bare_pass(cut.model, filters, size, chains=2),
@@ -240,7 +239,7 @@ def measure_model_case(key: str, layer: str, steps: int, batch: int, repeats: in
     import numpy as np
     import tensorflow as tf
 
-    from filtervis import models, run
+    from filtervis import api, models
     from filtervis.config import RunSpec
 
     tf.get_logger().setLevel("ERROR")  # one tf.function per method: TensorFlow's retracing warnings are noise
@@ -249,10 +248,9 @@ def measure_model_case(key: str, layer: str, steps: int, batch: int, repeats: in
     cut = models.cut(loaded, layer)
     filters = [i % cut.filters for i in range(batch)]
     spec = RunSpec(layers=(layer,), model=key, weights="none", preprocess="tf", steps=steps, batch=batch)
-    preprocess = models.preprocess_fn(loaded.preprocess, loaded.channels)
-    renderer = run.renderer(spec, cut, preprocess, image_shape, batch)
-    renderer._run(tf.constant(1, tf.int32))
-    renderer._measure(tf.zeros([batch, *image_shape]))
+    renderer = api.prepare(loaded, layer, spec=spec).renderer(batch)
+    renderer.steps(tf.constant(1, tf.int32))
+    renderer.measure(tf.zeros([batch, *image_shape]))
     start = tf.random.stateless_uniform([batch, *image_shape], [1, 2], -1.0, 1.0)  # "tf": model input in [-1, 1]
 
     def full(inputs):

@@ -330,11 +330,25 @@ class Job:
                 on_batch(self, batch_records)
         return Result(self, tuple(records))
 
+    def target(self):
+        """The layer's targets.LayerFilters (its scales measured on noise once)."""
+        from . import targets
+
+        return targets.LayerFilters(self.cut, self.preprocess, self.image_shape, self.spec.objective, self.spec.seed)
+
+    def renderer(self, batch: int | None = None):
+        """The optimize.Renderer `run` uses for a batch of `batch` filters (default: the job's batch)
+        at --lr (benchmarks/speed.py times it)."""
+        from . import optimize
+
+        return optimize.Renderer(self.target(), self.preprocess, self.image_shape, batch or self.batch or 1,
+                                 settings_of(self.spec), self.param())
+
     def _filter_batches(self, filters, param, tick):
-        from . import optimize, rescue, targets
+        from . import optimize, rescue
 
         settings = settings_of(self.spec)
-        target = targets.LayerFilters(self.cut, self.preprocess, self.image_shape, self.spec.objective, self.spec.seed)
+        target = self.target()
         renderers = {}  # lr -> Renderer, built when first needed
         rescuer = (rescue.Rescuer(target, self.preprocess, self.image_shape, settings, self.batch)
                    if self.spec.rescue else None)
