@@ -491,18 +491,20 @@ def render(model, layer: str | None = None, filters=None, *, objective=None, pro
     return job.run(progress=progress, on_batch=on_batch, stop=stop)
 
 
-def evaluate(model, objective, images, preprocess: str | None = None, input_name: str | None = None) -> np.ndarray:
-    """The value of `objective` (a filtervis.objectives value) on `images` (uint8 or floats in [0, 1],
-    [B, H, W, C]) as render measures it: [B] floats."""
+def evaluate(model, objective, images, **options) -> np.ndarray:
+    """The value of `objective` (a filtervis.objectives value, regularizers included) on `images`
+    (uint8, or floats in [0, 1]; [B, H, W, C]): [B] floats. `model` and the model options (weights,
+    preprocess, input, unsafe_model) as for `render`."""
     import tensorflow as tf
 
     goals = _objective_list(objective)
     if goals is None or len(goals) != 1:
         raise SpecError("evaluate() takes one objective built with filtervis.objectives")
     pixels = np.asarray(images)
+    if pixels.ndim != 4:
+        raise SpecError(f"evaluate() takes a batch of images [B, H, W, C], but got shape {pixels.shape}")
     pixels = pixels.astype(np.float32) / 255.0 if pixels.dtype == np.uint8 else pixels.astype(np.float32)
-    spec = spec_of(model, goals[0].layers[0], None, {"preprocess": preprocess, "input": input_name,
-                                                      "size": tuple(pixels.shape[1:3])})
+    spec = spec_of(model, goals[0].layers[0], None, {"size": tuple(pixels.shape[1:3]), **options})
     loaded = load(model, spec)
     shapes = models.layer_shapes(loaded)
     preprocess_fn = models.preprocess_fn(loaded.preprocess, loaded.channels)
