@@ -74,8 +74,40 @@ def test_dead_relu_filter_is_started(tiny_model):
 
 
 def test_filter_key_depends_on_seed_and_filter_only():
-    assert optimize.filter_key(0, 5) == optimize.filter_key(0, 5)
-    assert len({optimize.filter_key(s, f) for s in range(3) for f in range(50)}) == 150
+    """A filter's random stream (its start image, and the draws of its transforms at every step) comes
+    from its key, and its key from the seed and the filter alone. conv2 filters 1 and 3 are made twins
+    (same weights), so only their keys can tell their images apart."""
+    keys = {(s, f): optimize.filter_key(s, f) for s in range(3) for f in range(50)}
+    assert len(set(keys.values())) == len(keys)  # another seed or another filter: another key
+    assert all(0 <= key < 2**31 for key in keys.values())  # fits the renderer's int32 keys
+
+    size = 17  # odd: no image fills whole SIMD vectors (see test_images_are_bit_identical_at_every_batch_size)
+    model = tiny_conv_model(size)
+    conv = model.get_layer("conv2")
+    kernel, bias = conv.get_weights()
+    kernel[..., 1], bias[1] = kernel[..., 3], bias[3]
+    conv.set_weights([kernel, bias])
+    cut = models.cut(model, "conv2")
+
+    def render(seed, batch, steps, *groups):
+        """Per group of filters rendered in turn, {filter: (start image, final image)}."""
+        settings = _settings(steps=steps, tv_weight=0.0, lp_weight=0.0, seed=seed, frames=True)
+        renderer = optimize.Renderer(cut, preprocess_fn("tf"), (size, size, 3), batch, settings)
+        return [{r.index: (r.frames[0], r.image) for r in renderer.render(list(group))} for group in groups]
+
+    # 16 steps of the standard transforms (jitter, zoom, rotation, blur), all drawn from the keys
+    first, other_place = render(0, 2, 16, [1, 3], [3, 5])  # filter 3 second, then first, beside others
+    np.testing.assert_array_equal(first[3][0], other_place[3][0])
+    np.testing.assert_array_equal(first[3][1], other_place[3][1])
+    assert not np.array_equal(first[1][0], first[3][0])  # another filter: another start...
+    assert not np.array_equal(first[1][1], first[3][1])  # ...and, twins though they are, another image
+
+    # the starts alone (0 steps) at other batch sizes and another seed
+    (alone,), (padded,), (other_seed,) = render(0, 1, 0, [3]), render(0, 4, 0, [5, 0, 3]), render(1, 2, 0, [1, 3])
+    np.testing.assert_array_equal(alone[3][0], first[3][0])  # batch 1
+    np.testing.assert_array_equal(padded[3][0], first[3][0])  # batch 4, third, one padding image
+    assert not np.array_equal(other_seed[3][0], first[3][0])  # another seed: another start
+    assert not np.array_equal(other_seed[1][0], first[1][0])
 
 
 # --- speed: own-channel objective, fused penalties, early stopping, memory plan, time estimate ---

@@ -61,13 +61,46 @@ def filter_pngs(folder: Path) -> dict[str, bytes]:
 
 
 def assert_manifest_matches_disk(folder: Path, name: str = "manifest.json") -> dict:
-    """The manifest lists exactly the filter PNGs on disk, and no temporary file is left."""
+    """Every filter PNG the manifest lists is on disk, and every filter PNG on disk of the manifest's
+    `part` is listed; no temporary file is left. Shard manifests share a folder, so a PNG of another
+    part is no error; for manifest.json every filter PNG in the folder must be listed."""
     manifest = json.loads((folder / name).read_text())
-    listed = {e["file"] for e in manifest["filters"] if e["status"] == "done"}
-    assert listed == set(filter_pngs(folder)) or name != "manifest.json"
-    assert listed <= set(filter_pngs(folder))
+    part = set(manifest["part"])
+    with_file = [e for e in manifest["filters"] if e["file"] is not None]
+    assert {e["index"] for e in manifest["filters"]} <= part
+    assert all(e["file"] == f"filter_{e['index']:04d}.png" and e["status"] in ("done", "dead") for e in with_file)
+    assert all(e["status"] == "failed" for e in manifest["filters"] if e["file"] is None)
+    listed = {e["file"] for e in with_file}
+    on_disk = set(filter_pngs(folder))
+    assert listed <= on_disk, f"{name} lists missing PNGs {sorted(listed - on_disk)}"
+    ours = {file for file in on_disk if int(file.removeprefix("filter_").removesuffix(".png")) in part}
+    assert ours <= listed, f"{name} does not list {sorted(ours - listed)} of its part"
+    if name == "manifest.json":
+        assert on_disk == listed, f"{name} does not list {sorted(on_disk - listed)}"
     assert not list(folder.glob(".*.tmp"))
     return manifest
+
+
+def test_the_manifest_check_holds_a_shard_to_its_own_part(tmp_path):
+    """assert_manifest_matches_disk on hand-made folders: a shard manifest must list every PNG of its
+    part and find every PNG it lists; PNGs of another part beside it are no error."""
+    def entry(index):
+        return {"index": index, "status": "done", "file": f"filter_{index:04d}.png"}
+
+    (tmp_path / "manifest.shard-1-of-2.json").write_text(json.dumps({"part": [0, 2], "filters": [entry(0), entry(2)]}))
+    for index in (0, 1, 2, 3):  # 1 and 3: the other part's
+        (tmp_path / f"filter_{index:04d}.png").write_bytes(b"")
+    assert_manifest_matches_disk(tmp_path, "manifest.shard-1-of-2.json")
+    with pytest.raises(AssertionError):  # manifest.json must list every filter PNG in its folder
+        (tmp_path / "manifest.json").write_text(json.dumps({"part": [0, 1, 2, 3], "filters": [entry(0), entry(2)]}))
+        assert_manifest_matches_disk(tmp_path)
+    (tmp_path / "manifest.shard-1-of-2.json").write_text(json.dumps({"part": [0, 2], "filters": [entry(0)]}))
+    with pytest.raises(AssertionError, match=r"does not list \['filter_0002.png'\] of its part"):
+        assert_manifest_matches_disk(tmp_path, "manifest.shard-1-of-2.json")
+    (tmp_path / "manifest.shard-1-of-2.json").write_text(json.dumps({"part": [0, 2], "filters": [entry(0), entry(2)]}))
+    (tmp_path / "filter_0002.png").unlink()
+    with pytest.raises(AssertionError, match=r"lists missing PNGs \['filter_0002.png'\]"):
+        assert_manifest_matches_disk(tmp_path, "manifest.shard-1-of-2.json")
 
 
 def start_cli(*args) -> subprocess.Popen:
@@ -148,10 +181,13 @@ def test_sigterm_exits_143_and_keeps_whole_batches(model_file, tmp_path):
 
 def test_shards_into_one_folder_stitch_to_the_unsharded_run(model_file, reference, tmp_path, cli):
     out = tmp_path / "out"
+    folder = out / "conv2"
     for shard, batch in (("1/2", 4), ("2/2", 4)):  # same batch shape as the reference, other companions
         result = cli("run", "--model", model_file, *BASE, "--batch", batch, "--shard", shard, "--out", out)
         assert result.returncode == 0, result.stderr
-    folder = out / "conv2"
+        assert_manifest_matches_disk(folder, f"manifest.shard-{shard.replace('/', '-of-')}.json")
+    for name in ("manifest.shard-1-of-2.json", "manifest.shard-2-of-2.json"):  # beside the other part's PNGs
+        assert_manifest_matches_disk(folder, name)
     part1 = json.loads((folder / "manifest.shard-1-of-2.json").read_text())
     part2 = json.loads((folder / "manifest.shard-2-of-2.json").read_text())
     assert set(part1["part"]).isdisjoint(part2["part"])
@@ -173,6 +209,7 @@ def test_shards_into_one_folder_stitch_to_the_unsharded_run(model_file, referenc
         shutil.copy(folder / name, target / "conv2" / name)
         for index in shard["part"]:
             shutil.copy(folder / f"filter_{index:04d}.png", target / "conv2")
+        assert_manifest_matches_disk(target / "conv2", name)
     alone = cli("stitch", first)
     assert alone.returncode == 3
     assert "8 filters missing (1, 3, 5" in alone.stderr and "part 2/2" in alone.stderr
@@ -188,6 +225,8 @@ def test_shards_into_one_folder_stitch_to_the_unsharded_run(model_file, referenc
     shutil.copy(folder / name, second / "conv2" / name)
     merged = cli("stitch", first, "--from", second)
     assert merged.returncode == 0, merged.stderr
+    assert_manifest_matches_disk(first / "conv2")
+    assert_manifest_matches_disk(first / "conv2", "manifest.shard-1-of-2.json")  # now beside part 2's PNGs
     assert pngs(first / "conv2") == {**filter_pngs_of(reference), "palette.png": reference["palette.png"]}
 
 
