@@ -20,7 +20,6 @@ once with a smaller step, and the filters that did not converge go to the rescue
 from __future__ import annotations
 
 import dataclasses
-import io
 import numbers
 from pathlib import Path
 
@@ -100,6 +99,9 @@ def record(result, restarted: bool = False, rescued: bool = False) -> FilterReco
 def spec_of(model, layer, filters, options: dict) -> RunSpec:
     """The RunSpec of a `render` call: the CLI's checks and errors for the same options."""
     unknown = sorted(set(options) - set(OPTIONS))
+    if unknown and unknown[0] in FILE_FIELDS:
+        raise SpecError(f"render() has no option '{unknown[0]}': it belongs to files or to the command line; "
+                        "write the files with result.save(OUT)")
     if unknown:
         raise SpecError(f"render() got an unknown option '{unknown[0]}'; options are {', '.join(OPTIONS)}")
     name = model if isinstance(model, str) else getattr(model, "name", config.DEFAULT_MODEL)
@@ -249,8 +251,9 @@ class Job:
     def param(self):
         from . import params
 
-        if self.objectives:
-            shape = min((c.output_shape for c in self.cut.values()), key=len)
+        if self.objectives:  # the deepest layer read decides `auto`
+            shape = max((c.output_shape for c in self.cut.values()),
+                        key=lambda shape: params.downsampling(shape, self.image_shape))
             param = params.resolve(self.spec.param, self.spec.decay, shape, self.image_shape)
         else:
             param = params.resolve(self.spec.param, self.spec.decay, self.cut.output_shape, self.image_shape)
@@ -318,8 +321,8 @@ class Job:
         param = self.param()
 
         def tick(count, more=0):
-            if progress:
-                progress(count, more)
+            if progress and (count or more):
+                progress(count, more) if more else progress(count)
             _check_stop(stop)
 
         records = []
@@ -564,12 +567,15 @@ class Result:
 
         return images.to_pil(self.palette_array(cols))
 
-    def _repr_png_(self) -> bytes | None:
+    def palette_png(self) -> bytes | None:
+        """The palette as PNG bytes, as palette.png holds them (None when no filter has an image)."""
         if not self._tiles():
             return None
-        buffer = io.BytesIO()
-        self.palette().save(buffer, format="PNG")
-        return buffer.getvalue()
+        from . import outputs
+
+        return outputs.png_bytes(self.palette_array())
+
+    _repr_png_ = palette_png  # Jupyter shows a result as its palette
 
     def save(self, out) -> Path:
         """Write what `filtervis run --out OUT` writes for this layer: OUT/<layer>/filter_NNNN.png,

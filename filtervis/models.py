@@ -30,6 +30,9 @@ CHANNEL_NAMES = {1: "grayscale", 3: "RGB", 4: "RGBA"}
 PROBE_CHANNELS = (3, 1, 4)  # tried in this order on a model whose input shape nothing records
 
 
+OWN_WEIGHTS = "own"  # the manifest's `weights` for a model file or factory that keeps its own weights
+
+
 @dataclasses.dataclass(frozen=True)
 class Application:
     """A `keras.applications` model: constructor name, preprocessing mode, native input size."""
@@ -155,7 +158,9 @@ def load(name: str, weights: str, preprocess: str | None = None, size=None, top:
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ModelError(f"unknown model '{name}'{hint}; give one of {', '.join(APPLICATIONS)}, "
                          "a .keras/.h5/.hdf5 file, or package.module:callable")
-    loaded = describe(model, name, weights, preprocess, size, input_name)
+    # a file or factory keeps its own weights unless --weights names a weights file
+    loaded = describe(model, name, weights if weights not in ("imagenet", "none") else OWN_WEIGHTS, preprocess,
+                      size, input_name)
     if weights not in ("imagenet", "none"):
         _load_weights_file(model, weights)
     return loaded

@@ -58,7 +58,7 @@ class Rescuer:
             dataclasses.replace(settings, tv_weight=settings.tv_weight or RESCUE_TV_WEIGHT, lp_weight=0.0,
                                 transforms="none"),
         )
-        self._renderers: dict[tuple, optimize.Renderer] = {}
+        self.renderers: dict[tuple, optimize.Renderer] = {}  # built on first need: (pass, batch[, lr factor])
         self._bank = None  # (start images [N, H, W, C], their peaks [N, filters]) once needed
 
     def steps(self, count: int) -> int:
@@ -71,12 +71,12 @@ class Rescuer:
 
     def _renderer(self, stage: int, batch: int, lr_factor: float = 1.0) -> optimize.Renderer:
         key = (stage, batch) if lr_factor == 1.0 else (stage, batch, lr_factor)
-        if key not in self._renderers:
+        if key not in self.renderers:
             settings = self.stages[stage]
             settings = dataclasses.replace(settings, lr=settings.lr * lr_factor) if lr_factor != 1.0 else settings
-            self._renderers[key] = optimize.Renderer(self.target, self.preprocess, self.image_shape, batch, settings,
+            self.renderers[key] = optimize.Renderer(self.target, self.preprocess, self.image_shape, batch, settings,
                                                      Pixels(self.image_shape))
-        return self._renderers[key]
+        return self.renderers[key]
 
     def _passes(self, indices: list[int], images: dict | None, lr_factor: float, progress,
                 both: bool = True) -> dict[int, list]:

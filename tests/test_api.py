@@ -42,6 +42,7 @@ def test_save_writes_the_same_files_and_bytes_as_the_cli(tiny_model, tiny_model_
     ours, theirs = (json.loads((f / "manifest.json").read_text()) for f in (folder, cli_folder))
     assert [f["activation"] for f in ours["filters"]] == [f["activation"] for f in theirs["filters"]]
     assert ours["complete"] and ours["palette"] == "palette.png"
+    assert theirs["model"]["weights"] == "own" and ours["model"]["weights"] == "memory"  # never "imagenet"
     for key in ("steps", "lr", "size", "param", "seed", "tv_weight", "objective"):
         assert ours["params"][key] == theirs["params"][key], key
 
@@ -56,8 +57,9 @@ def test_render_is_deterministic_and_the_palette_is_the_saved_one(tiny_model, tm
     from PIL import Image
 
     np.testing.assert_array_equal(palette, np.asarray(Image.open(folder / "palette.png")))
-    png = first._repr_png_()  # what Jupyter shows
+    png = first.palette_png()  # what Jupyter shows (Result's PNG representation)
     assert png.startswith(b"\x89PNG") and png == (folder / "palette.png").read_bytes()
+    assert "_repr_png_" in dir(first)
 
 
 def test_render_takes_a_subclassed_model():
@@ -82,6 +84,7 @@ def test_render_takes_a_subclassed_model():
     (dict(steps=0), SpecError, "--steps must be 1 or more"),
     (dict(lr=-1), SpecError, "--lr must be above 0"),
     (dict(tv_weigth=1.0), SpecError, "unknown option 'tv_weigth'"),
+    (dict(out="x"), SpecError, "result.save"),
     (dict(objective="neurons"), SpecError, "objective must be"),
     (dict(filters="9"), SpecError, "past the 6 filters"),
     (dict(layer="nope"), LayerError, "nope"),

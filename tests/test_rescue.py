@@ -42,7 +42,7 @@ def test_an_unconverged_filter_is_rerun_twice_and_counts_every_step(tiny_model):
     assert not np.array_equal(kept[1].image, failed.image)
     assert sum(done) == rescuer.steps(1)  # rerun alone (a batch of 1, not padded to 2); skipped passes count as done
     assert len(kept[1].frames) == 3 * (1 + 1)  # first and last frame of each pass (8 steps = 1 chunk)
-    assert set(rescuer._renderers) == {(0, 1), (1, 1)}
+    assert set(rescuer.renderers) == {(0, 1), (1, 1)}
 
 
 EDGE_BIAS = -12.0  # conv1 fires only where a 3x3 patch is much brighter on its left than its right (tf range):
