@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, images, models, outputs
+from . import __version__, images, models, outputs, report
 from .config import DEFAULT_SIZE, RunSpec, parse_filters, shard_part, size_text
 from .errors import Interrupted, SpecError
 
 RETRY_LR_FACTOR = 0.1  # a filter whose image or loss turned NaN/Inf is restarted once with this times --lr
 # Parameters that do not change a filter's image: runs that differ only in these may be resumed and stitched.
 UNCOMPARED_PARAMS = frozenset({"batch", "cols", "filters", "layers", "shard", "resume", "unsafe_model",
-                               "memory_budget"})
+                               "memory_budget", "report"})
 STATUS_DONE, STATUS_FAILED = "done", "failed"  # failed: NaN/Inf even after the restart; no PNG
 STATUS_DEAD = "dead"  # nothing the rescue tried fired the filter (see rescue.py); it has a PNG all the same
 WITH_PNG = (STATUS_DONE, STATUS_DEAD)
@@ -349,7 +349,7 @@ def _save_batch(folder: Path, results, retried: set, entries: dict, manifest: di
         _undo(written, results, entries)
         raise
     try:
-        outputs.write_manifest(folder, manifest, name)
+        report.save_manifest(folder, manifest, name)
     except BaseException:
         if not (folder / name).is_file() or outputs.read_manifest(folder / name)["filters"] != manifest["filters"]:
             _undo(written, results, entries)
@@ -376,7 +376,7 @@ def _finish(spec, plan_, entries: dict, manifest: dict, name: str) -> None:
     manifest["palette"] = palette if done else None
     manifest["complete"] = all(f in entries for f in plan_.filters)
     manifest["filters"] = [entries[f] for f in sorted(entries)]
-    outputs.write_manifest(plan_.folder, manifest, name)
+    report.save_manifest(plan_.folder, manifest, name)
 
 
 def _earlier_batch(path: Path) -> int | None:
