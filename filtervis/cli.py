@@ -335,6 +335,32 @@ def stitch(out, sources, cols, report, as_json, fail_on):
 
 
 @cli.command()
+@click.argument("old", type=click.Path())
+@click.argument("new", type=click.Path())
+@click.option("--metric", type=click.Choice(("pixel", "perceptual")), default="pixel", show_default=True,
+              help="pixel: root mean square pixel difference; perceptual: distance of the features of NEW's "
+                   "model's early layers (the model must load again from NEW's manifest).")
+@click.option("--json", "as_json", is_flag=True, help="Print the ranking as one JSON document on stdout.")
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log messages and full tracebacks.")
+def diff(old, new, metric, as_json, verbose):
+    """Compare two runs of the same layers and filters (two checkpoints, say): per filter, how far its
+    image moved and how its activation changed. Writes NEW/diff.html, most changed filters first."""
+    from .diff import compare, summary, write_diff
+
+    with _stdout_for_json(as_json):
+        diffs = compare(old, new, metric)
+        page = write_diff(old, new, diffs, metric)
+    if as_json:
+        click.echo(json.dumps(summary(old, new, diffs, metric, page), indent=2))
+        return
+    for layer in diffs:
+        top = [c for c in layer.changes if c.distance is not None][:3]
+        most = ", ".join(f"{c.index} ({c.distance:.3g})" for c in top) or "none with images in both runs"
+        click.echo(f"{layer.layer}: {len(layer.changes)} filters, most changed: {most}")
+    click.echo(f"-> {page}")
+
+
+@cli.command()
 @_model_options
 @click.option("--size", type=SizeType(), default=None,
               help="Input size the shapes are shown for: 96 or 128x96 (width x height).  [default: the model's]")
