@@ -337,7 +337,7 @@ def stitch(out, sources, cols, report, as_json, fail_on):
 @cli.command()
 @click.argument("old", type=click.Path())
 @click.argument("new", type=click.Path())
-@click.option("--metric", type=click.Choice(("pixel", "perceptual")), default="pixel", show_default=True,
+@click.option("--metric", type=click.Choice(config.METRICS), default=config.DEFAULT_METRIC, show_default=True,
               help="pixel: root mean square pixel difference; perceptual: distance of the features of NEW's "
                    "model's early layers (the model must load again from NEW's manifest).")
 @click.option("--json", "as_json", is_flag=True, help="Print the ranking as one JSON document on stdout.")

@@ -38,6 +38,8 @@ TRANSFORMS = ("standard", "none")
 DEFAULT_TRANSFORMS = "standard"
 FAIL_ON = ("never", "unconverged", "dead")  # --fail-on: exit code 4 when any filter is unconverged / dead
 DEFAULT_FAIL_ON = "never"
+METRICS = ("pixel", "perceptual")  # filtervis diff --metric (see diff.py)
+DEFAULT_METRIC = "pixel"
 OBJECTIVES = ("channel", "neuron")
 DEFAULT_OBJECTIVE = "channel"
 

@@ -33,11 +33,10 @@ from urllib.parse import quote
 import numpy as np
 
 from . import __version__, outputs
+from .config import DEFAULT_METRIC, METRICS
 from .errors import FiltervisError, OutputError, SpecError
 from .report import LayerView, filter_status, read_views
 
-METRICS = ("pixel", "perceptual")
-DEFAULT_METRIC = "pixel"
 DIFF = "diff.html"
 PERCEPTUAL_LAYERS = 3
 _EPS = 1e-10

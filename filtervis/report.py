@@ -167,8 +167,15 @@ def read_view(folder: Path, paths: list[Path] | None = None, scope: str = "plann
 
 
 def read_views(out: str | Path) -> list[LayerView]:
-    """A LayerView per layer folder of OUT (see `layer_folders`)."""
-    return [read_view(folder) for folder in layer_folders(out)]
+    """A LayerView per layer folder of OUT (see `layer_folders`); a folder none of whose manifests can be
+    read is left out, so a broken folder beside a run never stops the run's page."""
+    views = []
+    for folder in layer_folders(out):
+        try:
+            views.append(read_view(folder))
+        except OutputError:
+            continue
+    return views
 
 
 def written_views(folders, shard: tuple[int, int] | None = None) -> list[LayerView]:

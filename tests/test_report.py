@@ -143,6 +143,17 @@ def test_failed_filters_are_marked_and_warned_about(runs):
     assert shown.warnings == ["1 filter did not converge (1); try more --steps or another --param"]
 
 
+def test_a_folder_with_a_broken_manifest_beside_the_run_is_left_off_the_page(runs, tmp_path):
+    from filtervis.report import write_report
+
+    out = tmp_path / "out"
+    shutil.copytree(runs[0], out)
+    (out / "broken").mkdir()
+    (out / "broken" / "manifest.json").write_text("{ half a manifest")
+    write_report(out)
+    assert [c["data-index"] for c in page(out).cards] == ["0", "1", "2", "3"]
+
+
 def test_no_report_writes_no_page(fewer):
     assert (fewer / "conv" / "manifest.json").is_file() and not (fewer / "index.html").exists()
 
