@@ -34,7 +34,7 @@ STATUS_DONE, STATUS_FAILED = "done", "failed"  # failed: NaN/Inf even after the 
 STATUS_DEAD = "dead"  # nothing the rescue tried fired the filter (see rescue.py); it has a PNG all the same
 WITH_PNG = (STATUS_DONE, STATUS_DEAD)
 # RunSpec fields that belong to files on disk or to the command line, not to a picture: not options of render
-FILE_FIELDS = frozenset({"layers", "model", "filters", "out", "quiet", "resume", "shard"})
+FILE_FIELDS = frozenset({"layers", "model", "filters", "out", "quiet", "resume", "shard", "report"})
 OPTIONS = tuple(f.name for f in dataclasses.fields(RunSpec) if f.name not in FILE_FIELDS)
 OBJECTIVES_FOLDER = "objectives"  # the layer name (and folder) of a render of objectives
 
@@ -579,8 +579,9 @@ class Result:
 
     def save(self, out) -> Path:
         """Write what `filtervis run --out OUT` writes for this layer: OUT/<layer>/filter_NNNN.png,
-        palette.png, manifest.json (and the GIFs with gif=True). Returns the layer folder."""
-        from . import outputs
+        palette.png, manifest.json (and the GIFs with gif=True), and OUT/index.html (see report.py).
+        Returns the layer folder."""
+        from . import outputs, report
 
         outputs.check_writable(out)
         folder = Path(out) / outputs.layer_dirname(self.layer)
@@ -588,7 +589,7 @@ class Result:
         if self._tiles():
             outputs.write_png(folder / outputs.palette_name(None), self.palette_array())
         write_palette_gif(folder, self.layer, self.filters, self.job.spec.cols)
-        outputs.write_manifest(folder, self.manifest)
+        report.save_manifest(folder, self.manifest)  # and OUT/index.html, as a run writes it
         return folder
 
     def __repr__(self):

@@ -1,17 +1,23 @@
 """The command line: flags -> RunSpec -> library call -> exit code. No numerics here.
 
 Exit codes: 0 done; 1 an internal error (a bug: one line, --verbose shows the traceback); 2 a bad
-flag, config, model, layer, filter spec, seed image or output folder, or a full disk (one line
-`filtervis: error: ...` naming the fix); 3 `stitch` found filters missing; 130/143 stopped by
+flag, config, model, layer, filter spec, seed image or output folder, runs `diff` cannot compare, or a
+full disk (one line `filtervis: error: ...` naming the fix); 3 `stitch` found filters missing; 4
+`--fail-on` found unconverged (or dead) filters, after everything was written; 130/143 stopped by
 SIGINT/SIGTERM (finished work saved, the line says how to resume).
+
+With `--json`, stdout carries one JSON document at the end and nothing else (anything the libraries
+print goes where their log messages go); errors stay one line on stderr.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -19,6 +25,7 @@ from . import __version__, config
 from .errors import ConfigError, FiltervisError, Interrupted, SpecError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_FAIL_ON = 4  # --fail-on found what it gates on
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -156,6 +163,55 @@ def _model_options(function):
     return function
 
 
+def _ci_options(function):
+    """--report/--no-report, --json and --fail-on, shared by `run` and `stitch`."""
+    for option in reversed([
+        click.option("--report/--no-report", default=True, show_default=True,
+                     help="Rewrite OUT/index.html, a static page of every layer, with each manifest."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print one JSON summary on stdout at the end (per layer: counts, paths, seconds), "
+                          "and nothing else on stdout."),
+        click.option("--fail-on", type=click.Choice(config.FAIL_ON), default=config.DEFAULT_FAIL_ON,
+                     show_default=True,
+                     help="Exit with code 4, after everything is written, when a filter is unconverged "
+                          "(dead or failed) or dead."),
+    ]):
+        function = option(function)
+    return function
+
+
+@contextmanager
+def _stdout_for_json(active: bool):
+    """With --json: while the body runs, whatever is written to stdout (fd 1) goes where stderr's fd 2
+    goes, so stdout holds the JSON document alone."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _finish_ci(views, index, as_json: bool, fail_on: str, incomplete: bool = False) -> None:
+    """Print the --json document; then exit 3 when `incomplete`, else 4 when --fail-on trips."""
+    from .report import failed_gate, summary
+
+    if as_json:
+        click.echo(json.dumps(summary(views, index, fail_on), indent=2))
+    if incomplete:
+        raise click.exceptions.Exit(EXIT_INCOMPLETE)
+    if failed_gate(views, fail_on):
+        if not as_json:
+            click.echo(f"filtervis: --fail-on {fail_on}: failing with exit code {EXIT_FAIL_ON}", err=True)
+        raise click.exceptions.Exit(EXIT_FAIL_ON)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="filtervis")
 def cli():
@@ -210,12 +266,15 @@ def cli():
               help="Keep the filters an earlier run into --out finished with the same parameters; render the rest.")
 @click.option("--shard", type=ShardType(), default=None,
               help="Render only the K-th of N parts of the filter list (1 <= K <= N); `filtervis stitch` merges them.")
-def run(verbose, **options):
-    """Optimize an image per filter; write filter PNGs, a labeled palette and a manifest per layer."""
+@_ci_options
+def run(verbose, as_json, fail_on, **options):
+    """Optimize an image per filter; write filter PNGs, a labeled palette and a manifest per layer, and
+    OUT/index.html."""
+    from .report import INDEX, written_views
     from .run import run as run_spec
 
     spec = config.RunSpec(layers=tuple(options.pop("layer")), input=options.pop("input_name"), **options)
-    with StopFlag() as stop:
+    with StopFlag() as stop, _stdout_for_json(as_json):
         try:
             reports = run_spec(spec, stop=stop)
         except Interrupted as exc:
@@ -224,7 +283,8 @@ def run(verbose, **options):
     for report in reports:
         dead = f", {len(report.dead)} dead" if report.dead else ""
         line = f"{report.layer}: {report.converged}/{report.filters} filters converged{dead} -> {report.folder}"
-        click.echo(line)
+        if not as_json:
+            click.echo(line)
         slow = [f for f in report.failed if f not in report.faulty]
         if slow:
             click.echo(f"filtervis: warning: {report.layer}: {_filters(len(slow))} did not converge "
@@ -232,6 +292,8 @@ def run(verbose, **options):
         if report.faulty:
             click.echo(f"filtervis: warning: {report.layer}: {_filters(len(report.faulty))} hit NaN/Inf even after a "
                        f"restart with a smaller step ({_shown(report.faulty)}); they have no PNG", err=True)
+    index = os.path.join(spec.out, INDEX) if spec.report else None
+    _finish_ci(written_views([r.folder for r in reports], spec.shard), index, as_json, fail_on)
 
 
 def _filters(count: int) -> str:
@@ -247,24 +309,55 @@ def _shown(indices) -> str:
 @click.option("--from", "sources", multiple=True, type=click.Path(), metavar="DIR",
               help="Another run's --out folder (repeatable), e.g. one per machine; its PNGs are copied into OUT.")
 @click.option("--cols", type=int, default=None, help="Palette columns.  [default: the runs' --cols]")
-def stitch(out, sources, cols):
+@_ci_options
+def stitch(out, sources, cols, report, as_json, fail_on):
     """Merge the parts of a sharded run (--shard K/N) in OUT (and --from folders) into one palette and
-    manifest per layer; report filters no part has finished (exit code 3)."""
+    manifest per layer, and OUT/index.html; report filters no part has finished (exit code 3)."""
+    from .report import INDEX, written_views
     from .stitch import stitch as stitch_runs
 
     if cols is not None and cols < 1:
         raise SpecError(f"--cols must be 1 or more, but was {cols}")
     incomplete = False
-    for report in stitch_runs(out, tuple(sources), cols):
-        click.echo(f"{report.layer}: {report.done}/{report.planned} filters -> {report.folder}")
-        if report.missing:
+    with _stdout_for_json(as_json):
+        merged = stitch_runs(out, tuple(sources), cols, report=report)
+    for layer in merged:
+        if not as_json:
+            click.echo(f"{layer.layer}: {layer.done}/{layer.planned} filters -> {layer.folder}")
+        if layer.missing:
             incomplete = True
-            parts = f" (no manifest from part {', '.join(report.missing_shards)})" if report.missing_shards else ""
-            click.echo(f"filtervis: warning: {report.layer}: {len(report.missing)} filters missing "
-                       f"({_shown(report.missing)}){parts}; run those parts (with --resume) and stitch again",
+            parts = f" (no manifest from part {', '.join(layer.missing_shards)})" if layer.missing_shards else ""
+            click.echo(f"filtervis: warning: {layer.layer}: {len(layer.missing)} filters missing "
+                       f"({_shown(layer.missing)}){parts}; run those parts (with --resume) and stitch again",
                        err=True)
-    if incomplete:
-        raise click.exceptions.Exit(EXIT_INCOMPLETE)
+    index = os.path.join(out, INDEX) if report else None
+    _finish_ci(written_views([layer.folder for layer in merged]), index, as_json, fail_on, incomplete)
+
+
+@cli.command()
+@click.argument("old", type=click.Path())
+@click.argument("new", type=click.Path())
+@click.option("--metric", type=click.Choice(config.METRICS), default=config.DEFAULT_METRIC, show_default=True,
+              help="pixel: root mean square pixel difference; perceptual: distance of the features of NEW's "
+                   "model's early layers (the model must load again from NEW's manifest).")
+@click.option("--json", "as_json", is_flag=True, help="Print the ranking as one JSON document on stdout.")
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log messages and full tracebacks.")
+def diff(old, new, metric, as_json, verbose):
+    """Compare two runs of the same layers and filters (two checkpoints, say): per filter, how far its
+    image moved and how its activation changed. Writes NEW/diff.html, most changed filters first."""
+    from .diff import compare, summary, write_diff
+
+    with _stdout_for_json(as_json):
+        diffs = compare(old, new, metric)
+        page = write_diff(old, new, diffs, metric)
+    if as_json:
+        click.echo(json.dumps(summary(old, new, diffs, metric, page), indent=2))
+        return
+    for layer in diffs:
+        top = [c for c in layer.changes if c.distance is not None][:3]
+        most = ", ".join(f"{c.index} ({c.distance:.3g})" for c in top) or "none with images in both runs"
+        click.echo(f"{layer.layer}: {len(layer.changes)} filters, most changed: {most}")
+    click.echo(f"-> {page}")
 
 
 @cli.command()

@@ -36,6 +36,10 @@ DEFAULT_PARAM = "auto"
 DEFAULT_DECAY = 1.0  # fft: spectrum amplitude falls as 1/frequency^decay
 TRANSFORMS = ("standard", "none")
 DEFAULT_TRANSFORMS = "standard"
+FAIL_ON = ("never", "unconverged", "dead")  # --fail-on: exit code 4 when any filter is unconverged / dead
+DEFAULT_FAIL_ON = "never"
+METRICS = ("pixel", "perceptual")  # filtervis diff --metric (see diff.py)
+DEFAULT_METRIC = "pixel"
 OBJECTIVES = ("channel", "neuron")
 DEFAULT_OBJECTIVE = "channel"
 
@@ -74,6 +78,7 @@ class RunSpec:
     shard: tuple[int, int] | None = None  # (K, N): render only the K-th of N parts of the filter list
     unsafe_model: bool = False  # let a model file run Python code (Lambda layers) when loaded
     input: str | None = None  # the image input of a multi-input model (the others are held at zeros)
+    report: bool = True  # rebuild OUT/index.html with every manifest write (see report.py)
 
     def __post_init__(self):
         if self.size is not None and not isinstance(self.size, tuple):

@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 
-from . import api, images, models, outputs
+from . import api, images, models, outputs, report
 from .config import RunSpec, shard_part
 from .errors import Interrupted, SpecError
 
 # Parameters that do not change a filter's image: runs that differ only in these may be resumed and stitched.
 UNCOMPARED_PARAMS = frozenset({"batch", "cols", "filters", "layers", "shard", "resume", "unsafe_model",
-                               "memory_budget"})
+                               "memory_budget", "report"})
 STATUS_DONE, STATUS_FAILED, STATUS_DEAD, WITH_PNG = api.STATUS_DONE, api.STATUS_FAILED, api.STATUS_DEAD, api.WITH_PNG
 
 
@@ -193,7 +193,7 @@ def _save_batch(folder: Path, records, entries: dict, manifest: dict, name: str)
         _undo(written, records, entries)
         raise
     try:
-        outputs.write_manifest(folder, manifest, name)
+        report.save_manifest(folder, manifest, name)
     except BaseException:
         if not (folder / name).is_file() or outputs.read_manifest(folder / name)["filters"] != manifest["filters"]:
             _undo(written, records, entries)
@@ -220,7 +220,7 @@ def _finish(spec, plan_, entries: dict, manifest: dict, name: str) -> None:
     manifest["palette"] = palette if done else None
     manifest["complete"] = all(f in entries for f in plan_.filters)
     manifest["filters"] = [entries[f] for f in sorted(entries)]
-    outputs.write_manifest(plan_.folder, manifest, name)
+    report.save_manifest(plan_.folder, manifest, name)
 
 
 def _earlier_batch(path: Path) -> int | None:

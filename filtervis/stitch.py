@@ -16,6 +16,7 @@ from pathlib import Path
 from . import images, outputs
 from .config import DEFAULT_COLS
 from .errors import OutputError, SpecError
+from .report import write_report
 from .run import STATUS_DONE, WITH_PNG, compare_params
 
 
@@ -38,8 +39,9 @@ class _Part:
     manifest: dict
 
 
-def stitch(out: str | Path, sources: tuple = (), cols: int | None = None) -> list[StitchReport]:
-    """Merge every layer found in `out` and `sources` into `out/<layer>/`; one report per layer.
+def stitch(out: str | Path, sources: tuple = (), cols: int | None = None, report: bool = True) -> list[StitchReport]:
+    """Merge every layer found in `out` and `sources` into `out/<layer>/`; one report per layer. Then,
+    with `report`, rebuild `out/index.html` (see report.py).
 
     A folder is either a run's --out (layer folders inside) or one layer folder itself. With
     `sources`, `out` may be a new folder.
@@ -51,11 +53,14 @@ def stitch(out: str | Path, sources: tuple = (), cols: int | None = None) -> lis
         outputs.check_writable(out)
         out.mkdir(parents=True)
     try:
-        return _stitch(out, roots, cols)
+        reports = _stitch(out, roots, cols)
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()
         raise
+    if report:
+        write_report(out)
+    return reports
 
 
 def _stitch(out: Path, roots: list[Path], cols: int | None) -> list[StitchReport]:

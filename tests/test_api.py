@@ -39,6 +39,7 @@ def test_save_writes_the_same_files_and_bytes_as_the_cli(tiny_model, tiny_model_
     cli_folder = tmp_path / "cli" / "conv2"
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in cli_folder.iterdir())
     assert _digests(folder) == _digests(cli_folder)
+    assert (tmp_path / "api" / "index.html").is_file() and (tmp_path / "cli" / "index.html").is_file()
     ours, theirs = (json.loads((f / "manifest.json").read_text()) for f in (folder, cli_folder))
     assert [f["activation"] for f in ours["filters"]] == [f["activation"] for f in theirs["filters"]]
     assert ours["complete"] and ours["palette"] == "palette.png"

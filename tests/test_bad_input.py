@@ -164,7 +164,8 @@ def test_bad_input(case, make_args, code, text, outcomes):
     out, result = outcomes[case]
     assert_one_error_line(result, code, text)
     if code == OK:
-        assert sorted(folder_state(out)) == ["conv2/filter_0000.png", "conv2/manifest.json", "conv2/palette.png"]
+        assert sorted(folder_state(out)) == ["conv2/filter_0000.png", "conv2/manifest.json", "conv2/palette.png",
+                                           "index.html"]
     else:
         assert folder_state(out) == {}
 

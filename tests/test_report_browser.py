@@ -1,0 +1,77 @@
+"""index.html and diff.html opened from the file system in headless Chromium (Debian's package), read
+from the rendered DOM over the DevTools protocol (tests/browser.py).
+
+Without Chromium these tests skip on a developer's machine and fail in CI (CI=true), where .ci/run
+installs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from browser import Browser, find_chromium
+from test_report import dead_filter_model, manifest_statuses, render
+
+CHROMIUM = find_chromium()
+if CHROMIUM is None and not os.environ.get("CI"):
+    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert CHROMIUM, "CI needs chromium: .ci/run installs it with apt-get"
+    with Browser(CHROMIUM) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(OLD, NEW) of a 4-filter layer whose filter 1 is dead (OLD) or failed (NEW, --no-rescue)."""
+    root = tmp_path_factory.mktemp("browser")
+    dead_filter_model().save(root / "dead.keras")
+    return render(root / "dead.keras", root / "old"), render(root / "dead.keras", root / "new", seed=1, rescue=False)
+
+
+VISIBLE_CARDS = "[...document.querySelectorAll('.card')].filter(c => c.offsetParent !== null).map(c => +c.dataset.index)"
+UNLOADED = "[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'))"
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["dead", "failed"])
+def test_index_loads_every_image_counts_match_the_manifest_and_the_filter_shows_only_unconverged(
+        browser, runs, which):
+    out = runs[which]
+    statuses = manifest_statuses(json.loads((out / "conv" / "manifest.json").read_text()))
+    browser.open((out / "index.html").as_uri())
+    assert browser.evaluate("document.images.length") == len(statuses) + 1  # + the palette
+    assert browser.evaluate(UNLOADED) == []
+    counts = browser.evaluate("Object.fromEntries([...document.querySelectorAll('[data-count]')]"
+                              ".map(e => [e.dataset.count, +e.textContent]))")
+    assert counts == {s: list(statuses.values()).count(s) for s in ("converged", "rescued", "dead", "failed")}
+    shown = browser.evaluate("Object.fromEntries([...document.querySelectorAll('.card')]"
+                             ".map(c => [c.dataset.index, c.dataset.status]))")
+    assert {int(k): v for k, v in shown.items()} == statuses
+    assert browser.evaluate(VISIBLE_CARDS) == sorted(statuses)
+
+    browser.evaluate("document.getElementById('only-unconverged').click()")
+    unconverged = [i for i, s in statuses.items() if s in ("dead", "failed")]
+    assert unconverged and browser.evaluate(VISIBLE_CARDS) == unconverged
+    browser.evaluate("document.getElementById('only-unconverged').click()")
+    assert browser.evaluate(VISIBLE_CARDS) == sorted(statuses)
+
+
+def test_diff_page_loads_both_sides_of_every_filter_in_the_ranked_order(browser, runs):
+    from filtervis.diff import compare, summary, write_diff
+
+    old, new = runs
+    diffs = compare(old, new)
+    page = write_diff(old, new, diffs, "pixel")
+    ranked = [c["index"] for c in summary(old, new, diffs, "pixel", page)["layers"][0]["changes"]]
+    browser.open(page.as_uri())
+    assert browser.evaluate(UNLOADED) == []
+    assert browser.evaluate("document.images.length") == 2 * len(ranked)
+    assert browser.evaluate("[...document.querySelectorAll('tr.change')].map(r => +r.dataset.index)") == ranked
+    assert browser.evaluate("document.querySelector('tr.change td:nth-child(5)').textContent.trim()") \
+        == f"{diffs[0].changes[0].distance:.4g}"
