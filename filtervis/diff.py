@@ -162,7 +162,8 @@ def _perceptual_distances(view: LayerView):
 
     record = view.manifest.get("model", {})
     params = view.manifest.get("params", {})
-    name, weights, preprocess = record.get("name"), record.get("weights"), record.get("preprocess")
+    name, preprocess = record.get("name"), record.get("preprocess")
+    weights = params.get("weights", record.get("weights"))  # the --weights given (the record says "own" for a file's)
     try:
         loaded = models.load(str(name), str(weights), preprocess, parse_size(params.get("size")),
                              unsafe=False, input_name=record.get("input"))
