@@ -17,11 +17,11 @@ from pathlib import Path
 from . import api, images, models, outputs, report
 from .config import RunSpec, shard_part
 from .errors import Interrupted, SpecError
+from .result import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, WITH_PNG, write_palette_gif, write_records
 
 # Parameters that do not change a filter's image: runs that differ only in these may be resumed and stitched.
 UNCOMPARED_PARAMS = frozenset({"batch", "cols", "filters", "layers", "shard", "resume", "unsafe_model",
                                "memory_budget", "report"})
-STATUS_DONE, STATUS_FAILED, STATUS_DEAD, WITH_PNG = api.STATUS_DONE, api.STATUS_FAILED, api.STATUS_DEAD, api.WITH_PNG
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +172,7 @@ def _render_layer(spec: RunSpec, plan_: Plan, stop) -> LayerReport:
                               f"{len(plan_.filters)} filters of layer '{plan_.layer}' are finished and saved in "
                               f"{plan_.folder}", exc.signal_number) from None
     _finish(spec, plan_, entries, manifest, name)
-    api.write_palette_gif(plan_.folder, plan_.layer, result.filters, spec.cols)
+    write_palette_gif(plan_.folder, plan_.layer, result.filters, spec.cols)
     mine = [entries[f] for f in plan_.filters]
     dead = tuple(e["index"] for e in mine if e["status"] == STATUS_DEAD)
     failed = tuple(e["index"] for e in mine if not e["converged"] and e["status"] != STATUS_DEAD)
@@ -186,7 +186,7 @@ def _save_batch(folder: Path, records, entries: dict, manifest: dict, name: str)
     written = []
     try:
         for rec in records:
-            written += api.write_records(folder, [rec])
+            written += write_records(folder, [rec])
             entries[rec.index] = rec.entry()
         manifest["filters"] = [entries[f] for f in sorted(entries)]
     except BaseException:

@@ -17,7 +17,8 @@ from . import images, outputs
 from .config import DEFAULT_COLS
 from .errors import OutputError, SpecError
 from .report import write_report
-from .run import STATUS_DONE, WITH_PNG, compare_params
+from .result import STATUS_DONE, WITH_PNG
+from .run import compare_params
 
 
 @dataclasses.dataclass(frozen=True)
