@@ -38,6 +38,11 @@ WITH_PNG = (STATUS_DONE, STATUS_DEAD)
 FILE_FIELDS = frozenset({"layers", "model", "filters", "out", "quiet", "resume", "shard"})
 OPTIONS = tuple(f.name for f in dataclasses.fields(RunSpec) if f.name not in FILE_FIELDS)
 OBJECTIVES_FOLDER = "objectives"  # the layer name (and folder) of a render of objectives
+ALPHA_NOTE = ("the PNGs' last channel (RGBA, or LA for grey) is not part of the picture: it is the magnitude of "
+              "the objective's gradient with respect to each pixel, summed over the channels and accumulated over "
+              "the optimization steps, divided by its 99th percentile and clipped to [0, 1] (transparent: the "
+              "pixel did not matter); activation is measured on the picture without it; the palette shows the "
+              "tiles over a checkerboard")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,14 +90,18 @@ class FilterRecord:
 
 
 def record(result, restarted: bool = False, rescued: bool = False) -> FilterRecord:
-    """The FilterRecord of an optimize.FilterResult."""
+    """The FilterRecord of an optimize.FilterResult; its image gets the result's alpha as a last
+    channel when it has one (--alpha)."""
     finite = bool(result.finite)
+    image = result.image
+    if image is not None and result.alpha is not None:
+        image = np.concatenate([image, result.alpha], axis=-1)
     status = STATUS_DEAD if finite and result.dead else STATUS_DONE if finite else STATUS_FAILED
     return FilterRecord(
         result.index, status, result.activation if finite else None, result.noise_activation,
         bool(result.converged), result.steps, result.seconds, result.loss if finite else None,
         result.tv if finite else None, result.lp if finite else None, result.scale, restarted, rescued,
-        result.peak if status == STATUS_DEAD else None, result.image if finite else None, result.frames)
+        result.peak if status == STATUS_DEAD else None, image if finite else None, result.frames)
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -165,7 +174,7 @@ def settings_of(spec: RunSpec):
 
     return optimize.Settings(spec.steps, spec.lr, spec.tv_weight, spec.lp_weight, spec.lp_norm,
                              spec.jitter, spec.seed, early_stop=spec.early_stop, transforms=spec.transforms,
-                             objective=spec.objective, frames=spec.gif)
+                             objective=spec.objective, frames=spec.gif, alpha=spec.alpha)
 
 
 # --- seed images ---------------------------------------------------------------------------------
@@ -300,6 +309,8 @@ class Job:
             "palette": None,
             "filters": [],
         }
+        if spec.alpha:
+            manifest["alpha"] = ALPHA_NOTE
         if self.memory is not None:
             manifest["memory"] = {"budget": self.memory.budget, "planned_peak": self.memory.peak,
                                   "per_image": self.memory.per_image}
@@ -430,6 +441,9 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
         raise SpecError("--layer is required: name at least one layer (`filtervis layers` lists them)")
     loaded = load(model, spec)
     image_shape = image_shape_of(spec, loaded)
+    if spec.alpha and image_shape[2] == 4:
+        raise SpecError("--alpha needs a model with 1 or 3 input channels: this model's images have 4, so their "
+                        "PNGs have no channel left for transparency; drop --alpha")
     shapes = models.layer_shapes(loaded)
     if goals is not None:
         layers = obj_layers(goals)
@@ -556,7 +570,7 @@ class Result:
         if not tiles:
             raise SpecError(f"no filter of '{self.layer}' has an image (all failed); nothing to stitch")
         return images.palette([r.image for r in tiles], [str(r.index) for r in tiles], cols or self.job.spec.cols,
-                              self.layer)
+                              self.layer, checker=self.job.spec.alpha)
 
     def palette(self, cols: int | None = None):
         """The labeled palette as a PIL image."""

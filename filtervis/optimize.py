@@ -43,6 +43,7 @@ class Settings:
     transforms: str = transforms.DEFAULT_TRANSFORMS
     objective: str = DEFAULT_OBJECTIVE  # what each filter maximizes: a key of measures.LAYER_MEASURES
     frames: bool = False  # keep a snapshot of every image at each chunk boundary (for --gif)
+    alpha: bool = False  # accumulate each image's input-gradient magnitude over the steps (for --alpha)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +65,7 @@ class FilterResult:
     peak: float = float("nan")  # highest pre-activation of the filter's units (centre unit: neuron) on `image`;
     # after a rescue, on every image and start tried (see rescue.py)
     dead: bool = False  # set by a rescue: no image or start tried, noise included, drove `peak` above 0
+    alpha: np.ndarray | None = None  # [H, W, 1] uint8 transparency (see `alpha_map`) when settings.alpha
 
     @property
     def converged(self) -> bool:
@@ -81,6 +83,20 @@ class FilterResult:
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Floats in [0, 1] -> uint8, rounded."""
     return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+ALPHA_PERCENTILE = 99.0  # --alpha: the accumulated gradient magnitude is divided by this percentile of its own
+
+
+def alpha_map(attribution: np.ndarray) -> np.ndarray:
+    """[H, W, C] accumulated |d loss / d image| -> [H, W, 1] uint8 alpha: summed over the channels, divided
+    by its ALPHA_PERCENTILE percentile (MACO's transparency map: where the picture mattered to the
+    objective) and clipped to [0, 1]; all 0 when the gradient was 0 everywhere."""
+    magnitude = np.nan_to_num(np.asarray(attribution, np.float64)).sum(axis=-1, keepdims=True)
+    top = float(np.percentile(magnitude, ALPHA_PERCENTILE))
+    if top <= 0:
+        return np.zeros(magnitude.shape, np.uint8)
+    return to_uint8(magnitude / top)
 
 
 def per_image(function, inputs, items):
@@ -124,6 +140,9 @@ class Renderer:
         self.keys = tf.Variable(tf.zeros([batch], tf.int32), trainable=False)
         self.finite = tf.Variable(tf.ones([batch], tf.bool), trainable=False)  # sticky, per image
         self.active = tf.Variable(tf.ones([batch]), trainable=False)  # 0 once a filter has stopped early
+        # accumulated |d loss / d image| per image ([B, H, W, C]; one value when --alpha is off)
+        self.attribution = tf.Variable(tf.zeros([batch, *self.image_shape] if settings.alpha else [batch, 1, 1, 1]),
+                                       trainable=False)
         self.chains = chain_bounds(batch)
 
     # --- one batch's start ----------------------------------------------------------------------
@@ -137,7 +156,7 @@ class Renderer:
         self.items.assign(items)
         self.keys.assign(keys)
         self.params.assign(np.stack(init))
-        for variable in (self.m, self.v):
+        for variable in (self.m, self.v, self.attribution):
             variable.assign(tf.zeros_like(variable))
         self.t.assign(0.0)
         self.finite.assign(tf.ones_like(self.finite))
@@ -155,8 +174,10 @@ class Renderer:
         t0 = self.t.read_value()
         items, keys = self.items.read_value(), self.keys.read_value()
         rates = self.settings.lr * self.active.read_value()  # 0 for a filter that stopped early
-        params, m, v, finite = (var.read_value() for var in (self.params, self.m, self.v, self.finite))
-        chains = tuple((params[a:b], m[a:b], v[a:b], finite[a:b], tf.zeros([b - a])) for a, b in self.chains)
+        params, m, v, finite, attribution = (var.read_value() for var in (self.params, self.m, self.v, self.finite,
+                                                                          self.attribution))
+        chains = tuple((params[a:b], m[a:b], v[a:b], finite[a:b], tf.zeros([b - a]), attribution[a:b])
+                       for a, b in self.chains)
 
         def body(i, chains):
             t = t0 + tf.cast(i, tf.float32)
@@ -164,7 +185,8 @@ class Renderer:
                                 for chain, (a, b) in zip(chains, self.chains))
 
         _, chains = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), chains))
-        params, m, v, finite, total_loss = (tf.concat(parts, axis=0) for parts in zip(*chains))
+        params, m, v, finite, total_loss, attribution = (tf.concat(parts, axis=0) for parts in zip(*chains))
+        self.attribution.assign(attribution)
         self.params.assign(params)
         self.m.assign(m)
         self.v.assign(v)
@@ -176,9 +198,10 @@ class Renderer:
         """(activation, start) of a chain whose first image is image `first` of the batch, each image alone."""
         return per_image(lambda x, item, i: self.target.objective(x, item, first + i), inputs, items)
 
-    def _step(self, params, m, v, finite, total_loss, t, items, keys, rates, first: int):
+    def _step(self, params, m, v, finite, total_loss, attribution, t, items, keys, rates, first: int):
         """One step of one chain (images `first`... of the batch) at step count `t` (steps done before
-        it): its new (params, m, v, finite, total_loss)."""
+        it): its new (params, m, v, finite, total_loss, attribution); `attribution` accumulates
+        |d loss / d image| when settings.alpha (else it is passed on as it is)."""
         with tf.GradientTape() as tape:
             tape.watch(params)
             images = self.param.to_image(params)
@@ -192,11 +215,15 @@ class Renderer:
                                            tf.gather(self.lp_weights, items), self.lp_p)
                 loss += tf.cast(post > threshold, tf.float32) * penalty
             total = tf.reduce_sum(loss)
-        grad = tape.gradient(total, params)
+        if self.settings.alpha:  # one backward pass gives both
+            grad, image_grad = tape.gradient(total, [params, images])
+            attribution = attribution + tf.abs(image_grad)
+        else:
+            grad = tape.gradient(total, params)
         finite &= tf.math.is_finite(loss) & tf.reduce_all(tf.math.is_finite(grad), axis=list(range(1, len(grad.shape))))
         rate = tf.reshape(rates, [-1] + [1] * (len(params.shape) - 1))
         params, m, v = _adam(params, m, v, grad, t + 1.0, rate)
-        return self.param.project(params), m, v, finite, total_loss + loss
+        return self.param.project(params), m, v, finite, total_loss + loss, attribution
 
     # --- scoring --------------------------------------------------------------------------------
 
@@ -237,10 +264,11 @@ class Renderer:
         finite = self.finite.numpy() & np.isfinite(floats).all(axis=(1, 2, 3)) & np.isfinite(loss)
         seconds = (time.perf_counter() - began) / real
         noise, scales = self.target.noise_activation, self.target.scales.numpy()
+        alphas = [alpha_map(a) for a in self.attribution.numpy()[:real]] if self.settings.alpha else [None] * real
         return [FilterResult(int(items[i]), pixels[i], float(activation[i]), float(noise[items[i]]),
                              float(loss[i]), float(tv[i]), float(lp[i]), int(ran[i]), seconds,
                              float(scales[items[i]]), bool(finite[i]), tuple(frame[i] for frame in frames),
-                             float(peak[i]))
+                             float(peak[i]), alpha=alphas[i])
                 for i in range(real)]
 
     def _optimize(self, real: int, progress) -> tuple[np.ndarray, list]:

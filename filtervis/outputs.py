@@ -137,11 +137,12 @@ def write_png(path: Path, image: np.ndarray) -> None:
     atomic_write(path, png_bytes(image))
 
 
-def read_png(path: Path) -> np.ndarray:
-    """A PNG as uint8 [H, W, C] keeping its channels: L -> C = 1, RGB -> 3, RGBA -> 4; any other mode
-    (palette, grey with alpha, 16-bit, ...) is converted to RGB."""
+def read_png(path: Path, alpha: bool = False) -> np.ndarray:
+    """A PNG as uint8 [H, W, C] keeping its channels: L -> C = 1, RGB -> 3, RGBA -> 4, and with `alpha`
+    (a run's --alpha PNGs) LA -> 2; any other mode (palette, grey with alpha, 16-bit, ...) is converted
+    to RGB."""
     with Image.open(path) as image:
-        if image.mode not in images.MODES.values():
+        if image.mode not in (images.TILE_MODES if alpha else images.MODES).values():
             image = image.convert("RGB")
         return images.from_pil(image)
 

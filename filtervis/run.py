@@ -213,10 +213,10 @@ def _finish(spec, plan_, entries: dict, manifest: dict, name: str) -> None:
     done = [entries[f] for f in plan_.filters if f in entries and entries[f]["status"] in WITH_PNG]
     palette = outputs.palette_name(spec.shard)
     if done:
-        tiles = [outputs.read_png(plan_.folder / e["file"]) for e in done]
+        tiles = [outputs.read_png(plan_.folder / e["file"], alpha=spec.alpha) for e in done]
         title = plan_.layer if spec.shard is None else f"{plan_.layer} (part {spec.shard[0]}/{spec.shard[1]})"
         outputs.write_png(plan_.folder / palette, images.palette(tiles, [str(e["index"]) for e in done],
-                                                                 spec.cols, title))
+                                                                 spec.cols, title, checker=spec.alpha))
     manifest["palette"] = palette if done else None
     manifest["complete"] = all(f in entries for f in plan_.filters)
     manifest["filters"] = [entries[f] for f in sorted(entries)]

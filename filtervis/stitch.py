@@ -113,8 +113,9 @@ def _stitch_layer(dest: Path, layer: str, parts: list[_Part], cols: int | None) 
     params = first.manifest["params"]
     cols = cols or int(params.get("cols") or DEFAULT_COLS)
     if done:
-        tiles = [outputs.read_png(dest / found[i][0]["file"]) for i in done]
-        outputs.write_png(dest / outputs.PALETTE, images.palette(tiles, [str(i) for i in done], cols, layer))
+        tiles = [outputs.read_png(dest / found[i][0]["file"], alpha=bool(params.get("alpha"))) for i in done]
+        outputs.write_png(dest / outputs.PALETTE, images.palette(tiles, [str(i) for i in done], cols, layer,
+                                                                 checker=bool(params.get("alpha"))))
     missing = tuple(i for i in planned if i not in found)
     manifest = dict(first.manifest, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), shard=None,
                     params=dict(params, shard=None), part=planned, complete=not missing,

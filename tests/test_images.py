@@ -112,8 +112,8 @@ def test_palette_refuses_tiles_of_different_shapes():
         images.palette([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8)], ["0", "1"], 2, "")
     with pytest.raises(ValueError, match="one shape"):
         images.stitch([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 4), np.uint8)], 2)
-    with pytest.raises(ValueError, match="C in 1, 3 or 4"):
-        images.palette([np.zeros((8, 8, 2), np.uint8)], ["0"], 1, "")
+    with pytest.raises(ValueError, match="C in 1, 2, 3 or 4"):
+        images.palette([np.zeros((8, 8, 5), np.uint8)], ["0"], 1, "")
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
