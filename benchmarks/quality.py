@@ -416,7 +416,10 @@ def run_filtervis(layer, size, filters, seed, out, extra=(), subject: Subject | 
     seconds = time.perf_counter() - began
     manifest = json.loads((folder / "manifest.json").read_text())
     channels = subject.channels if subject is not None else 3
-    return seconds, _read_pngs(folder, [f["index"] for f in manifest["filters"]], channels), manifest
+    indices = [f["index"] for f in manifest["filters"]]
+    if manifest["params"].get("diversity", 1) > 1:  # filter_NNNN_K.png: read by the caller
+        return seconds, {}, manifest
+    return seconds, _read_pngs(folder, indices, channels), manifest
 
 
 def _read_pngs(folder: Path, filters, channels: int = 3) -> dict[int, np.ndarray]:
@@ -543,6 +546,9 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="Also write the per-filter scores here.")
     parser.add_argument("--filtervis-args", default="", help="Extra `filtervis run` options for the filtervis tool, "
                                                              "e.g. '--param maco' (vgg16 only).")
+    parser.add_argument("--diversity", type=int, default=1,
+                        help="vgg16 only: also render every filter N times with `--diversity N` and N times with N "
+                             "seeds, and report each set's sameness among one filter's pictures.")
     parser.add_argument("--reuse", action="store_true", help="Score a tool's PNGs kept in --keep by an earlier "
                                                              "run instead of rendering them again.")
     args = parser.parse_args(argv)
@@ -610,11 +616,50 @@ def main(argv=None):
         theirs = next(r for r in table if r["tool"] == "tf-keras-vis")
         print(f"filtervis / tf-keras-vis: strength {ours['strength'] / max(theirs['strength'], 1e-9):.1f}x, "
               f"cost {ours['cost'] / theirs['cost']:.2f}x")
+    diverse = main_diversity(args, filters, extra, scorer, noise, natural, work) if args.diversity > 1 else None
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": table, "natural": {k: v for k, v in natural_spec.items()
-                                                                          if k != "ranks"},
+        Path(args.json).write_text(json.dumps({"rows": table, "diversity": diverse,
+                                               "natural": {k: v for k, v in natural_spec.items() if k != "ranks"},
                                                "filters": {t: {str(k): v for k, v in d.items()}
                                                            for t, d in detail.items()}}, indent=1))
+
+
+def main_diversity(args, filters, extra, scorer, noise, natural, work) -> dict:
+    """`--diversity N`: filtervis with --diversity N, and filtervis N times with seeds seed .. seed+N-1 (the
+    same filters); per filter the sameness among its N pictures (normalized layer responses), the median
+    over the filters, and how many pictures converged."""
+    from PIL import Image
+
+    n = args.diversity
+    listed = ",".join(map(str, filters))
+    began = time.perf_counter()
+    run_filtervis(args.layer, args.size, listed, args.seed, work / "diverse", (*extra, "--diversity", str(n)))
+    diverse_seconds = time.perf_counter() - began
+    folder = work / "diverse" / args.layer
+    sets = {"diverse": {f: [np.asarray(Image.open(folder / f"filter_{f:04d}_{k}.png").convert("RGB"))
+                             for k in range(n)] for f in filters}, "seeds": {f: [] for f in filters}}
+    began = time.perf_counter()
+    for k in range(n):
+        _, images, _ = run_filtervis(args.layer, args.size, listed, args.seed + k, work / f"seed{k}", extra)
+        for f in filters:
+            sets["seeds"][f].append(images[f])
+    seeds_seconds = time.perf_counter() - began
+    out = {}
+    for name, pictures in sets.items():
+        values, converged = [], 0
+        for f in filters:
+            responses = scorer.targets(np.stack(pictures[f]))
+            values.append(sameness(normalized_responses(responses, natural)))
+            own = responses[:, f]
+            converged += int(((own > 0) & (own >= 2 * noise[f])).sum())
+        out[name] = {"sameness": float(np.median(values)), "per_filter": [round(v, 3) for v in values],
+                     "converged": f"{converged}/{n * len(filters)}"}
+    out["diverse"]["seconds"], out["seeds"]["seconds"] = diverse_seconds, seeds_seconds
+    print(f"--diversity {n} on the same {len(filters)} filters: median sameness among one filter's {n} pictures "
+          f"{out['diverse']['sameness']:.2f} ({out['diverse']['converged']} converged, {diverse_seconds:.0f} s); "
+          f"with {n} seeds {out['seeds']['sameness']:.2f} ({out['seeds']['converged']} converged, "
+          f"{seeds_seconds:.0f} s); ratio {out['diverse']['sameness'] / max(out['seeds']['sameness'], 1e-9):.2f}")
+    return out
 
 
 def _cached(folder: Path, layer: str, filters) -> tuple | None:

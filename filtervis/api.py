@@ -69,16 +69,27 @@ class FilterRecord:
     peak_preactivation: float | None = None
     image: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     frames: tuple = dataclasses.field(default=(), repr=False, compare=False)
+    variant: int | None = None  # which picture of its filter (--diversity), else None
+    variants: tuple = ()  # --diversity: the filter's pictures, one FilterRecord each (this record sums them up)
 
     @property
     def file(self) -> str | None:
         from .outputs import filter_filename
 
-        return filter_filename(self.index) if self.status in WITH_PNG else None
+        if self.variants:
+            return self.variants[0].file
+        return filter_filename(self.index, self.variant) if self.status in WITH_PNG else None
+
+    @property
+    def pictures(self) -> tuple:
+        """The records with an image of their own: the variants (--diversity), else this record."""
+        return self.variants or (self,)
 
     def entry(self) -> dict:
         """The record as the manifest lists it."""
         entry = {"index": self.index, "status": self.status, "file": self.file, "steps": self.steps}
+        if self.variant is not None:
+            entry["variant"] = self.variant
         for key in ("activation", "noise_activation", "loss", "tv", "lp", "scale"):
             value = getattr(self, key)
             entry[key] = None if value is None else round(value, 6)
@@ -86,10 +97,61 @@ class FilterRecord:
                      rescued=self.rescued)
         if self.status == STATUS_DEAD:
             entry["peak_preactivation"] = round(self.peak_preactivation, 6)
+        if self.variants:
+            entry["variants"] = [v.entry() for v in self.variants]
         return entry
 
 
-def record(result, restarted: bool = False, rescued: bool = False) -> FilterRecord:
+def group_record(index: int, pictures: list) -> FilterRecord:
+    """One filter's record over its --diversity pictures (FilterRecords with `variant` set): converged
+    when every picture is; its activation the weakest picture's; failed when any failed; its image picture
+    0's; steps and seconds summed."""
+    finite = [p for p in pictures if p.status != STATUS_FAILED]
+    status = (STATUS_FAILED if len(finite) < len(pictures) else
+              STATUS_DEAD if all(p.status == STATUS_DEAD for p in pictures) else STATUS_DONE)
+    weakest = min(finite, key=lambda p: p.activation) if finite else pictures[0]
+    return dataclasses.replace(
+        weakest, index=index, status=status, converged=all(p.converged for p in pictures),
+        steps=sum(p.steps for p in pictures), seconds=sum(p.seconds for p in pictures),
+        restarted=any(p.restarted for p in pictures), rescued=any(p.rescued for p in pictures),
+        image=pictures[0].image, frames=(), variant=None, variants=tuple(pictures))
+
+
+def palette_tiles(records) -> tuple[list, list]:
+    """(tiles, labels) of a palette of `records` with images: one tile per picture, labeled with the
+    filter index (`7`, or `7_2` for picture 2 of a --diversity run); a failed picture of a filter with
+    others is a black tile, so that every filter keeps its row."""
+    tiles, labels = [], []
+    for rec in records:
+        shape = next(p.image.shape for p in rec.pictures if p.image is not None)
+        for p in rec.pictures:
+            tiles.append(p.image if p.image is not None else np.zeros(shape, np.uint8))
+            labels.append(str(rec.index) if p.variant is None else f"{rec.index}_{p.variant}")
+    return tiles, labels
+
+
+def entry_tiles(folder: Path, entries, alpha: bool) -> tuple[list, list]:
+    """(tiles, labels) of the palette of manifest `entries` whose PNGs are in `folder` (see palette_tiles)."""
+    from . import outputs
+
+    tiles, labels = [], []
+    for entry in entries:
+        pictures = entry.get("variants") or [entry]
+        present = [p for p in pictures if p.get("file") and (folder / p["file"]).is_file()]
+        shape = outputs.read_png(folder / present[0]["file"], alpha=alpha).shape
+        for p in pictures:
+            has = p.get("file") and (folder / p["file"]).is_file()
+            tiles.append(outputs.read_png(folder / p["file"], alpha=alpha) if has else np.zeros(shape, np.uint8))
+            labels.append(str(entry["index"]) if p.get("variant") is None else f"{entry['index']}_{p['variant']}")
+    return tiles, labels
+
+
+def palette_cols(spec: RunSpec, cols: int | None = None) -> int:
+    """Palette columns: `cols` (else --cols), or one row per filter with --diversity."""
+    return spec.diversity if spec.diversity > 1 else (cols or spec.cols)
+
+
+def record(result, restarted: bool = False, rescued: bool = False, variant: int | None = None) -> FilterRecord:
     """The FilterRecord of an optimize.FilterResult; its image gets the result's alpha as a last
     channel when it has one (--alpha)."""
     finite = bool(result.finite)
@@ -101,7 +163,7 @@ def record(result, restarted: bool = False, rescued: bool = False) -> FilterReco
         result.index, status, result.activation if finite else None, result.noise_activation,
         bool(result.converged), result.steps, result.seconds, result.loss if finite else None,
         result.tv if finite else None, result.lp if finite else None, result.scale, restarted, rescued,
-        result.peak if status == STATUS_DEAD else None, image if finite else None, result.frames)
+        result.peak if status == STATUS_DEAD else None, image if finite else None, result.frames, variant)
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -249,10 +311,12 @@ class Job:
         one image fits the memory budget."""
         from . import memory
 
+        group = self.spec.diversity  # images of one filter share a batch
+        count = max(1, count) * group
         if self.spec.batch is None:
-            self.memory = memory.plan_memory(self.shapes, self.image_shape, max(1, count), self.spec.memory_budget)
+            self.memory = memory.plan_memory(self.shapes, self.image_shape, count, self.spec.memory_budget)
         batch = self.spec.batch or batch or self.memory.batch
-        self.batch = max(1, min(batch, max(1, count)))
+        self.batch = max(group, min(batch, count) // group * group)
         return self.batch
 
     def param(self):
@@ -359,6 +423,9 @@ class Job:
         from . import optimize, rescue
 
         settings = settings_of(self.spec)
+        if self.spec.diversity > 1:
+            yield from self._diverse_batches(filters, param, tick, settings)
+            return
         target = self.target()
         renderers = {}  # lr -> Renderer, built when first needed
         rescuer = (rescue.Rescuer(target, self.preprocess, self.image_shape, settings, self.batch)
@@ -388,6 +455,52 @@ class Job:
                     tick(0, more)
                 results, rescued = rescuer.rescue(results, progress=tick)
             yield [record(r, r.index in retried, r.index in rescued) for r in results]
+
+    def _diverse_batches(self, filters, param, tick, settings):
+        """--diversity N: each filter's N pictures optimized side by side in one batch (picture k from
+        targets.variant_key), pushed apart by the Gram similarity of their feature maps; a picture that
+        turned NaN/Inf restarts its filter's whole group at a smaller step; unconverged pictures go to a
+        rescue of their own (picture k's at seed + k * targets.VARIANT_SEED_STRIDE, alone). Yields one
+        group_record per filter."""
+        from . import optimize, rescue, targets
+
+        group, seed = self.spec.diversity, self.spec.seed
+        target = self.target()
+        per_batch = self.batch // group
+        renderers = {}
+
+        def render(chunk, lr, progress):
+            if lr not in renderers:
+                renderers[lr] = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch,
+                                                  dataclasses.replace(settings, lr=lr), param)
+            items = [f for f in chunk for _ in range(group)]
+            keys = [targets.variant_key(seed, f, k) for f in chunk for k in range(group)]
+            seeds = [self.starts[f] for f in items] if self.starts else None
+            results = renderers[lr].render(items, seeds, progress=progress, keys=keys)
+            return {(f, k): results[i * group + k] for i, f in enumerate(chunk) for k in range(group)}
+
+        rescuers = [rescue.Rescuer(target, self.preprocess, self.image_shape,
+                                   dataclasses.replace(settings, diversity=1, seed=seed + k * targets.VARIANT_SEED_STRIDE),
+                                   per_batch) for k in range(group)] if self.spec.rescue else None
+        for start in range(0, len(filters), per_batch):
+            _check_stop_tick(tick)
+            chunk = filters[start:start + per_batch]
+            results = render(chunk, settings.lr, tick)
+            faulty = [f for f in chunk if not all(results[f, k].finite for k in range(group))]
+            if faulty:
+                results.update(render(faulty, settings.lr * RETRY_LR_FACTOR, None))
+            rescued = set()
+            if rescuers:
+                for k, rescuer in enumerate(rescuers):
+                    pictures = [results[f, k] for f in chunk]
+                    more = rescuer.steps(sum(not r.converged for r in pictures))
+                    if more:
+                        tick(0, more)
+                    pictures, saved = rescuer.rescue(pictures, progress=tick)
+                    results.update({(r.index, k): r for r in pictures})
+                    rescued |= {(f, k) for f in saved}
+            yield [group_record(f, [record(results[f, k], f in faulty, (f, k) in rescued, variant=k)
+                                    for k in range(group)]) for f in chunk]
 
     def _objective_batches(self, indices, param, tick):
         from . import optimize, targets
@@ -430,6 +543,8 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
     filters, the seed images. Arguments as for `render`; or `spec`, a whole RunSpec (`filtervis run`'s),
     in place of the options."""
     goals = _objective_list(objective)
+    if goals is not None and options.get("diversity", 1) != 1 or spec is not None and goals and spec.diversity != 1:
+        raise SpecError("--diversity renders several pictures of a layer's filters; it does not take objective=...")
     if goals is not None:
         if layer is not None or filters is not None:
             raise SpecError("render() takes either a layer and filters or objective=...; not both")
@@ -555,7 +670,7 @@ class Result:
         return manifest
 
     def _tiles(self):
-        return [r for r in self.filters if r.status in WITH_PNG]
+        return [r for r in self.filters if r.status in WITH_PNG or any(p.image is not None for p in r.variants)]
 
     def _palette_name(self) -> str:
         from .outputs import palette_name
@@ -566,11 +681,11 @@ class Result:
         """The labeled palette, uint8 [H, W, C] (SpecError when no filter has an image)."""
         from . import images
 
-        tiles = self._tiles()
-        if not tiles:
+        records = self._tiles()
+        if not records:
             raise SpecError(f"no filter of '{self.layer}' has an image (all failed); nothing to stitch")
-        return images.palette([r.image for r in tiles], [str(r.index) for r in tiles], cols or self.job.spec.cols,
-                              self.layer, checker=self.job.spec.alpha)
+        tiles, labels = palette_tiles(records)
+        return images.palette(tiles, labels, palette_cols(self.job.spec, cols), self.layer, checker=self.job.spec.alpha)
 
     def palette(self, cols: int | None = None):
         """The labeled palette as a PIL image."""
@@ -609,7 +724,7 @@ def write_records(folder: Path, records) -> list[Path]:
     from . import images, outputs
 
     written = []
-    for rec in records:
+    for rec in (p for r in records for p in r.pictures):
         if rec.status in WITH_PNG:
             path = folder / rec.file
             outputs.write_png(path, rec.image)

@@ -26,6 +26,8 @@ CONVERGENCE_RATIO = 2.0  # converged: activation at least this times its activat
 CONVERGENCE_FLOOR = 1e-6  # ...and above this share of the filter's typical response (above 0 beyond rounding)
 RESCUE_FLOOR = 1e-3  # a converged filter below this share of its typical response is still rescued (`strong`)
 MIN_EARLY_STOP_STEPS = 4 * DEFAULT_CHUNK  # early stopping never stops a filter before this many steps
+DIVERSITY_SHARE = 0.3  # --diversity: a picture may give up about this share of its objective to be unlike
+# its filter's other pictures (the penalty is this times the objective's size times the mean Gram cosine)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Settings:
     objective: str = DEFAULT_OBJECTIVE  # what each filter maximizes: a key of measures.LAYER_MEASURES
     frames: bool = False  # keep a snapshot of every image at each chunk boundary (for --gif)
     alpha: bool = False  # accumulate each image's input-gradient magnitude over the steps (for --alpha)
+    diversity: int = 1  # images per filter, in consecutive groups of the batch, pushed apart (--diversity)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +146,10 @@ class Renderer:
         # accumulated |d loss / d image| per image ([B, H, W, C]; one value when --alpha is off)
         self.attribution = tf.Variable(tf.zeros([batch, *self.image_shape] if settings.alpha else [batch, 1, 1, 1]),
                                        trainable=False)
-        self.chains = chain_bounds(batch)
+        self.group = settings.diversity
+        if batch % self.group:
+            raise ValueError(f"batch {batch} must be a multiple of the pictures per filter ({self.group})")
+        self.chains = chain_bounds(batch, group=self.group)
 
     # --- one batch's start ----------------------------------------------------------------------
 
@@ -194,8 +200,12 @@ class Renderer:
         self.t.assign(t0 + tf.cast(count, tf.float32))
         return total_loss
 
-    def _objective(self, inputs, items, first: int):
-        """(activation, start) of a chain whose first image is image `first` of the batch, each image alone."""
+    def _objective(self, inputs, items, first: int, features: bool = False):
+        """(activation, start) of a chain whose first image is image `first` of the batch, each image alone
+        (with `features`, also each image's feature maps, see targets.LayerFilters.objective)."""
+        if features:
+            return per_image(lambda x, item, i: self.target.objective(x, item, first + i, features=True),
+                             inputs, items)
         return per_image(lambda x, item, i: self.target.objective(x, item, first + i), inputs, items)
 
     def _step(self, params, m, v, finite, total_loss, attribution, t, items, keys, rates, first: int):
@@ -206,10 +216,16 @@ class Renderer:
             tape.watch(params)
             images = self.param.to_image(params)
             seen = images if self.transform is None else self.transform(images, keys, tf.cast(t, tf.int32))
-            post, start = self._objective(self.preprocess(seen), items, first)
+            if self.group > 1:
+                post, start, maps = self._objective(self.preprocess(seen), items, first, features=True)
+            else:
+                post, start = self._objective(self.preprocess(seen), items, first)
             threshold = START_THRESHOLD * tf.gather(self.target.scales, items)
             target = measures.started(post, start, threshold)
             loss = -target * tf.gather(self.target.inverse_scales, items)
+            if self.group > 1:  # the pictures of one filter repel each other
+                size = tf.stop_gradient(tf.abs(loss))
+                loss += DIVERSITY_SHARE * size * measures.gram_similarity(maps, self.group)
             if self.regularized:  # the defaults need neither TV nor Lp, nor their gradients
                 penalty = measures.penalty(images, tf.gather(self.tv_weights, items),
                                            tf.gather(self.lp_weights, items), self.lp_p)
@@ -314,14 +330,15 @@ def _adam(params, m, v, grad, t, rate):
 CHAINS = 2  # a batch runs as this many independent chains of images (see chain_bounds)
 
 
-def chain_bounds(batch: int, chains: int = CHAINS) -> tuple[tuple[int, int], ...]:
-    """[(start, stop)] of the chains a batch of `batch` images runs as: `chains` (at most one per image)
-    slices of near-equal size. Chains share nothing within a chunk of steps, so TensorFlow runs one
+def chain_bounds(batch: int, chains: int = CHAINS, group: int = 1) -> tuple[tuple[int, int], ...]:
+    """[(start, stop)] of the chains a batch of `batch` images runs as: `chains` (at most one per group
+    of `group` images, which stay in one chain) slices of near-equal size. Chains share nothing within a chunk of steps, so TensorFlow runs one
     chain's passes while the other's wait for the step before: on a 2-core CPU, 2 chains ran 5-13%
     faster than one (VGG16 block1_conv2 to block5_conv3, 96-224 px, batches 4 and 16). Each image's
     numbers do not depend on how many images share its pass (see exact.py), so neither do the pictures."""
-    count = max(1, min(chains, batch))
-    edges = [i * batch // count for i in range(count + 1)]
+    groups = batch // group
+    count = max(1, min(chains, groups))
+    edges = [i * groups // count * group for i in range(count + 1)]
     return tuple(zip(edges[:-1], edges[1:]))
 
 

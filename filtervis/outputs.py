@@ -29,8 +29,9 @@ MAX_DIRNAME = 100  # characters of a layer folder name; longer names are cut and
 _SHARD_FILE = re.compile(r"^manifest\.shard-(\d+)-of-(\d+)\.json$")
 
 
-def filter_filename(index: int) -> str:
-    return f"filter_{index:04d}.png"
+def filter_filename(index: int, variant: int | None = None) -> str:
+    """`filter_0007.png`, or `filter_0007_2.png` for picture 2 of filter 7 (--diversity)."""
+    return f"filter_{index:04d}.png" if variant is None else f"filter_{index:04d}_{variant}.png"
 
 
 def manifest_name(shard: tuple[int, int] | None = None) -> str:

@@ -252,7 +252,8 @@ class Maco:
         height, width, channels = self.image_shape
         amplitude = tf.constant(self._amplitude)
         phase = params * MACO_PHASE_GAIN
-        spectrum = tf.complex(amplitude * tf.cos(phase), amplitude * tf.sin(phase))
+        # (cos and sin per image: see exact.py)
+        spectrum = tf.complex(amplitude * exact.per_image(tf.cos, phase), amplitude * exact.per_image(tf.sin, phase))
         planes = tf.signal.irfft2d(spectrum, fft_length=[height, width])  # [B, C, H, W]
         return exact.per_image(tf.sigmoid, MACO_SLOPE * mix_colours(planes, channels))
 

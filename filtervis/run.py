@@ -154,10 +154,11 @@ def _render_layer(spec: RunSpec, plan_: Plan, stop) -> LayerReport:
     manifest = job.manifest(job.filters, plan_.filters)
     entries = _resumable(plan_, manifest, name) if spec.resume else {}
     todo = [f for f in plan_.filters if f not in entries]
-    bar = tqdm(total=len(plan_.filters) * spec.steps, initial=(len(plan_.filters) - len(todo)) * spec.steps,
+    per_filter = spec.steps * spec.diversity
+    bar = tqdm(total=len(plan_.filters) * per_filter, initial=(len(plan_.filters) - len(todo)) * per_filter,
                desc=f"{plan_.layer} ({len(plan_.filters)} filters)", unit="step",
                disable=spec.quiet or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
-    progress = Progress(bar, plan_.layer, len(todo), spec.steps, _plan_text(job), spec.quiet)
+    progress = Progress(bar, plan_.layer, len(todo), per_filter, _plan_text(job), spec.quiet)
     with bar:
         if not bar.disable:
             bar.write(f"filtervis: {plan_.layer}: {len(plan_.filters)} filters at "
@@ -210,17 +211,24 @@ def _undo(written: list[Path], records, entries: dict) -> None:
 
 def _finish(spec, plan_, entries: dict, manifest: dict, name: str) -> None:
     """Write the palette of the finished filters of this run's part, then the final manifest."""
-    done = [entries[f] for f in plan_.filters if f in entries and entries[f]["status"] in WITH_PNG]
+    done = [entries[f] for f in plan_.filters if f in entries and _has_png(plan_.folder, entries[f])]
     palette = outputs.palette_name(spec.shard)
     if done:
-        tiles = [outputs.read_png(plan_.folder / e["file"], alpha=spec.alpha) for e in done]
+        tiles, labels = api.entry_tiles(plan_.folder, done, spec.alpha)
         title = plan_.layer if spec.shard is None else f"{plan_.layer} (part {spec.shard[0]}/{spec.shard[1]})"
-        outputs.write_png(plan_.folder / palette, images.palette(tiles, [str(e["index"]) for e in done],
-                                                                 spec.cols, title, checker=spec.alpha))
+        outputs.write_png(plan_.folder / palette, images.palette(tiles, labels, api.palette_cols(spec), title,
+                                                                 checker=spec.alpha))
     manifest["palette"] = palette if done else None
     manifest["complete"] = all(f in entries for f in plan_.filters)
     manifest["filters"] = [entries[f] for f in sorted(entries)]
     outputs.write_manifest(plan_.folder, manifest, name)
+
+
+def _has_png(folder: Path, entry: dict) -> bool:
+    """Whether a manifest entry has a picture to show: its PNG, or one of its --diversity pictures'."""
+    if entry.get("variants"):
+        return any(v.get("file") and (folder / v["file"]).is_file() for v in entry["variants"])
+    return entry["status"] in WITH_PNG
 
 
 def _earlier_batch(path: Path) -> int | None:
