@@ -293,6 +293,7 @@ class ModelScorer(Scorer):
         return best_seconds(self._bare[1], repeats) / batch
 
 
+RANK_TOLERANCE = 1e-4  # relative: another filter ranks above the own one only when it beats it by more
 SPECIFICITY_FLOOR = 25  # percentile of the layer's natural bests below which a filter's best is raised to it
 
 
@@ -318,11 +319,12 @@ def specificity(responses: np.ndarray, filters, natural: np.ndarray) -> dict:
     """How much each picture belongs to its own filter: `responses` [N, C] are the layer's responses to
     N pictures, picture i made for filter `filters[i]`; `natural` [C] each filter's best natural
     response. Returns ranks [N] (1 + the number of filters whose normalized response beats the own
-    filter's), own_first (how many rank 1), median_rank and sameness (see `sameness`), all on the
-    responses normalized by `normalized_responses`."""
+    filter's by more than RANK_TOLERANCE of it: a natural best crop is often the best crop of other
+    filters too, which then tie at 1 up to rounding), own_first (how many rank 1), median_rank and
+    sameness (see `sameness`), all on the responses normalized by `normalized_responses`."""
     norm = normalized_responses(responses, natural)
     own = norm[np.arange(len(norm)), list(filters)]
-    ranks = 1 + (norm > own[:, None]).sum(axis=1)
+    ranks = 1 + (norm > own[:, None] * (1 + RANK_TOLERANCE)).sum(axis=1)
     return {"ranks": ranks, "own_first": int((ranks == 1).sum()), "median_rank": float(np.median(ranks)),
             "sameness": sameness(norm)}
 
