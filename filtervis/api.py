@@ -28,13 +28,18 @@ import numpy as np
 from . import config, models
 from .config import DEFAULT_SIZE, RunSpec, size_text
 from .errors import Interrupted, SpecError
-from .result import FilterRecord, Result, record  # noqa: F401 (part of this module's API)
+from .result import FilterRecord, Result, group_record, record  # noqa: F401 (part of this module's API)
 
 RETRY_LR_FACTOR = 0.1  # a filter whose image or loss turned NaN/Inf is restarted once with this times --lr
 # RunSpec fields that belong to files on disk or to the command line, not to a picture: not options of render
 FILE_FIELDS = frozenset({"layers", "model", "filters", "out", "quiet", "resume", "shard", "report"})
 OPTIONS = tuple(f.name for f in dataclasses.fields(RunSpec) if f.name not in FILE_FIELDS)
 OBJECTIVES_FOLDER = "objectives"  # the layer name (and folder) of a render of objectives
+ALPHA_NOTE = ("the PNGs' last channel (RGBA, or LA for grey) is not part of the picture: it is the magnitude of "
+              "the objective's gradient with respect to each pixel, summed over the channels and accumulated over "
+              "the optimization steps, divided by its 99th percentile and clipped to [0, 1] (transparent: the "
+              "pixel did not matter); activation is measured on the picture without it; the palette shows the "
+              "tiles over a checkerboard")
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -110,7 +115,7 @@ def settings_of(spec: RunSpec):
 
     return optimize.Settings(spec.steps, spec.lr, spec.tv_weight, spec.lp_weight, spec.lp_norm,
                              spec.jitter, spec.seed, early_stop=spec.early_stop, transforms=spec.transforms,
-                             objective=spec.objective, frames=spec.gif)
+                             objective=spec.objective, frames=spec.gif, alpha=spec.alpha)
 
 
 # --- seed images ---------------------------------------------------------------------------------
@@ -185,10 +190,12 @@ class Job:
         one image fits the memory budget."""
         from . import memory
 
+        group = self.spec.diversity  # images of one filter share a batch
+        count = max(1, count) * group
         if self.spec.batch is None:
-            self.memory = memory.plan_memory(self.shapes, self.image_shape, max(1, count), self.spec.memory_budget)
+            self.memory = memory.plan_memory(self.shapes, self.image_shape, count, self.spec.memory_budget)
         batch = self.spec.batch or batch or self.memory.batch
-        self.batch = max(1, min(batch, max(1, count)))
+        self.batch = max(group, min(batch, count) // group * group)
         return self.batch
 
     def param(self):
@@ -246,6 +253,8 @@ class Job:
             "palette": None,
             "filters": [],
         }
+        if spec.alpha:
+            manifest["alpha"] = ALPHA_NOTE
         if self.memory is not None:
             manifest["memory"] = {"budget": self.memory.budget, "planned_peak": self.memory.peak,
                                   "per_image": self.memory.per_image}
@@ -294,6 +303,9 @@ class Job:
         from . import optimize, rescue
 
         settings = settings_of(self.spec)
+        if self.spec.diversity > 1:
+            yield from self._diverse_batches(filters, param, tick, settings)
+            return
         target = self.target()
         renderers = {}  # lr -> Renderer, built when first needed
         rescuer = (rescue.Rescuer(target, self.preprocess, self.image_shape, settings, self.batch)
@@ -323,6 +335,52 @@ class Job:
                     tick(0, more)
                 results, rescued = rescuer.rescue(results, progress=tick)
             yield [record(r, r.index in retried, r.index in rescued) for r in results]
+
+    def _diverse_batches(self, filters, param, tick, settings):
+        """--diversity N: each filter's N pictures optimized side by side in one batch (picture k from
+        targets.variant_key), pushed apart by the Gram similarity of their feature maps; a picture that
+        turned NaN/Inf restarts its filter's whole group at a smaller step; unconverged pictures go to a
+        rescue of their own (picture k's at seed + k * targets.VARIANT_SEED_STRIDE, alone). Yields one
+        group_record per filter."""
+        from . import optimize, rescue, targets
+
+        group, seed = self.spec.diversity, self.spec.seed
+        target = self.target()
+        per_batch = self.batch // group
+        renderers = {}
+
+        def render(chunk, lr, progress):
+            if lr not in renderers:
+                renderers[lr] = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch,
+                                                  dataclasses.replace(settings, lr=lr), param)
+            items = [f for f in chunk for _ in range(group)]
+            keys = [targets.variant_key(seed, f, k) for f in chunk for k in range(group)]
+            seeds = [self.starts[f] for f in items] if self.starts else None
+            results = renderers[lr].render(items, seeds, progress=progress, keys=keys)
+            return {(f, k): results[i * group + k] for i, f in enumerate(chunk) for k in range(group)}
+
+        rescuers = [rescue.Rescuer(target, self.preprocess, self.image_shape,
+                                   dataclasses.replace(settings, diversity=1, seed=seed + k * targets.VARIANT_SEED_STRIDE),
+                                   per_batch) for k in range(group)] if self.spec.rescue else None
+        for start in range(0, len(filters), per_batch):
+            _check_stop_tick(tick)
+            chunk = filters[start:start + per_batch]
+            results = render(chunk, settings.lr, tick)
+            faulty = [f for f in chunk if not all(results[f, k].finite for k in range(group))]
+            if faulty:
+                results.update(render(faulty, settings.lr * RETRY_LR_FACTOR, None))
+            rescued = set()
+            if rescuers:
+                for k, rescuer in enumerate(rescuers):
+                    pictures = [results[f, k] for f in chunk]
+                    more = rescuer.steps(sum(not r.converged for r in pictures))
+                    if more:
+                        tick(0, more)
+                    pictures, saved = rescuer.rescue(pictures, progress=tick)
+                    results.update({(r.index, k): r for r in pictures})
+                    rescued |= {(f, k) for f in saved}
+            yield [group_record(f, [record(results[f, k], f in faulty, (f, k) in rescued, variant=k)
+                                    for k in range(group)]) for f in chunk]
 
     def _objective_batches(self, indices, param, tick):
         from . import optimize, targets
@@ -365,6 +423,8 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
     filters, the seed images. Arguments as for `render`; or `spec`, a whole RunSpec (`filtervis run`'s),
     in place of the options."""
     goals = _objective_list(objective)
+    if goals is not None and options.get("diversity", 1) != 1 or spec is not None and goals and spec.diversity != 1:
+        raise SpecError("--diversity renders several pictures of a layer's filters; it does not take objective=...")
     if goals is not None:
         if layer is not None or filters is not None:
             raise SpecError("render() takes either a layer and filters or objective=...; not both")
@@ -376,6 +436,9 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
         raise SpecError("--layer is required: name at least one layer (`filtervis layers` lists them)")
     loaded = load(model, spec)
     image_shape = image_shape_of(spec, loaded)
+    if spec.alpha and image_shape[2] == 4:
+        raise SpecError("--alpha needs a model with 1 or 3 input channels: this model's images have 4, so their "
+                        "PNGs have no channel left for transparency; drop --alpha")
     shapes = models.layer_shapes(loaded)
     if goals is not None:
         layers = obj_layers(goals)

@@ -237,8 +237,9 @@ def cli():
 @click.option("--lp-norm", type=float, default=config.DEFAULT_LP_NORM, show_default=True, help="p of the Lp norm.")
 @click.option("--jitter", type=int, default=config.DEFAULT_JITTER, show_default=True, help="Random shift per step, pixels.")
 @click.option("--param", type=click.Choice(config.PARAMS), default=config.DEFAULT_PARAM, show_default=True,
-              help="Image parameterization: pixel, fft (1/f spectrum, decorrelated colour), or auto "
-                   "(pixel for early layers, fft from 4x downsampling on).")
+              help="Image parameterization: pixel, fft (1/f spectrum, decorrelated colour), maco (phases only, "
+                   "under natural photos' amplitude spectrum), or auto (pixel for early layers, fft from 4x "
+                   "downsampling on).")
 @click.option("--decay", type=float, default=config.DEFAULT_DECAY, show_default=True,
               help="fft: spectrum amplitude falls as 1/frequency^decay.")
 @click.option("--transforms", type=click.Choice(config.TRANSFORMS), default=config.DEFAULT_TRANSFORMS,
@@ -248,6 +249,12 @@ def cli():
 @click.option("--rescue/--no-rescue", default=True, show_default=True,
               help="Rerun unconverged filters: pixels without regularizers, then with TV from that image.")
 @click.option("--gif", is_flag=True, help="Also write filter_NNNN.gif and palette.gif of the image over the steps.")
+@click.option("--alpha", is_flag=True,
+              help="RGBA (grey: LA) PNGs whose alpha is the input-gradient magnitude accumulated over the steps: "
+                   "where the picture matters. The palette shows them over a checkerboard.")
+@click.option("--diversity", type=int, default=config.DEFAULT_DIVERSITY, show_default=True, metavar="N",
+              help="Pictures per filter, pushed apart from each other (filter_NNNN_K.png, K = 0..N-1; the "
+                   "palette gets one row per filter).")
 @click.option("--seed-image", type=click.Path(), default=None,
               help="Start from this image, or from a previous run's layer folder (filter_NNNN.png each).")
 @click.option("--seed", type=int, default=config.DEFAULT_SEED, show_default=True, help="Random seed.")

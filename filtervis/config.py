@@ -31,7 +31,7 @@ DEFAULT_EARLY_STOP = 0.0  # off: every filter runs --steps
 _BYTE_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 PREPROCESS_MODES = ("unit", "caffe", "tf", "torch", "none")  # or package.module:callable (models.preprocess_fn)
 MIN_SIZE = 8  # pixels: the smallest image side
-PARAMS = ("auto", "pixel", "fft")  # auto: chosen from the layer's depth (see params.resolve)
+PARAMS = ("auto", "pixel", "fft", "maco")  # auto: chosen from the layer's depth (see params.resolve)
 DEFAULT_PARAM = "auto"
 DEFAULT_DECAY = 1.0  # fft: spectrum amplitude falls as 1/frequency^decay
 TRANSFORMS = ("standard", "none")
@@ -42,6 +42,8 @@ METRICS = ("pixel", "perceptual")  # filtervis diff --metric (see diff.py)
 DEFAULT_METRIC = "pixel"
 OBJECTIVES = ("channel", "neuron")
 DEFAULT_OBJECTIVE = "channel"
+DEFAULT_DIVERSITY = 1  # pictures per filter
+MAX_DIVERSITY = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +69,8 @@ class RunSpec:
     objective: str = DEFAULT_OBJECTIVE
     rescue: bool = True
     gif: bool = False
+    alpha: bool = False  # RGBA (LA) PNGs whose alpha is the accumulated input-gradient magnitude
+    diversity: int = DEFAULT_DIVERSITY  # pictures per filter, pushed apart from each other
     seed: int = DEFAULT_SEED
     batch: int | None = None
     memory_budget: int | None = None  # bytes; None: a share of the machine's (or GPU's) memory
@@ -107,6 +111,10 @@ class RunSpec:
              f"--transforms must be one of {', '.join(TRANSFORMS)}, but was {self.transforms!r}"),
             (self.objective in OBJECTIVES,
              f"--objective must be one of {', '.join(OBJECTIVES)}, but was {self.objective!r}"),
+            (isinstance(self.diversity, int) and not isinstance(self.diversity, bool)
+             and 1 <= self.diversity <= MAX_DIVERSITY,
+             f"--diversity must be a whole number from 1 to {MAX_DIVERSITY} (pictures per filter), "
+             f"but was {self.diversity!r}"),
         ]
         if self.shard is not None:
             parse_shard(f"{self.shard[0]}/{self.shard[1]}")

@@ -11,7 +11,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 DEFAULT_MARGIN = 4  # pixels between tiles and around the grid
-MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels -> Pillow mode
+MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels of a picture -> Pillow mode
+TILE_MODES = {**MODES, 2: "LA"}  # and of a tile or PNG: grey with alpha too (--alpha on a grey model)
 BACKGROUND = (255, 255, 255)
 TEXT, OUTLINE = (255, 255, 255), (0, 0, 0)
 TITLE = (0, 0, 0)
@@ -21,16 +22,19 @@ _COLOURS = {
     "L": (255, 255, 0, 0),
     "RGB": (BACKGROUND, TEXT, OUTLINE, TITLE),
     "RGBA": (BACKGROUND + (255,), TEXT + (255,), OUTLINE + (255,), TITLE + (255,)),
+    "LA": ((255, 255), (255, 255), (0, 255), (0, 255)),
 }
+CHECKER_LEVELS = (0.8, 0.6)  # the two greys of the checkerboard under a tile with alpha (of full scale)
+CHECKER_SQUARES = 8  # squares along a tile's longer side
 
 
 def mode_of(image: np.ndarray) -> str:
-    """The Pillow mode of a uint8 [H, W, C] image (C 1 -> L, 3 -> RGB, 4 -> RGBA); ValueError otherwise."""
-    if image.ndim != 3 or image.shape[2] not in MODES:
-        raise ValueError(f"an image must be [H, W, C] with C in 1, 3 or 4, but its shape was {image.shape}")
+    """The Pillow mode of a uint8 [H, W, C] image (C 1 -> L, 2 -> LA, 3 -> RGB, 4 -> RGBA); ValueError otherwise."""
+    if image.ndim != 3 or image.shape[2] not in TILE_MODES:
+        raise ValueError(f"an image must be [H, W, C] with C in 1, 2, 3 or 4, but its shape was {image.shape}")
     if image.dtype != np.uint8:
         raise ValueError(f"an image must be uint8, but its dtype was {image.dtype}; round floats in [0, 1] to uint8 first")
-    return MODES[image.shape[2]]
+    return TILE_MODES[image.shape[2]]
 
 
 def to_pil(image: np.ndarray) -> Image.Image:
@@ -82,7 +86,7 @@ def stitch(tiles: list[np.ndarray], cols: int, title: str = "", margin: int = DE
     """
     _check_tiles(tiles)
     height, width = tiles[0].shape[:2]
-    mode = MODES[tiles[0].shape[2]]
+    mode = TILE_MODES[tiles[0].shape[2]]
     background, _, _, ink = _COLOURS[mode]
     cols = min(cols, len(tiles))
     rows = -(-len(tiles) // cols)
@@ -98,13 +102,39 @@ def stitch(tiles: list[np.ndarray], cols: int, title: str = "", margin: int = DE
     return from_pil(canvas)
 
 
-def palette(tiles: list[np.ndarray], labels: list[str], cols: int, title: str) -> np.ndarray:
+def checkerboard(height: int, width: int, channels: int) -> np.ndarray:
+    """uint8 [height, width, channels] grey checkerboard (CHECKER_LEVELS, CHECKER_SQUARES squares along
+    the longer side): what shows through where a picture is transparent."""
+    side = max(1, max(height, width) // CHECKER_SQUARES)
+    y, x = np.mgrid[0:height, 0:width]
+    light = ((y // side + x // side) % 2 == 0)
+    level = np.where(light, CHECKER_LEVELS[0], CHECKER_LEVELS[1]) * 255.0
+    return np.repeat(np.round(level).astype(np.uint8)[..., None], channels, axis=-1)
+
+
+def over_checkerboard(tile: np.ndarray) -> np.ndarray:
+    """A uint8 tile with alpha (LA [H, W, 2] or RGBA [H, W, 4]) composited over `checkerboard`: opaque
+    L [H, W, 1] or RGB [H, W, 3]; alpha 255 keeps the pixel, 0 shows the board."""
+    mode_of(tile)
+    if tile.shape[2] not in (2, 4):
+        raise ValueError(f"over_checkerboard needs a tile with alpha (2 or 4 channels), but it had {tile.shape[2]}")
+    colour = tile[..., :-1].astype(np.float64)
+    alpha = tile[..., -1:].astype(np.float64) / 255.0
+    board = checkerboard(tile.shape[0], tile.shape[1], colour.shape[2]).astype(np.float64)
+    return np.round(alpha * colour + (1.0 - alpha) * board).astype(np.uint8)
+
+
+def palette(tiles: list[np.ndarray], labels: list[str], cols: int, title: str, checker: bool = False) -> np.ndarray:
     """The keras-vis palette: each tile labeled (`draw_text`), then stitched under a title.
 
     Tiles are uint8 [H, W, C] of one shape; the palette has their C: grey tiles give a grey palette,
-    RGBA tiles an RGBA one (opaque white background, the tiles' own alpha). ValueError otherwise.
+    RGBA tiles an RGBA one (opaque white background, the tiles' own alpha). With `checker` the tiles'
+    alpha (LA or RGBA, --alpha) is shown instead: each is composited over a checkerboard first, and the
+    palette is opaque L or RGB. ValueError otherwise.
     """
     _check_tiles(tiles)
+    if checker:
+        tiles = [over_checkerboard(tile) for tile in tiles]
     return stitch([draw_text(tile, label) for tile, label in zip(tiles, labels)], cols, title)
 
 

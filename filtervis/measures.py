@@ -81,6 +81,30 @@ def class_margins(logits):
     return logits - tf.reduce_logsumexp(others, axis=-1)
 
 
+def gram_similarity(features, group: int):
+    """How alike each image's feature statistics are to those of the other images of its group
+    (--diversity): `features` [B, ..., C] with B a multiple of `group` (images g*group ... belong
+    together) -> [B], the mean cosine between the image's flattened Gram matrix (channel by channel
+    products summed over places) and each other group member's, in [0, 1] for non-negative features.
+
+    Each Gram matrix is computed on its own image and each group's cosines on that group alone, so an
+    image's value does not depend on the batch (see exact.py)."""
+    batch, channels = features.shape[0], features.shape[-1]
+    if batch % group:
+        raise ValueError(f"a batch of {batch} images does not split into groups of {group}")
+    grams = []
+    for i in range(batch):
+        flat = tf.reshape(features[i], [-1, channels])
+        grams.append(tf.reshape(tf.matmul(flat, flat, transpose_a=True), [-1]))
+    out = []
+    for first in range(0, batch, group):
+        members = tf.stack(grams[first:first + group])  # [group, C * C]
+        unit = members / (tf.norm(members, axis=1, keepdims=True) + 1e-12)
+        cosines = tf.matmul(unit, unit, transpose_b=True)  # [group, group], 1 on the diagonal
+        out.append((tf.reduce_sum(cosines, axis=1) - tf.linalg.diag_part(cosines)) / (group - 1))
+    return tf.concat(out, axis=0)
+
+
 # --- regularizers ---------------------------------------------------------------------------------
 
 def total_variation(images):

@@ -26,6 +26,8 @@ CONVERGENCE_RATIO = 2.0  # converged: activation at least this times its activat
 CONVERGENCE_FLOOR = 1e-6  # ...and above this share of the filter's typical response (above 0 beyond rounding)
 RESCUE_FLOOR = 1e-3  # a converged filter below this share of its typical response is still rescued (`strong`)
 MIN_EARLY_STOP_STEPS = 4 * DEFAULT_CHUNK  # early stopping never stops a filter before this many steps
+DIVERSITY_SHARE = 0.3  # --diversity: a picture may give up about this share of its objective to be unlike
+# its filter's other pictures (the penalty is this times the objective's size times the mean Gram cosine)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,8 @@ class Settings:
     transforms: str = transforms.DEFAULT_TRANSFORMS
     objective: str = DEFAULT_OBJECTIVE  # what each filter maximizes: a key of measures.LAYER_MEASURES
     frames: bool = False  # keep a snapshot of every image at each chunk boundary (for --gif)
+    alpha: bool = False  # accumulate each image's input-gradient magnitude over the steps (for --alpha)
+    diversity: int = 1  # images per filter, in consecutive groups of the batch, pushed apart (--diversity)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +68,7 @@ class FilterResult:
     peak: float = float("nan")  # highest pre-activation of the filter's units (centre unit: neuron) on `image`;
     # after a rescue, on every image and start tried (see rescue.py)
     dead: bool = False  # set by a rescue: no image or start tried, noise included, drove `peak` above 0
+    alpha: np.ndarray | None = None  # [H, W, 1] uint8 transparency (see `alpha_map`) when settings.alpha
 
     @property
     def converged(self) -> bool:
@@ -81,6 +86,20 @@ class FilterResult:
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Floats in [0, 1] -> uint8, rounded."""
     return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+ALPHA_PERCENTILE = 99.0  # --alpha: the accumulated gradient magnitude is divided by this percentile of its own
+
+
+def alpha_map(attribution: np.ndarray) -> np.ndarray:
+    """[H, W, C] accumulated |d loss / d image| -> [H, W, 1] uint8 alpha: summed over the channels, divided
+    by its ALPHA_PERCENTILE percentile (MACO's transparency map: where the picture mattered to the
+    objective) and clipped to [0, 1]; all 0 when the gradient was 0 everywhere."""
+    magnitude = np.nan_to_num(np.asarray(attribution, np.float64)).sum(axis=-1, keepdims=True)
+    top = float(np.percentile(magnitude, ALPHA_PERCENTILE))
+    if top <= 0:
+        return np.zeros(magnitude.shape, np.uint8)
+    return to_uint8(magnitude / top)
 
 
 def per_image(function, inputs, items):
@@ -124,7 +143,13 @@ class Renderer:
         self.keys = tf.Variable(tf.zeros([batch], tf.int32), trainable=False)
         self.finite = tf.Variable(tf.ones([batch], tf.bool), trainable=False)  # sticky, per image
         self.active = tf.Variable(tf.ones([batch]), trainable=False)  # 0 once a filter has stopped early
-        self.chains = chain_bounds(batch)
+        # accumulated |d loss / d image| per image ([B, H, W, C]; one value when --alpha is off)
+        self.attribution = tf.Variable(tf.zeros([batch, *self.image_shape] if settings.alpha else [batch, 1, 1, 1]),
+                                       trainable=False)
+        self.group = settings.diversity
+        if batch % self.group:
+            raise ValueError(f"batch {batch} must be a multiple of the pictures per filter ({self.group})")
+        self.chains = chain_bounds(batch, group=self.group)
 
     # --- one batch's start ----------------------------------------------------------------------
 
@@ -137,7 +162,7 @@ class Renderer:
         self.items.assign(items)
         self.keys.assign(keys)
         self.params.assign(np.stack(init))
-        for variable in (self.m, self.v):
+        for variable in (self.m, self.v, self.attribution):
             variable.assign(tf.zeros_like(variable))
         self.t.assign(0.0)
         self.finite.assign(tf.ones_like(self.finite))
@@ -155,8 +180,10 @@ class Renderer:
         t0 = self.t.read_value()
         items, keys = self.items.read_value(), self.keys.read_value()
         rates = self.settings.lr * self.active.read_value()  # 0 for a filter that stopped early
-        params, m, v, finite = (var.read_value() for var in (self.params, self.m, self.v, self.finite))
-        chains = tuple((params[a:b], m[a:b], v[a:b], finite[a:b], tf.zeros([b - a])) for a, b in self.chains)
+        params, m, v, finite, attribution = (var.read_value() for var in (self.params, self.m, self.v, self.finite,
+                                                                          self.attribution))
+        chains = tuple((params[a:b], m[a:b], v[a:b], finite[a:b], tf.zeros([b - a]), attribution[a:b])
+                       for a, b in self.chains)
 
         def body(i, chains):
             t = t0 + tf.cast(i, tf.float32)
@@ -164,7 +191,8 @@ class Renderer:
                                 for chain, (a, b) in zip(chains, self.chains))
 
         _, chains = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), chains))
-        params, m, v, finite, total_loss = (tf.concat(parts, axis=0) for parts in zip(*chains))
+        params, m, v, finite, total_loss, attribution = (tf.concat(parts, axis=0) for parts in zip(*chains))
+        self.attribution.assign(attribution)
         self.params.assign(params)
         self.m.assign(m)
         self.v.assign(v)
@@ -172,31 +200,46 @@ class Renderer:
         self.t.assign(t0 + tf.cast(count, tf.float32))
         return total_loss
 
-    def _objective(self, inputs, items, first: int):
-        """(activation, start) of a chain whose first image is image `first` of the batch, each image alone."""
+    def _objective(self, inputs, items, first: int, features: bool = False):
+        """(activation, start) of a chain whose first image is image `first` of the batch, each image alone
+        (with `features`, also each image's feature maps, see targets.LayerFilters.objective)."""
+        if features:
+            return per_image(lambda x, item, i: self.target.objective(x, item, first + i, features=True),
+                             inputs, items)
         return per_image(lambda x, item, i: self.target.objective(x, item, first + i), inputs, items)
 
-    def _step(self, params, m, v, finite, total_loss, t, items, keys, rates, first: int):
+    def _step(self, params, m, v, finite, total_loss, attribution, t, items, keys, rates, first: int):
         """One step of one chain (images `first`... of the batch) at step count `t` (steps done before
-        it): its new (params, m, v, finite, total_loss)."""
+        it): its new (params, m, v, finite, total_loss, attribution); `attribution` accumulates
+        |d loss / d image| when settings.alpha (else it is passed on as it is)."""
         with tf.GradientTape() as tape:
             tape.watch(params)
             images = self.param.to_image(params)
             seen = images if self.transform is None else self.transform(images, keys, tf.cast(t, tf.int32))
-            post, start = self._objective(self.preprocess(seen), items, first)
+            if self.group > 1:
+                post, start, maps = self._objective(self.preprocess(seen), items, first, features=True)
+            else:
+                post, start = self._objective(self.preprocess(seen), items, first)
             threshold = START_THRESHOLD * tf.gather(self.target.scales, items)
             target = measures.started(post, start, threshold)
             loss = -target * tf.gather(self.target.inverse_scales, items)
+            if self.group > 1:  # the pictures of one filter repel each other
+                size = tf.stop_gradient(tf.abs(loss))
+                loss += DIVERSITY_SHARE * size * measures.gram_similarity(maps, self.group)
             if self.regularized:  # the defaults need neither TV nor Lp, nor their gradients
                 penalty = measures.penalty(images, tf.gather(self.tv_weights, items),
                                            tf.gather(self.lp_weights, items), self.lp_p)
                 loss += tf.cast(post > threshold, tf.float32) * penalty
             total = tf.reduce_sum(loss)
-        grad = tape.gradient(total, params)
+        if self.settings.alpha:  # one backward pass gives both
+            grad, image_grad = tape.gradient(total, [params, images])
+            attribution = attribution + tf.abs(image_grad)
+        else:
+            grad = tape.gradient(total, params)
         finite &= tf.math.is_finite(loss) & tf.reduce_all(tf.math.is_finite(grad), axis=list(range(1, len(grad.shape))))
         rate = tf.reshape(rates, [-1] + [1] * (len(params.shape) - 1))
         params, m, v = _adam(params, m, v, grad, t + 1.0, rate)
-        return self.param.project(params), m, v, finite, total_loss + loss
+        return self.param.project(params), m, v, finite, total_loss + loss, attribution
 
     # --- scoring --------------------------------------------------------------------------------
 
@@ -237,10 +280,11 @@ class Renderer:
         finite = self.finite.numpy() & np.isfinite(floats).all(axis=(1, 2, 3)) & np.isfinite(loss)
         seconds = (time.perf_counter() - began) / real
         noise, scales = self.target.noise_activation, self.target.scales.numpy()
+        alphas = [alpha_map(a) for a in self.attribution.numpy()[:real]] if self.settings.alpha else [None] * real
         return [FilterResult(int(items[i]), pixels[i], float(activation[i]), float(noise[items[i]]),
                              float(loss[i]), float(tv[i]), float(lp[i]), int(ran[i]), seconds,
                              float(scales[items[i]]), bool(finite[i]), tuple(frame[i] for frame in frames),
-                             float(peak[i]))
+                             float(peak[i]), alpha=alphas[i])
                 for i in range(real)]
 
     def _optimize(self, real: int, progress) -> tuple[np.ndarray, list]:
@@ -286,14 +330,15 @@ def _adam(params, m, v, grad, t, rate):
 CHAINS = 2  # a batch runs as this many independent chains of images (see chain_bounds)
 
 
-def chain_bounds(batch: int, chains: int = CHAINS) -> tuple[tuple[int, int], ...]:
-    """[(start, stop)] of the chains a batch of `batch` images runs as: `chains` (at most one per image)
-    slices of near-equal size. Chains share nothing within a chunk of steps, so TensorFlow runs one
+def chain_bounds(batch: int, chains: int = CHAINS, group: int = 1) -> tuple[tuple[int, int], ...]:
+    """[(start, stop)] of the chains a batch of `batch` images runs as: `chains` (at most one per group
+    of `group` images, which stay in one chain) slices of near-equal size. Chains share nothing within a chunk of steps, so TensorFlow runs one
     chain's passes while the other's wait for the step before: on a 2-core CPU, 2 chains ran 5-13%
     faster than one (VGG16 block1_conv2 to block5_conv3, 96-224 px, batches 4 and 16). Each image's
     numbers do not depend on how many images share its pass (see exact.py), so neither do the pictures."""
-    count = max(1, min(chains, batch))
-    edges = [i * batch // count for i in range(count + 1)]
+    groups = batch // group
+    count = max(1, min(chains, groups))
+    edges = [i * groups // count * group for i in range(count + 1)]
     return tuple(zip(edges[:-1], edges[1:]))
 
 

@@ -29,8 +29,9 @@ MAX_DIRNAME = 100  # characters of a layer folder name; longer names are cut and
 _SHARD_FILE = re.compile(r"^manifest\.shard-(\d+)-of-(\d+)\.json$")
 
 
-def filter_filename(index: int) -> str:
-    return f"filter_{index:04d}.png"
+def filter_filename(index: int, variant: int | None = None) -> str:
+    """`filter_0007.png`, or `filter_0007_2.png` for picture 2 of filter 7 (--diversity)."""
+    return f"filter_{index:04d}.png" if variant is None else f"filter_{index:04d}_{variant}.png"
 
 
 def manifest_name(shard: tuple[int, int] | None = None) -> str:
@@ -137,11 +138,12 @@ def write_png(path: Path, image: np.ndarray) -> None:
     atomic_write(path, png_bytes(image))
 
 
-def read_png(path: Path) -> np.ndarray:
-    """A PNG as uint8 [H, W, C] keeping its channels: L -> C = 1, RGB -> 3, RGBA -> 4; any other mode
-    (palette, grey with alpha, 16-bit, ...) is converted to RGB."""
+def read_png(path: Path, alpha: bool = False) -> np.ndarray:
+    """A PNG as uint8 [H, W, C] keeping its channels: L -> C = 1, RGB -> 3, RGBA -> 4, and with `alpha`
+    (a run's --alpha PNGs) LA -> 2; any other mode (palette, grey with alpha, 16-bit, ...) is converted
+    to RGB."""
     with Image.open(path) as image:
-        if image.mode not in images.MODES.values():
+        if image.mode not in (images.TILE_MODES if alpha else images.MODES).values():
             image = image.convert("RGB")
         return images.from_pil(image)
 

@@ -11,6 +11,11 @@ Visualization", Distill 2017): a spectrum scaled by 1/frequency^decay, inverse-F
 mixed by the square root of ImageNet's colour correlation and squashed into [0, 1] by a sigmoid, so
 that equal steps in parameter space are equal steps in a whitened image space. Only RGB is colour:
 a grey image's channel and a 4th channel are not mixed.
+
+`Maco` is MACO (Fel et al., "Unlocking Feature Visualization for Deeper Networks with MAgnitude
+Constrained Optimization", NeurIPS 2023): the amplitude of every Fourier coefficient is held at that of
+natural photos (NATURAL_SPECTRUM) and only the phases are optimized, so a picture keeps a natural
+image's contrast at every frequency and can only rearrange it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ COLOR_CORRELATION_SQRT = np.array([[0.26, 0.09, 0.02],
                                    [0.27, 0.00, -0.05],
                                    [0.27, -0.09, 0.03]], np.float32)
 COLOR_MIX = COLOR_CORRELATION_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SQRT, axis=0))
+
+# Frequency bin edges (cycles per pixel) of NATURAL_SPECTRUM: half-octave steps from 1/256 past the
+# corner frequency sqrt(1/2).
+SPECTRUM_BINS = tuple(float(2.0 ** (k / 2) / 256) for k in range(17))
 
 
 def check_image_shape(image_shape) -> tuple[int, int, int]:
@@ -122,16 +131,7 @@ class Fourier:
         scale = tf.constant(self._scale)
         spectrum = tf.complex(params[..., 0] * scale, params[..., 1] * scale)
         planes = tf.signal.irfft2d(spectrum, fft_length=[height, width])  # [B, C, H, W]
-        # The colour mix as element-wise products summed over the input colour, not a matmul: a matmul
-        # is one product over all B*H*W pixels whose leftover rows can skip the fused multiply-add
-        # (AVX2), so an image's last pixels would depend on the batch. (Not a hand-written sum of nine
-        # products either: TensorFlow's arithmetic optimizer rewrote its gradient differently per chain.)
-        if channels >= COLOR_CHANNELS:
-            weights = tf.constant(COLOR_MIX[None, :, :, None, None])  # [1, 3 (out), 3 (in), 1, 1]
-            rgb = tf.reduce_sum(planes[:, None, :COLOR_CHANNELS] * weights, axis=2)  # [B, 3, H, W]
-            planes = tf.concat([rgb, planes[:, COLOR_CHANNELS:]], axis=1) if channels > COLOR_CHANNELS else rgb
-        mixed = tf.transpose(planes, [0, 2, 3, 1])
-        return exact.per_image(tf.sigmoid, mixed)
+        return exact.per_image(tf.sigmoid, mix_colours(planes, channels))
 
     def from_image(self, image: np.ndarray) -> np.ndarray:
         """Parameters whose `to_image` is `image` ([H, W, C] in [0, 1]), up to 8-bit rounding (and
@@ -155,13 +155,130 @@ class Fourier:
         return params
 
 
+def mix_colours(planes, channels: int):
+    """[B, C, H, W] planes in the decorrelated colour directions -> [B, H, W, C] image values: the RGB
+    planes mixed by COLOR_MIX, a grey plane and a 4th one as they are.
+
+    The mix is element-wise products summed over the input colour, not a matmul: a matmul is one
+    product over all B*H*W pixels whose leftover rows can skip the fused multiply-add (AVX2), so an
+    image's last pixels would depend on the batch. (Not a hand-written sum of nine products either:
+    TensorFlow's arithmetic optimizer rewrote its gradient differently per chain.)"""
+    if channels >= COLOR_CHANNELS:
+        weights = tf.constant(COLOR_MIX[None, :, :, None, None])  # [1, 3 (out), 3 (in), 1, 1]
+        rgb = tf.reduce_sum(planes[:, None, :COLOR_CHANNELS] * weights, axis=2)  # [B, 3, H, W]
+        planes = tf.concat([rgb, planes[:, COLOR_CHANNELS:]], axis=1) if channels > COLOR_CHANNELS else rgb
+    return tf.transpose(planes, [0, 2, 3, 1])
+
+
+def _unmix(image: np.ndarray) -> np.ndarray:
+    """[H, W, C] values -> [H, W, C] in the decorrelated colour directions (the inverse of mix_colours)."""
+    channels = image.shape[-1]
+    if channels < COLOR_CHANNELS:
+        return image
+    unmix = np.linalg.inv(COLOR_MIX.astype(np.float64)).T
+    rgb = image[..., :COLOR_CHANNELS] @ unmix
+    return np.concatenate([rgb, image[..., COLOR_CHANNELS:]], axis=-1) if channels > COLOR_CHANNELS else rgb
+
+
+# The amplitude spectrum of natural photos that Maco holds fixed: per frequency bin (SPECTRUM_BINS), the
+# root mean square of |rfft2| / sqrt(height * width) of crops of scikit-image's bundled photos, pixels in
+# [0, 1] centred on their mean (benchmarks/natural_spectrum.py computes and prints it). `colour`: the
+# three COLOR_MIX directions (luminance, red-blue, green-magenta); `grey`: the photos' luminance. `*_DC`:
+# the spread of the crops' mean in the same units (how far a picture's mean may move from mid-grey).
+NATURAL_SPECTRUM = {
+    "colour": ((16.60746, 9.79972, 7.69355, 4.66395, 3.52899, 2.13447, 1.49885, 0.96644, 0.64768, 0.41555,
+                0.2828, 0.17421, 0.10264, 0.05489, 0.02919, 0.01697),
+               (23.91822, 13.53144, 10.03701, 5.91327, 4.05117, 2.3703, 1.55647, 0.89642, 0.57091, 0.33238,
+                0.21226, 0.12714, 0.07805, 0.04478, 0.01877, 0.00901),
+               (18.62658, 11.36312, 7.66506, 4.6372, 3.11816, 1.86594, 1.20481, 0.71774, 0.46124, 0.27574,
+                0.18015, 0.11071, 0.06996, 0.0403, 0.02062, 0.0124)),
+    "grey": ((9.6593, 5.71586, 4.46266, 2.71362, 2.04236, 1.23832, 0.86705, 0.55879, 0.37451, 0.24015,
+              0.16344, 0.10065, 0.0593, 0.03173, 0.01688, 0.00977),),
+}
+NATURAL_DC = {"colour": (0.2987, 0.4927, 0.321), "grey": (0.1749,)}
+MACO_SLOPE = 4.0  # image = sigmoid(MACO_SLOPE * values): about the values themselves + 0.5 near mid-grey
+MACO_PHASE_GAIN = 1.0  # radians of phase per unit of parameter
+
+
+def natural_amplitude(height: int, width: int, channels: int) -> np.ndarray:
+    """[channels, height, width // 2 + 1] the amplitude of each rfft2 coefficient of a natural
+    `height` x `width` image (pixels in [0, 1]) in the decorrelated colour directions: NATURAL_SPECTRUM
+    interpolated log-log between bin centres (extrapolated along the end bins' slope), times
+    sqrt(height * width) (irfft2's scale); the DC coefficient gets NATURAL_DC times height * width.
+    RGB channels take `colour`, a grey channel and a 4th channel `grey`."""
+    check_image_shape((height, width, channels))
+    edges = np.asarray(SPECTRUM_BINS)
+    centres = np.log(np.sqrt(edges[:-1] * edges[1:]))
+    f = np.sqrt(np.fft.fftfreq(height)[:, None] ** 2 + np.fft.rfftfreq(width)[None, :] ** 2)
+    logf = np.log(np.maximum(f, 1e-12))
+    rows, dcs = [], []
+    kinds = ["colour"] * COLOR_CHANNELS + ["grey"] * (channels - COLOR_CHANNELS) if channels >= COLOR_CHANNELS \
+        else ["grey"] * channels
+    for c, kind in enumerate(kinds):
+        index = c if kind == "colour" else 0
+        table = np.log(np.asarray(NATURAL_SPECTRUM[kind][index]))
+        amplitude = np.interp(logf, centres, table)
+        low, high = logf < centres[0], logf > centres[-1]
+        slope_low = (table[1] - table[0]) / (centres[1] - centres[0])
+        slope_high = (table[-1] - table[-2]) / (centres[-1] - centres[-2])
+        amplitude = np.where(low, table[0] + slope_low * (logf - centres[0]), amplitude)
+        amplitude = np.where(high, table[-1] + slope_high * (logf - centres[-1]), amplitude)
+        plane = np.exp(amplitude) * np.sqrt(height * width)
+        plane[0, 0] = NATURAL_DC[kind][index] * height * width
+        rows.append(plane)
+    return np.stack(rows).astype(np.float32)
+
+
+class Maco:
+    """MACO: the phases of a spectrum whose amplitudes are those of natural images (natural_amplitude).
+    Parameters: [C, H, W // 2 + 1], each coefficient's phase (radians / MACO_PHASE_GAIN) in the
+    decorrelated colour directions (as Fourier's). The image is sigmoid(MACO_SLOPE * colour mix of the
+    inverse FFT): a natural image's contrast, softly kept inside [0, 1]."""
+
+    name = "maco"
+
+    def __init__(self, image_shape):
+        self.image_shape = check_image_shape(image_shape)
+        height, width, channels = self.image_shape
+        self.shape = (channels, height, width // 2 + 1)
+        self._amplitude = natural_amplitude(height, width, channels)
+
+    def init(self, rng: np.random.Generator) -> np.ndarray:
+        """Uniform random phases: a random natural-looking texture, [C, H, W//2+1]."""
+        return (rng.uniform(-np.pi, np.pi, self.shape) / MACO_PHASE_GAIN).astype(np.float32)
+
+    def to_image(self, params):
+        """[B, C, H, W//2+1] phases -> [B, H, W, C] images in (0, 1)."""
+        height, width, channels = self.image_shape
+        amplitude = tf.constant(self._amplitude)
+        phase = params * MACO_PHASE_GAIN
+        # (cos and sin per image: see exact.py)
+        spectrum = tf.complex(amplitude * exact.per_image(tf.cos, phase), amplitude * exact.per_image(tf.sin, phase))
+        planes = tf.signal.irfft2d(spectrum, fft_length=[height, width])  # [B, C, H, W]
+        return exact.per_image(tf.sigmoid, MACO_SLOPE * mix_colours(planes, channels))
+
+    def from_image(self, image: np.ndarray) -> np.ndarray:
+        """The phases of `image` ([H, W, C] in [0, 1]): its arrangement, under the natural amplitudes
+        (so `to_image` gives an image with `image`'s structure, not its exact pixels)."""
+        _check_image(image, self.image_shape)
+        clipped = np.clip(image.astype(np.float64), SQUASH_EPSILON, 1.0 - SQUASH_EPSILON)
+        values = _unmix(np.log(clipped / (1.0 - clipped)) / MACO_SLOPE)
+        spectrum = np.fft.rfft2(np.transpose(values, (2, 0, 1)))
+        return (np.angle(spectrum) / MACO_PHASE_GAIN).astype(np.float32)
+
+    def project(self, params):
+        return params
+
+
 def build(name: str, image_shape, decay: float = DEFAULT_DECAY):
-    """The parameterization called `name` (`pixel` or `fft`) for images of `image_shape`
-    (height, width, channels)."""
+    """The parameterization called `name` (`pixel`, `fft` or `maco`) for images of `image_shape`
+    (height, width, channels); `decay` is fft's."""
     if name == "pixel":
         return Pixels(image_shape)
     if name == "fft":
         return Fourier(image_shape, decay)
+    if name == "maco":
+        return Maco(image_shape)
     raise ValueError(f"unknown parameterization {name!r}; use one of {', '.join(PARAMS[1:])}")
 
 

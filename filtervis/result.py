@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import RunSpec
 from .errors import SpecError
 
 STATUS_DONE, STATUS_FAILED = "done", "failed"  # failed: NaN/Inf even after the restart; no PNG
@@ -39,16 +40,27 @@ class FilterRecord:
     peak_preactivation: float | None = None
     image: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     frames: tuple = dataclasses.field(default=(), repr=False, compare=False)
+    variant: int | None = None  # which picture of its filter (--diversity), else None
+    variants: tuple = ()  # --diversity: the filter's pictures, one FilterRecord each (this record sums them up)
 
     @property
     def file(self) -> str | None:
         from .outputs import filter_filename
 
-        return filter_filename(self.index) if self.status in WITH_PNG else None
+        if self.variants:
+            return self.variants[0].file
+        return filter_filename(self.index, self.variant) if self.status in WITH_PNG else None
+
+    @property
+    def pictures(self) -> tuple:
+        """The records with an image of their own: the variants (--diversity), else this record."""
+        return self.variants or (self,)
 
     def entry(self) -> dict:
         """The record as the manifest lists it."""
         entry = {"index": self.index, "status": self.status, "file": self.file, "steps": self.steps}
+        if self.variant is not None:
+            entry["variant"] = self.variant
         for key in ("activation", "noise_activation", "loss", "tv", "lp", "scale"):
             value = getattr(self, key)
             entry[key] = None if value is None else round(value, 6)
@@ -56,18 +68,73 @@ class FilterRecord:
                      rescued=self.rescued)
         if self.status == STATUS_DEAD:
             entry["peak_preactivation"] = round(self.peak_preactivation, 6)
+        if self.variants:
+            entry["variants"] = [v.entry() for v in self.variants]
         return entry
 
 
-def record(result, restarted: bool = False, rescued: bool = False) -> FilterRecord:
-    """The FilterRecord of an optimize.FilterResult."""
+def group_record(index: int, pictures: list) -> FilterRecord:
+    """One filter's record over its --diversity pictures (FilterRecords with `variant` set): converged
+    when every picture is; its activation the weakest picture's; failed when any failed; its image picture
+    0's; steps and seconds summed."""
+    finite = [p for p in pictures if p.status != STATUS_FAILED]
+    status = (STATUS_FAILED if len(finite) < len(pictures) else
+              STATUS_DEAD if all(p.status == STATUS_DEAD for p in pictures) else STATUS_DONE)
+    weakest = min(finite, key=lambda p: p.activation) if finite else pictures[0]
+    return dataclasses.replace(
+        weakest, index=index, status=status, converged=all(p.converged for p in pictures),
+        steps=sum(p.steps for p in pictures), seconds=sum(p.seconds for p in pictures),
+        restarted=any(p.restarted for p in pictures), rescued=any(p.rescued for p in pictures),
+        image=pictures[0].image, frames=(), variant=None, variants=tuple(pictures))
+
+
+def palette_tiles(records) -> tuple[list, list]:
+    """(tiles, labels) of a palette of `records` with images: one tile per picture, labeled with the
+    filter index (`7`, or `7_2` for picture 2 of a --diversity run); a failed picture of a filter with
+    others is a black tile, so that every filter keeps its row."""
+    tiles, labels = [], []
+    for rec in records:
+        shape = next(p.image.shape for p in rec.pictures if p.image is not None)
+        for p in rec.pictures:
+            tiles.append(p.image if p.image is not None else np.zeros(shape, np.uint8))
+            labels.append(str(rec.index) if p.variant is None else f"{rec.index}_{p.variant}")
+    return tiles, labels
+
+
+def entry_tiles(folder: Path, entries, alpha: bool) -> tuple[list, list]:
+    """(tiles, labels) of the palette of manifest `entries` whose PNGs are in `folder` (see palette_tiles)."""
+    from . import outputs
+
+    tiles, labels = [], []
+    for entry in entries:
+        pictures = entry.get("variants") or [entry]
+        present = [p for p in pictures if p.get("file") and (folder / p["file"]).is_file()]
+        shape = outputs.read_png(folder / present[0]["file"], alpha=alpha).shape
+        for p in pictures:
+            has = p.get("file") and (folder / p["file"]).is_file()
+            tiles.append(outputs.read_png(folder / p["file"], alpha=alpha) if has else np.zeros(shape, np.uint8))
+            labels.append(str(entry["index"]) if p.get("variant") is None else f"{entry['index']}_{p['variant']}")
+    return tiles, labels
+
+
+def palette_cols(spec: RunSpec, cols: int | None = None) -> int:
+    """Palette columns: `cols` (else --cols), or one row per filter with --diversity."""
+    return spec.diversity if spec.diversity > 1 else (cols or spec.cols)
+
+
+def record(result, restarted: bool = False, rescued: bool = False, variant: int | None = None) -> FilterRecord:
+    """The FilterRecord of an optimize.FilterResult; its image gets the result's alpha as a last
+    channel when it has one (--alpha)."""
     finite = bool(result.finite)
+    image = result.image
+    if image is not None and result.alpha is not None:
+        image = np.concatenate([image, result.alpha], axis=-1)
     status = STATUS_DEAD if finite and result.dead else STATUS_DONE if finite else STATUS_FAILED
     return FilterRecord(
         result.index, status, result.activation if finite else None, result.noise_activation,
         bool(result.converged), result.steps, result.seconds, result.loss if finite else None,
         result.tv if finite else None, result.lp if finite else None, result.scale, restarted, rescued,
-        result.peak if status == STATUS_DEAD else None, result.image if finite else None, result.frames)
+        result.peak if status == STATUS_DEAD else None, image if finite else None, result.frames, variant)
 
 
 class Result:
@@ -95,7 +162,7 @@ class Result:
         return manifest
 
     def _tiles(self):
-        return [r for r in self.filters if r.status in WITH_PNG]
+        return [r for r in self.filters if r.status in WITH_PNG or any(p.image is not None for p in r.variants)]
 
     def _palette_name(self) -> str:
         from .outputs import palette_name
@@ -106,11 +173,11 @@ class Result:
         """The labeled palette, uint8 [H, W, C] (SpecError when no filter has an image)."""
         from . import images
 
-        tiles = self._tiles()
-        if not tiles:
+        records = self._tiles()
+        if not records:
             raise SpecError(f"no filter of '{self.layer}' has an image (all failed); nothing to stitch")
-        return images.palette([r.image for r in tiles], [str(r.index) for r in tiles], cols or self.job.spec.cols,
-                              self.layer)
+        tiles, labels = palette_tiles(records)
+        return images.palette(tiles, labels, palette_cols(self.job.spec, cols), self.layer, checker=self.job.spec.alpha)
 
     def palette(self, cols: int | None = None):
         """The labeled palette as a PIL image."""
@@ -153,7 +220,7 @@ def write_records(folder: Path, records) -> list[Path]:
     from . import images, outputs
 
     written = []
-    for rec in records:
+    for rec in (p for r in records for p in r.pictures):
         if rec.status in WITH_PNG:
             path = folder / rec.file
             outputs.write_png(path, rec.image)

@@ -17,7 +17,8 @@ from pathlib import Path
 from . import api, images, models, outputs, report
 from .config import RunSpec, shard_part
 from .errors import Interrupted, SpecError
-from .result import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, WITH_PNG, write_palette_gif, write_records
+from .result import (STATUS_DEAD, STATUS_DONE, STATUS_FAILED, WITH_PNG, entry_tiles, palette_cols, write_palette_gif,
+                     write_records)
 
 # Parameters that do not change a filter's image: runs that differ only in these may be resumed and stitched.
 UNCOMPARED_PARAMS = frozenset({"batch", "cols", "filters", "layers", "shard", "resume", "unsafe_model",
@@ -154,10 +155,11 @@ def _render_layer(spec: RunSpec, plan_: Plan, stop) -> LayerReport:
     manifest = job.manifest(job.filters, plan_.filters)
     entries = _resumable(plan_, manifest, name) if spec.resume else {}
     todo = [f for f in plan_.filters if f not in entries]
-    bar = tqdm(total=len(plan_.filters) * spec.steps, initial=(len(plan_.filters) - len(todo)) * spec.steps,
+    per_filter = spec.steps * spec.diversity
+    bar = tqdm(total=len(plan_.filters) * per_filter, initial=(len(plan_.filters) - len(todo)) * per_filter,
                desc=f"{plan_.layer} ({len(plan_.filters)} filters)", unit="step",
                disable=spec.quiet or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
-    progress = Progress(bar, plan_.layer, len(todo), spec.steps, _plan_text(job), spec.quiet)
+    progress = Progress(bar, plan_.layer, len(todo), per_filter, _plan_text(job), spec.quiet)
     with bar:
         if not bar.disable:
             bar.write(f"filtervis: {plan_.layer}: {len(plan_.filters)} filters at "
@@ -210,17 +212,24 @@ def _undo(written: list[Path], records, entries: dict) -> None:
 
 def _finish(spec, plan_, entries: dict, manifest: dict, name: str) -> None:
     """Write the palette of the finished filters of this run's part, then the final manifest."""
-    done = [entries[f] for f in plan_.filters if f in entries and entries[f]["status"] in WITH_PNG]
+    done = [entries[f] for f in plan_.filters if f in entries and _has_png(plan_.folder, entries[f])]
     palette = outputs.palette_name(spec.shard)
     if done:
-        tiles = [outputs.read_png(plan_.folder / e["file"]) for e in done]
+        tiles, labels = entry_tiles(plan_.folder, done, spec.alpha)
         title = plan_.layer if spec.shard is None else f"{plan_.layer} (part {spec.shard[0]}/{spec.shard[1]})"
-        outputs.write_png(plan_.folder / palette, images.palette(tiles, [str(e["index"]) for e in done],
-                                                                 spec.cols, title))
+        outputs.write_png(plan_.folder / palette, images.palette(tiles, labels, palette_cols(spec), title,
+                                                                 checker=spec.alpha))
     manifest["palette"] = palette if done else None
     manifest["complete"] = all(f in entries for f in plan_.filters)
     manifest["filters"] = [entries[f] for f in sorted(entries)]
     report.save_manifest(plan_.folder, manifest, name)
+
+
+def _has_png(folder: Path, entry: dict) -> bool:
+    """Whether a manifest entry has a picture to show: its PNG, or one of its --diversity pictures'."""
+    if entry.get("variants"):
+        return any(v.get("file") and (folder / v["file"]).is_file() for v in entry["variants"])
+    return entry["status"] in WITH_PNG
 
 
 def _earlier_batch(path: Path) -> int | None:

@@ -17,7 +17,7 @@ from . import images, outputs
 from .config import DEFAULT_COLS
 from .errors import OutputError, SpecError
 from .report import write_report
-from .result import STATUS_DONE, WITH_PNG
+from .result import STATUS_DONE, WITH_PNG, entry_tiles
 from .run import compare_params
 
 
@@ -110,17 +110,20 @@ def _stitch_layer(dest: Path, layer: str, parts: list[_Part], cols: int | None) 
                 continue
             source = part.folder / str(entry.get("file"))
             if source.is_file():
-                found[index] = (dict(entry, status=status), source)
-    for entry, source in found.values():
-        target = dest / entry["file"]
-        if source.resolve() != target.resolve():
-            outputs.atomic_write(target, source.read_bytes())
+                found[index] = (dict(entry, status=status), part.folder)
+    for entry, folder in found.values():
+        for name in [v["file"] for v in entry.get("variants") or [] if v.get("file")] or [entry["file"]]:
+            source, target = folder / name, dest / name
+            if source.is_file() and source.resolve() != target.resolve():
+                outputs.atomic_write(target, source.read_bytes())
     done = [i for i in planned if i in found]
     params = first.manifest["params"]
     cols = cols or int(params.get("cols") or DEFAULT_COLS)
     if done:
-        tiles = [outputs.read_png(dest / found[i][0]["file"]) for i in done]
-        outputs.write_png(dest / outputs.PALETTE, images.palette(tiles, [str(i) for i in done], cols, layer))
+        tiles, labels = entry_tiles(dest, [found[i][0] for i in done], bool(params.get("alpha")))
+        diversity = int(params.get("diversity") or 1)
+        outputs.write_png(dest / outputs.PALETTE, images.palette(tiles, labels, diversity if diversity > 1 else cols,
+                                                                 layer, checker=bool(params.get("alpha"))))
     missing = tuple(i for i in planned if i not in found)
     manifest = dict(first.manifest, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), shard=None,
                     params=dict(params, shard=None), part=planned, complete=not missing,

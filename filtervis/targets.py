@@ -31,6 +31,15 @@ def filter_key(seed: int, index: int) -> int:
     return (seed * 1_000_003 + index * 7_919 + 1) % (2**31 - 1)
 
 
+VARIANT_SEED_STRIDE = 1_000_000  # picture k of a filter (--diversity) draws from seed + k * this
+
+
+def variant_key(seed: int, index: int, variant: int) -> int:
+    """The random stream of picture `variant` of a filter (--diversity): that of the filter at seed
+    seed + variant * VARIANT_SEED_STRIDE (picture 0's is `filter_key(seed, index)`)."""
+    return filter_key(seed + variant * VARIANT_SEED_STRIDE, index)
+
+
 def noise_images(keys, image_shape) -> np.ndarray:
     """Uniform noise over the whole [0, 1] range, one image [H, W, C] per key: the convergence baseline."""
     return np.stack([np.random.default_rng([key, 1]).uniform(0.0, 1.0, tuple(image_shape)) for key in keys]
@@ -96,24 +105,28 @@ class LayerFilters:
             noise = tf.reduce_mean(tf.reshape(post, [-1, post.shape[-1]]), axis=0).numpy()
         return std, noise.astype(np.float32)
 
-    def objective(self, inputs, filters, slot: int = 0):
+    def objective(self, inputs, filters, slot: int = 0, features: bool = False):
         """Model input [b, H, W, C], filters [b] -> (activation, start), [b] each: each image's own
         filter as the layer gives it, and the softened objective that starts a silent filter (see
-        measures.started). Classes are their margin, which needs no start."""
+        measures.started). Classes are their margin, which needs no start. With `features`, also the
+        feature maps of the same pass that --diversity compares ([b, h, w, c]: the layer's input when
+        only the own filter is computed, else the layer's output)."""
         threshold = START_THRESHOLD * tf.gather(self.scales, filters)
         if self.own is not None:
-            pre = self.own(inputs, filters)  # [b, ..., 1]: only each image's own filter
+            pre, maps = self.own(inputs, filters, features=True)  # [b, ..., 1]: only each image's own filter
             own_filter = tf.zeros(tf.shape(filters), tf.int32)  # its index within that slice
             post = self.measure(self.cut.activation(pre), own_filter)
             start = measures.start_objective(self._startable(pre), own_filter, threshold)
         elif self.cut.classes:
-            post = self.measure(self.cut.forward(inputs), filters)
-            return post, post
+            logits = self.cut.forward(inputs)
+            post = self.measure(logits, filters)
+            return (post, post, logits) if features else (post, post)
         else:  # an activation mixing channels: run it on every filter
             pre = self.cut.forward(inputs)
-            post = self.measure(self.cut.activation(pre), filters)
+            maps = self.cut.activation(pre)
+            post = self.measure(maps, filters)
             start = measures.start_objective(self._startable(pre), filters, threshold)
-        return post, start
+        return (post, start, maps) if features else (post, start)
 
     def _startable(self, pre):
         """The units a silent filter's start follows: the centre one for `neuron`, else all."""
@@ -305,8 +318,9 @@ def is_elementwise(activation, shape) -> bool:
 
 
 def own_channel(cut, batch: int):
-    """A function (model input [B, H, W, C], filters [B] int) -> each image's own filter's pre-activation,
-    [B, ..., 1] (the layer's spatial axes kept).
+    """A function (model input [B, H, W, C], filters [B] int, features=False) -> each image's own filter's
+    pre-activation, [B, ..., 1] (the layer's spatial axes kept); with features=True also the feature maps
+    of the pass (the sliced layer's input, or the whole layer's output).
 
     When the cut is a graph (`cut.model`) ending in a plain float32 Conv2D with at least twice `batch`
     filters, its kernel is sliced to the batch's filters: the layer computes `batch` channels per image
@@ -326,8 +340,10 @@ def own_channel(cut, batch: int):
         if prefix is not None:
             return _sliced_conv(lambda images: prefix(cut.feed(images), training=False), last)
 
-    def pick(inputs, filters):
-        return tf.gather(cut.forward(inputs), filters[:, None], axis=-1, batch_dims=1)
+    def pick(inputs, filters, features: bool = False):
+        pre = cut.forward(inputs)
+        own = tf.gather(pre, filters[:, None], axis=-1, batch_dims=1)
+        return (own, cut.activation(pre)) if features else own
 
     return pick
 
@@ -335,14 +351,14 @@ def own_channel(cut, batch: int):
 def _sliced_conv(prefix, conv):
     strides, dilations, padding = list(conv.strides), list(conv.dilation_rate), conv.padding.upper()
 
-    def sliced(inputs, filters):
-        features = prefix(inputs)
+    def sliced(inputs, filters, features: bool = False):
+        maps = prefix(inputs)
         kernel = tf.gather(conv.kernel, filters, axis=3)  # [kh, kw, in, B]
-        out = tf.nn.convolution(features, kernel, strides=strides, padding=padding, dilations=dilations)
+        out = tf.nn.convolution(maps, kernel, strides=strides, padding=padding, dilations=dilations)
         own = tf.gather(out, tf.range(tf.shape(out)[0])[:, None], axis=3, batch_dims=1)  # image b, filter b
         if conv.use_bias:
             own += tf.reshape(tf.gather(conv.bias, filters), [-1, 1, 1, 1])
-        return own
+        return (own, maps) if features else own
 
     return sliced
 

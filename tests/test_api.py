@@ -89,6 +89,8 @@ def test_render_takes_a_subclassed_model():
     (dict(objective="neurons"), SpecError, "objective must be"),
     (dict(filters="9"), SpecError, "past the 6 filters"),
     (dict(layer="nope"), LayerError, "nope"),
+    (dict(diversity=0), SpecError, "--diversity must be a whole number from 1 to 16"),
+    (dict(diversity=2.5), SpecError, "--diversity must be a whole number"),
 ])
 def test_render_options_are_checked_as_the_cli_checks_them(tiny_model, options, error, message):
     options = {"layer": "conv2", "filters": None, **FAST, **options}
@@ -128,3 +130,48 @@ def test_render_leaves_the_global_random_streams_alone(tiny_model):
     assert random.getstate() == before[0]
     np.testing.assert_array_equal(np.random.get_state()[1], before[1])
     np.testing.assert_array_equal(tf.random.get_global_generator().state.numpy(), before[2])
+
+
+def test_alpha_diversity_and_maco_save_what_the_cli_writes(tiny_model_file, tmp_path, cli):
+    """--param maco --alpha --diversity 2: two RGBA pictures per filter (filter_NNNN_K.png), one palette row
+    per filter over a checkerboard, a manifest that says what the alpha is and lists each picture; the
+    library writes the same bytes."""
+    from PIL import Image
+
+    options = ["--param", "maco", "--alpha", "--diversity", "2", "--filters", "1-2", "--steps", "16", "--size", "16",
+               "--preprocess", "tf", "--no-rescue"]
+    done = cli("run", "--model", tiny_model_file, "--layer", "conv2", *options, "--out", tmp_path / "cli", "--quiet")
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "cli" / "conv2"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["filter_0001_0.png", "filter_0001_1.png", "filter_0002_0.png", "filter_0002_1.png",
+                     "manifest.json", "palette.png"]
+    pictures = [np.asarray(Image.open(folder / name)) for name in names[:4]]
+    assert all(p.shape == (16, 16, 4) and p[..., 3].max() == 255 for p in pictures)
+    assert not np.array_equal(pictures[0][..., :3], pictures[1][..., :3])  # two pictures of filter 1
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert "gradient" in manifest["alpha"] and manifest["params"]["diversity"] == 2
+    assert manifest["params"]["param"] == "maco" and manifest["params"]["alpha"] is True
+    entry = manifest["filters"][0]
+    assert [v["file"] for v in entry["variants"]] == ["filter_0001_0.png", "filter_0001_1.png"]
+    assert entry["converged"] == all(v["converged"] for v in entry["variants"])
+    with Image.open(folder / "palette.png") as palette:
+        assert palette.mode == "RGB"
+        width, height = palette.size
+    assert width < 2.5 * 16 + 20 and height > 2 * 16  # two columns (a filter's pictures), two rows
+    model = keras.models.load_model(tiny_model_file)
+    result = filtervis.render(model, "conv2", filters="1-2", steps=16, size=16, preprocess="tf", param="maco",
+                              alpha=True, diversity=2, rescue=False)
+    api_folder = result.save(tmp_path / "api")
+    assert _digests(api_folder) == _digests(folder)
+
+
+def test_alpha_on_a_grey_model_gives_grey_pictures_with_alpha(odd_model, tmp_path):
+    model = keras.models.load_model(odd_model("grey"))
+    result = filtervis.render(model, "conv", filters="0-1", steps=8, preprocess="tf", alpha=True)
+    assert all(image.shape == (16, 16, 2) for image in result.images)
+    folder = result.save(tmp_path)
+    from PIL import Image
+
+    with Image.open(folder / "filter_0000.png") as png, Image.open(folder / "palette.png") as palette:
+        assert png.mode == "LA" and palette.mode == "L"

@@ -118,6 +118,9 @@ CASES = [
     ("input-unknown-single", lambda f: base(f, "--input", "photo"), USAGE, "has one input, 'pixels'"),
     ("preprocess-no-module", lambda f: base(f, "--preprocess", "nosuchmodule:fn"), USAGE,
      "cannot import module 'nosuchmodule'"),
+    ("diversity-zero", lambda f: base(f, "--diversity", 0), USAGE, "--diversity must be a whole number from 1 to 16"),
+    ("diversity-too-many", lambda f: base(f, "--diversity", 17), USAGE, "from 1 to 16 (pictures per filter)"),
+    ("param-unknown", lambda f: base(f, "--param", "phase"), USAGE, "'phase' is not one of 'auto', 'pixel', 'fft', 'maco'"),
 ]
 
 

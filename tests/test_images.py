@@ -112,8 +112,8 @@ def test_palette_refuses_tiles_of_different_shapes():
         images.palette([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8)], ["0", "1"], 2, "")
     with pytest.raises(ValueError, match="one shape"):
         images.stitch([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 4), np.uint8)], 2)
-    with pytest.raises(ValueError, match="C in 1, 3 or 4"):
-        images.palette([np.zeros((8, 8, 2), np.uint8)], ["0"], 1, "")
+    with pytest.raises(ValueError, match="C in 1, 2, 3 or 4"):
+        images.palette([np.zeros((8, 8, 5), np.uint8)], ["0"], 1, "")
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
@@ -189,3 +189,32 @@ def test_load_image_gives_opaque_alpha_to_an_image_without_one(tmp_path):
     np.testing.assert_allclose(loaded, np.broadcast_to([0.2, 0.2, 0.2, 1.0], (7, 3, 4)), atol=1e-6)
     with pytest.raises(ValueError, match="1, 3 or 4 channels"):
         images.load_image(str(path), (7, 3, 2))
+
+
+def test_over_checkerboard_composites_alpha_exactly():
+    tile = np.zeros((16, 16, 4), np.uint8)
+    tile[..., :3] = (200, 10, 100)
+    tile[:8, :, 3] = 255  # top half opaque, bottom half transparent
+    tile[8:, :8, 3] = 0
+    tile[8:, 8:, 3] = 51  # a fifth
+    out = images.over_checkerboard(tile)
+    board = images.checkerboard(16, 16, 3)
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+    assert (out[:8] == (200, 10, 100)).all()
+    np.testing.assert_array_equal(out[8:, :8], board[8:, :8])
+    expected = np.round(0.2 * np.array([200, 10, 100]) + 0.8 * board[8:, 8:].astype(float)).astype(np.uint8)
+    np.testing.assert_array_equal(out[8:, 8:], expected)
+    assert len(np.unique(board)) == 2  # two greys
+    grey = images.over_checkerboard(np.dstack([np.full((6, 4), 9, np.uint8), np.zeros((6, 4), np.uint8)]))
+    assert grey.shape == (6, 4, 1) and (grey == images.checkerboard(6, 4, 1)).all()
+    with pytest.raises(ValueError, match="alpha"):
+        images.over_checkerboard(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_palette_with_checker_shows_the_tiles_over_the_board():
+    tiles = [np.dstack([np.full((24, 24, 3), 255, np.uint8), np.zeros((24, 24, 1), np.uint8)])] * 2
+    plain = images.palette(tiles, ["0", "1"], 2, "t")
+    shown = images.palette(tiles, ["0", "1"], 2, "t", checker=True)
+    assert plain.shape[2] == 4 and shown.shape[2] == 3
+    assert shown.shape[:2] == plain.shape[:2]
+    assert set(np.unique(shown[-12:-5, 14:26, 0])) == {153, 204}  # the board shows through the clear tile

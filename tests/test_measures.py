@@ -86,3 +86,18 @@ def test_class_margins_are_the_margin_of_each_class_and_ignore_a_common_shift():
     own = measures.class_margin(logits, tf.constant([0, 2])).numpy()
     np.testing.assert_allclose(own, [margins[0, 0], margins[1, 2]], rtol=1e-6)
     assert (margins[np.arange(2), logits.numpy().argmax(1)] > 0).all()  # the winning class leads
+
+
+def test_gram_similarity_on_hand_made_features():
+    """Group members with proportional features are alike (cosine 1); members using disjoint channels
+    share nothing (0); each image gets the mean over the other members of its own group only."""
+    a = np.zeros((1, 2, 2, 3), np.float32)
+    a[..., 0] = 1.0
+    b = 2.0 * a  # the same statistics, scaled
+    c = np.zeros((1, 2, 2, 3), np.float32)
+    c[..., 2] = 1.0
+    features = tf.constant(np.concatenate([a, b, c, a, c, c]))  # groups of 3: (a, b, c), (a, c, c)
+    similarity = measures.gram_similarity(features, 3).numpy()
+    np.testing.assert_allclose(similarity, [0.5, 0.5, 0.0, 0.0, 0.5, 0.5], atol=1e-6)
+    with pytest.raises(ValueError, match="groups of 4"):
+        measures.gram_similarity(features, 4)

@@ -122,7 +122,7 @@ def test_read_png_turns_other_modes_into_rgb(tmp_path, mode, pixel, expected):
     np.testing.assert_array_equal(outputs.read_png(tmp_path / "a.png"), np.broadcast_to(expected, (2, 3, 3)))
 
 
-@pytest.mark.parametrize("image", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 2), np.uint8),
+@pytest.mark.parametrize("image", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 5), np.uint8),
                                    np.zeros((4, 4, 3), np.float32)])
 def test_write_png_refuses_what_is_not_an_image_and_writes_nothing(tmp_path, image):
     with pytest.raises(ValueError, match="an image must be"):

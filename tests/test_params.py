@@ -214,3 +214,74 @@ def test_renderer_optimizes_a_fourier_image_and_can_start_from_one(tiny_model):
     start = np.full((16, 16, 3), 0.25, np.float32)
     again = renderer.render([1], starts=[start])[0]
     assert again.activation > 0 and not np.allclose(again.image, 64)  # moved away from the flat start
+
+
+# --- maco: phases under a fixed natural amplitude spectrum ------------------------------------------
+
+def _maco_planes(maco, images):
+    """The decorrelated planes whose squash is `images` [B, H, W, C]: the inverse of Maco.to_image
+    before the spectrum, [B, C, H, W]."""
+    clipped = np.clip(images.astype(np.float64), 1e-6, 1 - 1e-6)
+    values = np.log(clipped / (1 - clipped)) / params.MACO_SLOPE
+    return np.stack([np.transpose(params._unmix(v), (2, 0, 1)) for v in values])
+
+
+@pytest.mark.parametrize("shape", [(16, 12, 3), (9, 14, 1), (10, 10, 4)])
+def test_maco_keeps_the_natural_amplitudes_whatever_the_phases(shape):
+    """Two random phase sets (and one pushed far by an update) give images whose spectra have the natural
+    amplitude at every coefficient off the self-conjugate columns (irfft2 keeps only part of those)."""
+    maco = params.Maco(shape)
+    assert maco.shape == (shape[2], shape[0], shape[1] // 2 + 1)
+    phases = np.stack([maco.init(np.random.default_rng(k)) for k in range(2)] +
+                      [maco.init(np.random.default_rng(2)) + 3.7])
+    images = maco.to_image(tf.constant(phases)).numpy()
+    assert images.shape == (3, *shape) and 0 < images.min() and images.max() < 1
+    spectra = np.abs(np.fft.rfft2(_maco_planes(maco, images)))
+    interior = slice(1, (shape[1] - 1) // 2 + 1 if shape[1] % 2 else shape[1] // 2)
+    expected = params.natural_amplitude(*shape)[:, :, interior]
+    for spectrum in spectra:
+        np.testing.assert_allclose(spectrum[:, :, interior], expected, rtol=2e-3, atol=1e-3)
+    assert not np.allclose(images[0], images[1])  # other phases: another picture
+
+
+def test_natural_amplitude_falls_with_frequency_and_gives_natural_contrast():
+    amplitude = params.natural_amplitude(64, 64, 3)
+    row = amplitude[0, 0, 1:]  # luminance along the x axis, DC left out
+    assert (np.diff(row) < 0).all()
+    ratio = row[3] / row[7]  # f = 4/64 against 8/64: about 2x for a 1/f spectrum
+    assert 1.6 < ratio < 3.2
+    maco = params.Maco((64, 64, 3))
+    image = maco.to_image(tf.constant(maco.init(np.random.default_rng(0))[None])).numpy()[0]
+    assert 0.08 < image.std() < 0.3  # a photo's contrast, neither grey nor saturated
+    grey = params.natural_amplitude(64, 64, 1)
+    assert grey.shape == (1, 64, 33) and np.isfinite(grey).all() and (grey > 0).all()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_maco_from_image_keeps_the_arrangement(channels):
+    """from_image keeps the phases only: a Maco picture comes back close to itself (exactly away from the
+    self-conjugate columns), and a start image's layout survives under the natural amplitudes."""
+    maco = params.Maco((16, 16, channels))
+    image = maco.to_image(tf.constant(maco.init(np.random.default_rng(3))[None])).numpy()[0]
+    again = maco.to_image(tf.constant(maco.from_image(image)[None])).numpy()[0]
+    assert np.corrcoef(image.ravel(), again.ravel())[0, 1] > 0.9
+    ramp = np.broadcast_to(np.linspace(0.1, 0.9, 16)[None, :, None], (16, 16, channels)).astype(np.float32)
+    start = maco.to_image(tf.constant(maco.from_image(ramp)[None])).numpy()[0]
+    assert start[:, 12:].mean() > start[:, :4].mean() + 0.05  # dark left, bright right, as the ramp
+
+
+def test_maco_is_built_by_name_and_by_the_cli_choice():
+    from filtervis import config
+
+    assert "maco" in config.PARAMS
+    assert params.build("maco", (*WIDE, 3)).name == "maco"
+    assert params.resolve("maco", 1.0, (16, 20, 2), (*WIDE, 1)).shape == (1, *WIDE[:1], WIDE[1] // 2 + 1)
+
+
+def test_maco_image_does_not_depend_on_its_batch():
+    maco = params.Maco((7, 9, 3))
+    batch = np.stack([maco.init(np.random.default_rng(k)) for k in range(3)])
+    together = tf.function(maco.to_image)(tf.constant(batch)).numpy()
+    for k in range(3):
+        np.testing.assert_array_equal(tf.function(maco.to_image)(tf.constant(batch[k:k + 1])).numpy()[0],
+                                      together[k])
