@@ -319,7 +319,7 @@ class Job:
             return renderers[lr].render(chunk, seeds, progress=progress)
 
         for start in range(0, len(filters), self.batch):
-            _check_stop_tick(tick)
+            tick(0)  # asks stop() between batches
             chunk = filters[start:start + self.batch]
             results = render(chunk, settings.lr, tick)
             faulty = [r.index for r in results if not r.finite]
@@ -363,7 +363,7 @@ class Job:
                                    dataclasses.replace(settings, diversity=1, seed=seed + k * targets.VARIANT_SEED_STRIDE),
                                    per_batch) for k in range(group)] if self.spec.rescue else None
         for start in range(0, len(filters), per_batch):
-            _check_stop_tick(tick)
+            tick(0)  # asks stop() between batches
             chunk = filters[start:start + per_batch]
             results = render(chunk, settings.lr, tick)
             faulty = [f for f in chunk if not all(results[f, k].finite for k in range(group))]
@@ -387,7 +387,7 @@ class Job:
 
         settings = settings_of(self.spec)
         for start in range(0, len(indices), self.batch):
-            _check_stop_tick(tick)
+            tick(0)  # asks stop() between batches
             chunk = indices[start:start + self.batch]
             target = targets.ObjectiveBatch([self.objectives[i] for i in chunk], self.cut, self.preprocess,
                                             self.image_shape, self.spec.seed)
@@ -396,10 +396,6 @@ class Job:
             seeds = [self.starts[i] for i in chunk] if self.starts else None
             results = renderer.render(list(range(len(chunk))), seeds, progress=tick, keys=keys)
             yield [record(dataclasses.replace(r, index=i)) for i, r in zip(chunk, results)]
-
-
-def _check_stop_tick(tick):
-    tick(0)
 
 
 def _check_stop(stop) -> None:
