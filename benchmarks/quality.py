@@ -542,7 +542,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=None, help="vgg16 only [128]; fer and onet take their own")
     parser.add_argument("--filters", default="random:16")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tools", default=None, help="[vgg16: filtervis,before,tf-keras-vis; "
+    parser.add_argument("--tools", default=None, help="[vgg16: filtervis,before,tf-keras-vis (also: untiled, "
+                                                      "filtervis --no-tile); "
                                                       "fer, onet: filtervis,tf-keras-vis]")
     parser.add_argument("--keep", default=None, help="Folder to keep the PNGs in (default: a temporary one).")
     parser.add_argument("--json", default=None, help="Also write the per-filter scores here.")
@@ -581,6 +582,10 @@ def main(argv=None):
             seconds, images, manifest = run_filtervis(args.layer, args.size, args.filters, args.seed,
                                                       work / "filtervis", extra)
             steps = sum(f["steps"] for f in manifest["filters"]) / len(filters)
+        elif tool == "untiled":  # filtervis with every step at the output size (before the tile start)
+            seconds, images, manifest = run_filtervis(args.layer, args.size, args.filters, args.seed,
+                                                      work / "untiled", extra + ("--no-tile",))
+            steps = sum(f["steps"] for f in manifest["filters"]) / len(filters)
         elif tool == "before":
             seconds, images, manifest = run_filtervis(args.layer, args.size, args.filters, args.seed, work / "before", (
                 "--param", "pixel", "--transforms", "none", "--tv-weight", "1", "--lp-weight", "1", "--no-rescue"))
@@ -618,6 +623,12 @@ def main(argv=None):
         theirs = next(r for r in table if r["tool"] == "tf-keras-vis")
         print(f"filtervis / tf-keras-vis: strength {ours['strength'] / max(theirs['strength'], 1e-9):.1f}x, "
               f"cost {ours['cost'] / theirs['cost']:.2f}x")
+    if "untiled" in tools and "filtervis" in tools:
+        ours = next(r for r in table if r["tool"] == "filtervis")
+        before = next(r for r in table if r["tool"] == "untiled")
+        print(f"filtervis / untiled (--no-tile): cost {ours['cost'] / before['cost']:.2f}x, strength "
+              f"{ours['strength'] / max(before['strength'], 1e-9):.2f}x, retention {ours['retention']:.2f} vs "
+              f"{before['retention']:.2f}, sameness {ours['sameness']:.2f} vs {before['sameness']:.2f}")
     diverse = main_diversity(args, filters, extra, scorer, noise, natural, work) if args.diversity > 1 else None
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": table, "diversity": diverse,

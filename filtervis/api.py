@@ -13,7 +13,8 @@ errors). `filtervis run` is a client of this module: per layer it calls `prepare
 `Job.run(...)` with hooks that write each finished batch to disk.
 
 Rendering one layer: the layer is cut (graph.cut), each batch of filters is optimized
-(optimize.Renderer against a targets.LayerFilters), a filter whose image turned NaN/Inf is restarted
+(optimize.Renderer against a targets.LayerFilters; with the tile start, tiles.TileStart runs most of
+the steps on a half-size tile first), a filter whose image turned NaN/Inf is restarted
 once with a smaller step, and the filters that did not converge go to the rescue (rescue.Rescuer).
 """
 
@@ -179,6 +180,7 @@ class Job:
     batch: int | None = None  # None until `run` chose it (see memory.plan_memory)
     memory: object = None  # memory.MemoryPlan when the batch was chosen automatically
     param_name: str | None = None
+    _tile: tuple | None = dataclasses.field(default=None, repr=False)  # see tile()
 
     @property
     def preprocess(self):
@@ -253,6 +255,7 @@ class Job:
             "palette": None,
             "filters": [],
         }
+        manifest["tile"] = self.tile_note()
         if spec.alpha:
             manifest["alpha"] = ALPHA_NOTE
         if self.memory is not None:
@@ -263,8 +266,9 @@ class Job:
     def run(self, filters: list[int] | None = None, progress=None, on_batch=None, stop=None) -> "Result":
         """Render `filters` (default: all of the job's) batch by batch.
 
-        `progress(done, more=0)` hears of filter-steps done (and of `more` steps added to the plan,
-        by the rescue); `on_batch(job, records)` gets each finished batch; `stop()` is asked between
+        `progress(done, more=0)` hears of filter-steps done, in output-size steps (a tile step counts
+        as its share of the pixels: a layer's work is len(filters) * step_units()), and of `more`
+        steps added to the plan by the rescue; `on_batch(job, records)` gets each finished batch; `stop()` is asked between
         chunks of steps: when it returns a signal number, `errors.Interrupted` is raised (the
         batches already given to `on_batch` are finished)."""
         filters = list(self.filters if filters is None else filters)
@@ -299,6 +303,70 @@ class Job:
         return optimize.Renderer(self.target(), self.preprocess, self.image_shape, batch or self.batch or 1,
                                  settings_of(self.spec), self.param())
 
+    def tile(self):
+        """(tile LayerFilters, its parameterization, tile image shape, tile steps, output-size steps) when
+        the tile start
+        applies (see tiles.py), else None. Built once."""
+        if self._tile is None:
+            self._tile = self._build_tile() or ()
+        return self._tile or None
+
+    def _build_tile(self):
+        from . import params, targets, tiles
+
+        spec = self.spec
+        if (not spec.tile or self.objectives or spec.objective != config.DEFAULT_OBJECTIVE
+                or self.cut.kind != "channels" or self.starts):
+            return None
+        size = tiles.tile_size(self.image_shape[:2])
+        tile_steps, full_steps = tiles.split_steps(spec.steps)
+        loaded = models.at_size(self.loaded, size) if size and tile_steps else None
+        if loaded is None:
+            return None
+        shape = (*size, self.image_shape[2])
+        cut = models.cut(loaded, self.layer)
+        target = targets.LayerFilters(cut, self.preprocess, shape, spec.objective, spec.seed)
+        param = params.resolve(spec.param, spec.decay, cut.output_shape, shape)
+        return target, param, shape, tile_steps, full_steps
+
+    def tile_note(self) -> dict | None:
+        """The manifest's `tile`: the tile's size, steps and lr factor, or None when every step ran at
+        the output size."""
+        from . import tiles
+
+        tile = self.tile()
+        if tile is None:
+            return None
+        return {"size": size_text(tile[2][:2]), "steps": tile[3], "lr_factor": tiles.TILE_LR_FACTOR}
+
+    def step_units(self) -> float:
+        """The work of one picture in output-size steps: --steps, or with the tile start its tile steps
+        weighted by the tile's share of the pixels plus its output-size steps."""
+        from . import tiles
+
+        tile = self.tile()
+        if tile is None:
+            return float(self.spec.steps)
+        _, _, shape, tile_steps, full_steps = tile
+        return tile_steps * tiles.pixel_share(shape, self.image_shape) + full_steps
+
+    def _renderer(self, target, settings, param):
+        """A Renderer for the job's batch with `settings` (`settings.steps` in all), or with the tile
+        start a tiles.TileStart splitting them."""
+        from . import optimize, tiles
+
+        full = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch, settings, param)
+        tile = self.tile()
+        if tile is None:
+            return full
+        tile_target, tile_param, shape, tile_steps, full_steps = tile
+        full = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch,
+                                 dataclasses.replace(settings, steps=full_steps), param)
+        small = optimize.Renderer(tile_target, self.preprocess, shape, self.batch,
+                                  dataclasses.replace(settings, steps=tile_steps, lr=settings.lr * tiles.TILE_LR_FACTOR),
+                                  tile_param)
+        return tiles.TileStart(small, full, tiles.pixel_share(shape, self.image_shape))
+
     def _filter_batches(self, filters, param, tick):
         from . import optimize, rescue
 
@@ -313,8 +381,7 @@ class Job:
 
         def render(chunk, lr, progress):
             if lr not in renderers:
-                renderers[lr] = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch,
-                                                  dataclasses.replace(settings, lr=lr), param)
+                renderers[lr] = self._renderer(target, dataclasses.replace(settings, lr=lr), param)
             seeds = [self.starts[f] for f in chunk] if self.starts else None
             return renderers[lr].render(chunk, seeds, progress=progress)
 
@@ -351,8 +418,7 @@ class Job:
 
         def render(chunk, lr, progress):
             if lr not in renderers:
-                renderers[lr] = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch,
-                                                  dataclasses.replace(settings, lr=lr), param)
+                renderers[lr] = self._renderer(target, dataclasses.replace(settings, lr=lr), param)
             items = [f for f in chunk for _ in range(group)]
             keys = [targets.variant_key(seed, f, k) for f in chunk for k in range(group)]
             seeds = [self.starts[f] for f in items] if self.starts else None

@@ -248,6 +248,9 @@ def cli():
               show_default=True, help="Maximize the filter's mean (channel) or its centre unit (neuron).")
 @click.option("--rescue/--no-rescue", default=True, show_default=True,
               help="Rerun unconverged filters: pixels without regularizers, then with TV from that image.")
+@click.option("--tile/--no-tile", default=True, show_default=True,
+              help="Run 3/4 of --steps on a half-size tile (at 2x --lr), then repeat it 2x2 and finish at the "
+                   "output size: about half the compute for a layer's channels. --no-tile: every step at full size.")
 @click.option("--gif", is_flag=True, help="Also write filter_NNNN.gif and palette.gif of the image over the steps.")
 @click.option("--alpha", is_flag=True,
               help="RGBA (grey: LA) PNGs whose alpha is the input-gradient magnitude accumulated over the steps: "

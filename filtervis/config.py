@@ -68,6 +68,7 @@ class RunSpec:
     transforms: str = DEFAULT_TRANSFORMS
     objective: str = DEFAULT_OBJECTIVE
     rescue: bool = True
+    tile: bool = True  # start each picture as a half-size tile (see tiles.py)
     gif: bool = False
     alpha: bool = False  # RGBA (LA) PNGs whose alpha is the accumulated input-gradient magnitude
     diversity: int = DEFAULT_DIVERSITY  # pictures per filter, pushed apart from each other

@@ -449,3 +449,31 @@ def _callable_preprocess(target: str, channels: int):
 def _first_line(exc):
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:160]
+
+
+def at_size(loaded: LoadedModel, size) -> LoadedModel | None:
+    """`loaded` for images of `size` ((height, width)) with the same weights: the model itself when it
+    takes that size, an application rebuilt at that size with its weights copied layer by layer, else
+    None (a model file or a model in memory that takes one size only is not rebuilt)."""
+    import numpy as np
+
+    import warnings
+
+    size = parse_size(size)
+    try:
+        with warnings.catch_warnings():  # Keras warns before it refuses a size
+            warnings.simplefilter("ignore")
+            loaded.model(loaded.feed(np.zeros((1, *size, loaded.channels), np.float32)), training=False)
+        return dataclasses.replace(loaded, input_shape=(*size, loaded.channels))
+    except Exception:  # noqa: BLE001 (any refusal of the size means: not this model)
+        pass
+    app = APPLICATIONS.get(loaded.name)
+    if app is None or any(layer.name == "predictions" for layer in loaded.model.layers):
+        return None  # not an application, or one with its classifier (its native size only)
+    try:
+        model = _build_application(loaded.name, app, "none", False, size)
+        for mine, theirs in zip(model.layers, loaded.model.layers, strict=True):
+            mine.set_weights(theirs.get_weights())
+    except Exception:  # noqa: BLE001
+        return None
+    return dataclasses.replace(loaded, model=model, input_shape=(*size, loaded.channels))

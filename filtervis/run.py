@@ -108,7 +108,8 @@ class Progress:
     the bar's description, and on stderr (with the batch and memory plan) when it is long. Called as
     api.Job.run's `progress(done, more)`."""
 
-    def __init__(self, bar, layer: str, filters: int, steps: int, plan_text: str, quiet: bool):
+    def __init__(self, bar, layer: str, filters: int, steps: float, plan_text: str, quiet: bool):
+        """`steps`: the work of one filter, in output-size steps (api.Job.step_units)."""
         self.bar, self.layer, self.filters, self.steps = bar, layer, filters, steps
         self.plan_text, self.quiet = plan_text, quiet
         self.calls, self.last, self.done = 0, time.perf_counter(), 0
@@ -126,7 +127,7 @@ class Progress:
             text = f"~{left / 60:.0f} min" if left >= 90 else f"~{left:.0f} s"
             self.bar.set_description(f"{self.layer} ({self.filters} filters, {text})")
             if left >= ESTIMATE_MIN_SECONDS and not self.quiet:
-                self.bar.write(f"filtervis: {self.layer}: {self.filters} filters x {self.steps} steps, "
+                self.bar.write(f"filtervis: {self.layer}: {self.filters} filters, "
                                f"{self.plan_text}: {text} left", file=sys.stderr)
         self.last = now
         self.bar.update(count)
@@ -155,7 +156,7 @@ def _render_layer(spec: RunSpec, plan_: Plan, stop) -> LayerReport:
     manifest = job.manifest(job.filters, plan_.filters)
     entries = _resumable(plan_, manifest, name) if spec.resume else {}
     todo = [f for f in plan_.filters if f not in entries]
-    per_filter = spec.steps * spec.diversity
+    per_filter = job.step_units() * spec.diversity  # in output-size steps (see api.Job.step_units)
     bar = tqdm(total=len(plan_.filters) * per_filter, initial=(len(plan_.filters) - len(todo)) * per_filter,
                desc=f"{plan_.layer} ({len(plan_.filters)} filters)", unit="step",
                disable=spec.quiet or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)

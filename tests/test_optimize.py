@@ -309,7 +309,7 @@ def test_a_long_layer_gets_a_time_estimate(capsys):
         progress(8 * 16)
     assert bar.n == 3 * 8 * 16 and "~" in bar.desc
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("filtervis: block5_conv3: 512 filters x 256 steps, batch 8: ~")
+    assert len(lines) == 1 and lines[0].startswith("filtervis: block5_conv3: 512 filters, batch 8: ~")
 
 
 # --- transparency (--alpha) and several pictures per filter (--diversity) ---

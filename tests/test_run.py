@@ -21,15 +21,16 @@ from conftest import ROOT, run_cli
 FILTERS = 16
 SIZE = 24
 STEPS = 160  # long enough that a batch takes a moment, so a signal can land between batches
-BASE = ("--preprocess", "tf", "--layer", "conv2", "--steps", STEPS, "--quiet")
+BASE = ("--preprocess", "tf", "--layer", "conv2", "--steps", STEPS, "--size", SIZE, "--quiet")
 
 
-def wide_model(size: int = SIZE):
-    """Input(size, size, 3) -> conv(8, relu) 'conv1' -> conv(16, relu) 'conv2' -> GAP -> Dense(2)."""
+def wide_model():
+    """Input(any size, 3) -> conv(8, relu) 'conv1' -> conv(16, relu) 'conv2' -> GAP -> Dense(2). It takes
+    any size, so its runs (at SIZE) start every picture as a half-size tile (tiles.py)."""
     import keras
 
     keras.utils.set_random_seed(3)
-    inputs = keras.Input((size, size, 3))
+    inputs = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
     x = keras.layers.Conv2D(FILTERS, 3, padding="same", activation="relu", name="conv2")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -49,6 +50,8 @@ def reference(model_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
     result = run_cli("run", "--model", model_file, *BASE, "--batch", 4, "--out", out)
     assert result.returncode == 0, result.stderr
+    tile = json.loads((out / "conv2" / "manifest.json").read_text())["tile"]
+    assert tile == {"size": SIZE // 2, "steps": 120, "lr_factor": 2.0}  # the runs are tiled
     return pngs(out / "conv2")
 
 
