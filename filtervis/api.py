@@ -180,7 +180,7 @@ class Job:
     batch: int | None = None  # None until `run` chose it (see memory.plan_memory)
     memory: object = None  # memory.MemoryPlan when the batch was chosen automatically
     param_name: str | None = None
-    _tile: tuple | None = dataclasses.field(default=None, repr=False)  # see tile()
+    _tile: object = dataclasses.field(default=None, repr=False)  # tiles.Tile, () when none; see tile()
 
     @property
     def preprocess(self):
@@ -253,9 +253,9 @@ class Job:
             "part": list(self.filters if part is None else part),
             "complete": False,
             "palette": None,
+            "tile": self.tile_note(),
             "filters": [],
         }
-        manifest["tile"] = self.tile_note()
         if spec.alpha:
             manifest["alpha"] = ALPHA_NOTE
         if self.memory is not None:
@@ -268,9 +268,9 @@ class Job:
 
         `progress(done, more=0)` hears of filter-steps done, in output-size steps (a tile step counts
         as its share of the pixels: a layer's work is len(filters) * step_units()), and of `more`
-        steps added to the plan by the rescue; `on_batch(job, records)` gets each finished batch; `stop()` is asked between
-        chunks of steps: when it returns a signal number, `errors.Interrupted` is raised (the
-        batches already given to `on_batch` are finished)."""
+        steps added to the plan by the rescue; `on_batch(job, records)` gets each finished batch;
+        `stop()` is asked between chunks of steps: when it returns a signal number,
+        `errors.Interrupted` is raised (the batches already given to `on_batch` are finished)."""
         filters = list(self.filters if filters is None else filters)
         if self.batch is None:
             self.choose_batch(len(filters))
@@ -304,9 +304,7 @@ class Job:
                                  settings_of(self.spec), self.param())
 
     def tile(self):
-        """(tile LayerFilters, its parameterization, tile image shape, tile steps, output-size steps) when
-        the tile start
-        applies (see tiles.py), else None. Built once."""
+        """The layer's tiles.Tile when the tile start applies (see tiles.py), else None. Built once."""
         if self._tile is None:
             self._tile = self._build_tile() or ()
         return self._tile or None
@@ -319,15 +317,14 @@ class Job:
                 or self.cut.kind != "channels" or self.starts):
             return None
         size = tiles.tile_size(self.image_shape[:2])
-        tile_steps, full_steps = tiles.split_steps(spec.steps)
-        loaded = models.at_size(self.loaded, size) if size and tile_steps else None
+        steps, full_steps = tiles.split_steps(spec.steps)
+        loaded = models.at_size(self.loaded, size) if size and steps else None
         if loaded is None:
             return None
         shape = (*size, self.image_shape[2])
         cut = models.cut(loaded, self.layer)
-        target = targets.LayerFilters(cut, self.preprocess, shape, spec.objective, spec.seed)
-        param = params.resolve(spec.param, spec.decay, cut.output_shape, shape)
-        return target, param, shape, tile_steps, full_steps
+        return tiles.Tile(targets.LayerFilters(cut, self.preprocess, shape, spec.objective, spec.seed),
+                          params.resolve(spec.param, spec.decay, cut.output_shape, shape), shape, steps, full_steps)
 
     def tile_note(self) -> dict | None:
         """The manifest's `tile`: the tile's size, steps and lr factor, or None when every step ran at
@@ -337,38 +334,31 @@ class Job:
         tile = self.tile()
         if tile is None:
             return None
-        return {"size": size_text(tile[2][:2]), "steps": tile[3], "lr_factor": tiles.TILE_LR_FACTOR}
+        return {"size": size_text(tile.shape[:2]), "steps": tile.steps, "lr_factor": tiles.TILE_LR_FACTOR}
 
     def step_units(self) -> float:
         """The work of one picture in output-size steps: --steps, or with the tile start its tile steps
-        weighted by the tile's share of the pixels plus its output-size steps."""
-        from . import tiles
-
+        weighted by the tile's share of the pixels, plus its output-size steps."""
         tile = self.tile()
-        if tile is None:
-            return float(self.spec.steps)
-        _, _, shape, tile_steps, full_steps = tile
-        return tile_steps * tiles.pixel_share(shape, self.image_shape) + full_steps
+        return float(self.spec.steps) if tile is None else tile.units(self.image_shape)
 
     def _renderer(self, target, settings, param):
-        """A Renderer for the job's batch with `settings` (`settings.steps` in all), or with the tile
-        start a tiles.TileStart splitting them."""
+        """A Renderer for the job's batch with `settings`, or with the tile start a tiles.TileStart that
+        splits `settings.steps` between the tile and the output size."""
         from . import optimize, tiles
 
-        full = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch, settings, param)
         tile = self.tile()
         if tile is None:
-            return full
-        tile_target, tile_param, shape, tile_steps, full_steps = tile
+            return optimize.Renderer(target, self.preprocess, self.image_shape, self.batch, settings, param)
         full = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch,
-                                 dataclasses.replace(settings, steps=full_steps), param)
-        small = optimize.Renderer(tile_target, self.preprocess, shape, self.batch,
-                                  dataclasses.replace(settings, steps=tile_steps, lr=settings.lr * tiles.TILE_LR_FACTOR),
-                                  tile_param)
-        return tiles.TileStart(small, full, tiles.pixel_share(shape, self.image_shape))
+                                 dataclasses.replace(settings, steps=tile.full_steps), param)
+        small = optimize.Renderer(tile.target, self.preprocess, tile.shape, self.batch,
+                                  dataclasses.replace(settings, steps=tile.steps, lr=settings.lr * tiles.TILE_LR_FACTOR),
+                                  tile.param)
+        return tiles.TileStart(small, full, tiles.pixel_share(tile.shape, self.image_shape))
 
     def _filter_batches(self, filters, param, tick):
-        from . import optimize, rescue
+        from . import rescue
 
         settings = settings_of(self.spec)
         if self.spec.diversity > 1:
@@ -409,7 +399,7 @@ class Job:
         turned NaN/Inf restarts its filter's whole group at a smaller step; unconverged pictures go to a
         rescue of their own (picture k's at seed + k * targets.VARIANT_SEED_STRIDE, alone). Yields one
         group_record per filter."""
-        from . import optimize, rescue, targets
+        from . import rescue, targets
 
         group, seed = self.spec.diversity, self.spec.seed
         target = self.target()

@@ -52,6 +52,22 @@ def repeat(tile: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.tile(tile, times)[:height, :width]
 
 
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """A layer's tile: its target (targets.LayerFilters of the model at the tile size), its
+    parameterization, its image shape (height, width, channels), and the steps on it and after it."""
+
+    target: object
+    param: object
+    shape: tuple
+    steps: int
+    full_steps: int
+
+    def units(self, image_shape) -> float:
+        """The work of one picture in output-size steps (a tile step counts as its share of the pixels)."""
+        return self.steps * pixel_share(self.shape, image_shape) + self.full_steps
+
+
 class TileStart:
     """Renders a batch as a Renderer does (`render(items, starts, progress, keys)`), through `tile` (an
     optimize.Renderer at the tile size) and then `full` (at the output size) from the repeated tiles.
