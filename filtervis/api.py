@@ -323,6 +323,8 @@ class Job:
             return None
         shape = (*size, self.image_shape[2])
         cut = models.cut(loaded, self.layer)
+        if not tiles.takes(cut, shape):  # a model may take the size where its cut, built for one size, does not
+            return None
         return tiles.Tile(targets.LayerFilters(cut, self.preprocess, shape, spec.objective, spec.seed),
                           params.resolve(spec.param, spec.decay, cut.output_shape, shape), shape, steps, full_steps)
 

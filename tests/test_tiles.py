@@ -116,3 +116,13 @@ def test_the_cli_writes_the_tile_in_the_manifest_and_no_tile_turns_it_off(tmp_pa
         manifest = json.loads((out / "conv2" / "manifest.json").read_text())
         assert manifest["tile"] == expected and manifest["params"]["tile"] is (not flag)
         assert [f["steps"] for f in manifest["filters"]] == [8, 8]
+
+
+def test_a_sequential_model_whose_cut_takes_one_size_is_not_tiled():
+    """A Sequential model may run at another size while its cut, built for its input, does not."""
+    import keras
+
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, activation="relu", name="conv1"),
+                              keras.layers.GlobalAveragePooling2D()])
+    result = api.render(model, "conv1", filters="0-1", steps=4, preprocess="tf")
+    assert result.job.tile() is None and len(result.images) == 2
