@@ -323,7 +323,7 @@ class Job:
             return None
         shape = (*size, self.image_shape[2])
         cut = models.cut(loaded, self.layer)
-        if not tiles.takes(cut, shape):  # a model may take the size where its cut, built for one size, does not
+        if not models.runs_on(cut.forward, shape):  # a model may take the size where its cut, built for one, does not
             return None
         return tiles.Tile(targets.LayerFilters(cut, self.preprocess, shape, spec.objective, spec.seed),
                           params.resolve(spec.param, spec.decay, cut.output_shape, shape), shape, steps, full_steps)

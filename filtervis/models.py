@@ -455,18 +455,9 @@ def at_size(loaded: LoadedModel, size) -> LoadedModel | None:
     """`loaded` for images of `size` ((height, width)) with the same weights: the model itself when it
     takes that size, an application rebuilt at that size with its weights copied layer by layer, else
     None (a model file or a model in memory that takes one size only is not rebuilt)."""
-    import numpy as np
-
-    import warnings
-
     size = parse_size(size)
-    try:
-        with warnings.catch_warnings():  # Keras warns before it refuses a size
-            warnings.simplefilter("ignore")
-            loaded.model(loaded.feed(np.zeros((1, *size, loaded.channels), np.float32)), training=False)
+    if runs_on(lambda x: loaded.model(loaded.feed(x), training=False), (*size, loaded.channels)):
         return dataclasses.replace(loaded, input_shape=(*size, loaded.channels))
-    except Exception:  # noqa: BLE001 (any refusal of the size means: not this model)
-        pass
     app = APPLICATIONS.get(loaded.name)
     if app is None or any(layer.name == "predictions" for layer in loaded.model.layers):
         return None  # not an application, or one with its classifier (its native size only)
@@ -477,3 +468,19 @@ def at_size(loaded: LoadedModel, size) -> LoadedModel | None:
     except Exception:  # noqa: BLE001
         return None
     return dataclasses.replace(loaded, model=model, input_shape=(*size, loaded.channels))
+
+
+def runs_on(call, shape) -> bool:
+    """Whether `call` (a model or a cut's forward) runs on a batch of one zero image of `shape`
+    (height, width, channels)."""
+    import warnings
+
+    import numpy as np
+
+    try:
+        with warnings.catch_warnings():  # Keras warns before it refuses a shape
+            warnings.simplefilter("ignore")
+            call(np.zeros((1, *shape), np.float32))
+    except Exception:  # noqa: BLE001 (any refusal of the shape means no)
+        return False
+    return True

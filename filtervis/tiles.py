@@ -44,19 +44,6 @@ def split_steps(steps: int) -> tuple[int, int]:
     return tile, steps - tile
 
 
-def takes(cut, shape) -> bool:
-    """Whether `cut` (a graph.Cut) runs on a batch of images of `shape` (height, width, channels)."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():  # Keras warns before it refuses a shape
-            warnings.simplefilter("ignore")
-            cut.forward(np.zeros((1, *shape), np.float32))
-    except Exception:  # noqa: BLE001 (any refusal of the shape means no)
-        return False
-    return True
-
-
 def repeat(tile: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """[h, w, C] tile -> [height, width, C]: the tile repeated TILE_REPEAT x TILE_REPEAT times (more
     when needed) and cropped to `size`."""
