@@ -116,7 +116,7 @@ def settings_of(spec: RunSpec):
 
     return optimize.Settings(spec.steps, spec.lr, spec.tv_weight, spec.lp_weight, spec.lp_norm,
                              spec.jitter, spec.seed, early_stop=spec.early_stop, transforms=spec.transforms,
-                             objective=spec.objective, frames=spec.gif, alpha=spec.alpha)
+                             objective=spec.objective, frames=spec.gif, alpha=spec.alpha, diversity=spec.diversity)
 
 
 # --- seed images ---------------------------------------------------------------------------------

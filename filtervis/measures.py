@@ -89,16 +89,24 @@ def gram_similarity(features, group: int):
 
     Each Gram matrix is computed on its own image and each group's cosines on that group alone, so an
     image's value does not depend on the batch (see exact.py)."""
-    batch, channels = features.shape[0], features.shape[-1]
-    if batch % group:
-        raise ValueError(f"a batch of {batch} images does not split into groups of {group}")
+    channels = features.shape[-1]
     grams = []
-    for i in range(batch):
+    for i in range(features.shape[0]):
         flat = tf.reshape(features[i], [-1, channels])
         grams.append(tf.reshape(tf.matmul(flat, flat, transpose_a=True), [-1]))
+    return group_similarity(tf.stack(grams), group)
+
+
+def group_similarity(vectors, group: int):
+    """[B, D] `vectors` with B a multiple of `group` (rows g*group ... belong together) -> [B], the mean
+    cosine between each row and the other rows of its group (in [0, 1] for non-negative rows). Each
+    group's cosines are computed on that group alone, so a row's value does not depend on the batch."""
+    batch = vectors.shape[0]
+    if batch % group:
+        raise ValueError(f"a batch of {batch} images does not split into groups of {group}")
     out = []
     for first in range(0, batch, group):
-        members = tf.stack(grams[first:first + group])  # [group, C * C]
+        members = vectors[first:first + group]  # [group, D]
         unit = members / (tf.norm(members, axis=1, keepdims=True) + 1e-12)
         cosines = tf.matmul(unit, unit, transpose_b=True)  # [group, group], 1 on the diagonal
         out.append((tf.reduce_sum(cosines, axis=1) - tf.linalg.diag_part(cosines)) / (group - 1))

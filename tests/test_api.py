@@ -175,3 +175,28 @@ def test_alpha_on_a_grey_model_gives_grey_pictures_with_alpha(odd_model, tmp_pat
 
     with Image.open(folder / "filter_0000.png") as png, Image.open(folder / "palette.png") as palette:
         assert png.mode == "LA" and palette.mode == "L"
+
+
+def test_diversity_pushes_a_filters_pictures_apart(tiny_model):
+    """--diversity 3: picture k starts where a run at seed k * VARIANT_SEED_STRIDE starts, so without the
+    penalty the two would be equal; with it the pictures differ from those, and their layer responses
+    are further apart than those of the three independent pictures."""
+    import tensorflow as tf
+
+    from filtervis import measures, models, targets
+
+    options = dict(steps=48, preprocess="tf", size=16, rescue=False, filters=[0, 5])
+    diverse = filtervis.render(tiny_model, "conv2", diversity=3, **options)
+    seeds = [filtervis.render(tiny_model, "conv2", seed=k * targets.VARIANT_SEED_STRIDE, **options) for k in range(3)]
+    images = np.stack([v.image for r in diverse.filters for v in r.variants])  # filter 0's three, then 5's
+    alone = np.stack([seeds[k].images[i] for i in range(2) for k in range(3)])
+    assert images.shape == alone.shape == (6, 16, 16, 3)
+    assert all(not np.array_equal(a, b) for a, b in zip(images, alone))  # the penalty acted on every picture
+    cut = models.cut(tiny_model, "conv2")
+
+    def alike(stack):  # the layer's responses (every filter's mean activation), as benchmarks/quality.py takes them
+        inputs = models.preprocess_fn("tf")(tf.constant(stack.astype(np.float32) / 255.0))
+        responses = tf.reduce_mean(cut.activation(cut.forward(inputs)), axis=[1, 2])
+        return float(measures.group_similarity(responses, 3).numpy().mean())
+
+    assert 1 - alike(images) > 2 * (1 - alike(alone))  # at least twice as far apart (cosine distance)

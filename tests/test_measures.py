@@ -101,3 +101,13 @@ def test_gram_similarity_on_hand_made_features():
     np.testing.assert_allclose(similarity, [0.5, 0.5, 0.0, 0.0, 0.5, 0.5], atol=1e-6)
     with pytest.raises(ValueError, match="groups of 4"):
         measures.gram_similarity(features, 4)
+
+
+def test_group_similarity_is_the_mean_cosine_within_each_group():
+    vectors = tf.constant([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0], [1.0, 1.0], [1.0, 1.0]])
+    np.testing.assert_allclose(measures.group_similarity(vectors[:4], 2).numpy(), [1.0, 1.0, 2 ** -0.5, 2 ** -0.5],
+                               atol=1e-6)
+    np.testing.assert_allclose(measures.group_similarity(vectors[1:4], 3).numpy(),
+                               [(0 + 2 ** -0.5) / 2, (0 + 2 ** -0.5) / 2, 2 ** -0.5], atol=1e-6)
+    with pytest.raises(ValueError, match="groups of 2"):
+        measures.group_similarity(vectors, 2)
