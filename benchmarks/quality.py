@@ -660,7 +660,7 @@ def main_diversity(args, filters, extra, scorer, noise, natural, work) -> dict:
     seeds_seconds = time.perf_counter() - began
     out = {}
     for name, pictures in sets.items():
-        values, others, converged = [], [], 0
+        values, others, strengths, converged = [], [], [], 0
         for f in filters:
             responses = scorer.targets(np.stack(pictures[f]))
             norm = normalized_responses(responses, natural)
@@ -668,9 +668,11 @@ def main_diversity(args, filters, extra, scorer, noise, natural, work) -> dict:
             others.append(sameness(np.delete(norm, f, axis=1)))
             own = responses[:, f]
             converged += int(((own > 0) & (own >= 2 * noise[f])).sum())
+            strengths.extend(own / max(natural[f], 1e-9))
         out[name] = {"sameness": float(np.median(values)), "per_filter": [round(v, 3) for v in values],
                      "others_sameness": float(np.median(others)), "others_per_filter": [round(v, 3) for v in others],
-                     "converged": f"{converged}/{n * len(filters)}"}
+                     "converged": f"{converged}/{n * len(filters)}", "strength": float(np.median(strengths)),
+                     "min_strength": float(np.min(strengths))}
     out["diverse"]["seconds"], out["seeds"]["seconds"] = diverse_seconds, seeds_seconds
     print(f"--diversity {n} on the same {len(filters)} filters: median sameness among one filter's {n} pictures "
           f"{out['diverse']['sameness']:.2f} ({out['diverse']['converged']} converged, {diverse_seconds:.0f} s); "
@@ -679,6 +681,9 @@ def main_diversity(args, filters, extra, scorer, noise, natural, work) -> dict:
     print(f"  without the own filter's response (what else the pictures drive): diverse "
           f"{out['diverse']['others_sameness']:.2f}, seeds {out['seeds']['others_sameness']:.2f}, ratio "
           f"{out['diverse']['others_sameness'] / max(out['seeds']['others_sameness'], 1e-9):.2f}")
+    print(f"  strength of the pictures (median, min): diverse {out['diverse']['strength']:.2f} "
+          f"({out['diverse']['min_strength']:.2f}), seeds {out['seeds']['strength']:.2f} "
+          f"({out['seeds']['min_strength']:.2f})")
     return out
 
 

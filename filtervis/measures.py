@@ -81,11 +81,12 @@ def class_margins(logits):
     return logits - tf.reduce_logsumexp(others, axis=-1)
 
 
-def gram_similarity(features, group: int):
+def gram_similarity(features, group: int, fixed: bool = False):
     """How alike each image's feature statistics are to those of the other images of its group
     (--diversity): `features` [B, ..., C] with B a multiple of `group` (images g*group ... belong
     together) -> [B], the mean cosine between the image's flattened Gram matrix (channel by channel
     products summed over places) and each other group member's, in [0, 1] for non-negative features.
+    With `fixed`, the other members count as constants (see group_similarity).
 
     Each Gram matrix is computed on its own image and each group's cosines on that group alone, so an
     image's value does not depend on the batch (see exact.py)."""
@@ -94,13 +95,15 @@ def gram_similarity(features, group: int):
     for i in range(features.shape[0]):
         flat = tf.reshape(features[i], [-1, channels])
         grams.append(tf.reshape(tf.matmul(flat, flat, transpose_a=True), [-1]))
-    return group_similarity(tf.stack(grams), group)
+    return group_similarity(tf.stack(grams), group, fixed)
 
 
-def group_similarity(vectors, group: int):
+def group_similarity(vectors, group: int, fixed: bool = False):
     """[B, D] `vectors` with B a multiple of `group` (rows g*group ... belong together) -> [B], the mean
     cosine between each row and the other rows of its group (in [0, 1] for non-negative rows). Each
-    group's cosines are computed on that group alone, so a row's value does not depend on the batch."""
+    group's cosines are computed on that group alone, so a row's value does not depend on the batch.
+    With `fixed`, each row's value has a gradient with respect to that row only (the other rows are
+    constants in it), so a penalty on it moves every row by its own term alone."""
     batch = vectors.shape[0]
     if batch % group:
         raise ValueError(f"a batch of {batch} images does not split into groups of {group}")
@@ -108,9 +111,23 @@ def group_similarity(vectors, group: int):
     for first in range(0, batch, group):
         members = vectors[first:first + group]  # [group, D]
         unit = members / (tf.norm(members, axis=1, keepdims=True) + 1e-12)
-        cosines = tf.matmul(unit, unit, transpose_b=True)  # [group, group], 1 on the diagonal
+        cosines = tf.matmul(unit, tf.stop_gradient(unit) if fixed else unit, transpose_b=True)  # 1 on the diagonal
         out.append((tf.reduce_sum(cosines, axis=1) - tf.linalg.diag_part(cosines)) / (group - 1))
     return tf.concat(out, axis=0)
+
+
+def share_of_best(values, group: int):
+    """[B] `values` with B a multiple of `group` -> [B], each value divided by the largest of its group
+    (rows g*group ...; 0 where that is not positive), without gradient."""
+    members = tf.reshape(values, [-1, group])
+    best = tf.reduce_max(members, axis=1, keepdims=True)
+    share = tf.where(best > 0, members / tf.where(best > 0, best, 1.0), 0.0)
+    return tf.stop_gradient(tf.reshape(share, [-1]))
+
+
+def gate(values, low: float, high: float):
+    """0 at or below `low`, 1 at or above `high`, linear between."""
+    return tf.clip_by_value((values - low) / (high - low), 0.0, 1.0)
 
 
 # --- regularizers ---------------------------------------------------------------------------------

@@ -26,8 +26,10 @@ CONVERGENCE_RATIO = 2.0  # converged: activation at least this times its activat
 CONVERGENCE_FLOOR = 1e-6  # ...and above this share of the filter's typical response (above 0 beyond rounding)
 RESCUE_FLOOR = 1e-3  # a converged filter below this share of its typical response is still rescued (`strong`)
 MIN_EARLY_STOP_STEPS = 4 * DEFAULT_CHUNK  # early stopping never stops a filter before this many steps
-DIVERSITY_SHARE = 0.3  # --diversity: a picture may give up about this share of its objective to be unlike
-# its filter's other pictures (the penalty is this times the objective's size times the mean Gram cosine)
+DIVERSITY_SHARE = 4.0  # --diversity: the penalty is this times the objective's size times the mean Gram
+# cosine to the filter's other pictures (held fixed: each picture moves itself away from them)...
+DIVERSITY_GATE = (0.5, 0.75)  # ...in full while the picture's activation is at least the second share of its
+# filter's best picture's, fading to none at the first, so no picture gives up its filter to be different
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,7 +227,8 @@ class Renderer:
             loss = -target * tf.gather(self.target.inverse_scales, items)
             if self.group > 1:  # the pictures of one filter repel each other
                 size = tf.stop_gradient(tf.abs(loss))
-                loss += DIVERSITY_SHARE * size * measures.gram_similarity(maps, self.group)
+                gate = measures.gate(measures.share_of_best(post, self.group), *DIVERSITY_GATE)
+                loss += gate * DIVERSITY_SHARE * size * measures.gram_similarity(maps, self.group, fixed=True)
             if self.regularized:  # the defaults need neither TV nor Lp, nor their gradients
                 penalty = measures.penalty(images, tf.gather(self.tv_weights, items),
                                            tf.gather(self.lp_weights, items), self.lp_p)

@@ -111,3 +111,25 @@ def test_group_similarity_is_the_mean_cosine_within_each_group():
                                [(0 + 2 ** -0.5) / 2, (0 + 2 ** -0.5) / 2, 2 ** -0.5], atol=1e-6)
     with pytest.raises(ValueError, match="groups of 2"):
         measures.group_similarity(vectors, 2)
+
+
+def test_fixed_group_similarity_moves_each_row_by_its_own_term_only():
+    """Same values; with `fixed` the gradient of row 0's value reaches row 0 and not its group partner."""
+    vectors = tf.Variable([[1.0, 0.5], [0.2, 1.0], [1.0, 1.0], [0.0, 1.0]])
+    for fixed, partner_moves in ((False, True), (True, False)):
+        with tf.GradientTape() as tape:
+            values = measures.group_similarity(vectors, 2, fixed=fixed)
+            first = values[0]
+        grad = tape.gradient(first, vectors).numpy()
+        np.testing.assert_allclose(values.numpy(), measures.group_similarity(vectors, 2).numpy(), rtol=1e-6)
+        assert np.abs(grad[0]).sum() > 0
+        assert (np.abs(grad[1]).sum() > 0) == partner_moves
+        assert np.abs(grad[2:]).sum() == 0
+
+
+def test_share_of_best_and_gate():
+    values = tf.constant([2.0, 1.0, 0.5, 0.0, 0.0, 3.0])
+    np.testing.assert_allclose(measures.share_of_best(values, 3).numpy(), [1.0, 0.5, 0.25, 0.0, 0.0, 1.0])
+    np.testing.assert_allclose(measures.share_of_best(tf.zeros([4]), 2).numpy(), [0.0] * 4)  # no best: 0
+    np.testing.assert_allclose(measures.gate(tf.constant([0.2, 0.5, 0.625, 0.75, 0.9]), 0.5, 0.75).numpy(),
+                               [0.0, 0.0, 0.5, 1.0, 1.0])
