@@ -26,7 +26,7 @@ CONVERGENCE_RATIO = 2.0  # converged: activation at least this times its activat
 CONVERGENCE_FLOOR = 1e-6  # ...and above this share of the filter's typical response (above 0 beyond rounding)
 RESCUE_FLOOR = 1e-3  # a converged filter below this share of its typical response is still rescued (`strong`)
 MIN_EARLY_STOP_STEPS = 4 * DEFAULT_CHUNK  # early stopping never stops a filter before this many steps
-DIVERSITY_SHARE = 4.0  # --diversity: the penalty is this times the objective's size times the mean Gram
+DIVERSITY_SHARE = 6.0  # --diversity: the penalty is this times the objective's size times the mean Gram
 # cosine to the filter's other pictures (held fixed: each picture moves itself away from them)...
 DIVERSITY_GATE = (0.5, 0.75)  # ...in full while the picture's activation is at least the second share of its
 # filter's best picture's, fading to none at the first, so no picture gives up its filter to be different

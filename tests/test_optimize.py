@@ -385,4 +385,4 @@ def test_diverse_pictures_differ_more_than_independent_seeds_and_not_with_the_ba
                                       features=True)
         return measures.gram_similarity(maps, 3).numpy().mean()
 
-    assert alike(together) < 0.8 * alike(seeds)  # measured: 0.56 against 0.97
+    assert alike(together) < 0.5 * alike(seeds)  # measured: 0.27 against 0.97
