@@ -7,6 +7,8 @@ convert between the two, keeping the channel axis even for grey images.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -53,6 +55,16 @@ def _font(size: int):
     return ImageFont.load_default(size=max(8, int(size)))
 
 
+def _fitting_font(text: str, size: int, width: int):
+    """The font of `size`, smaller if `text` would be wider than `width` pixels, down to the smallest
+    legible size (8)."""
+    draw = ImageDraw.Draw(Image.new("L", (1, 1)))
+    size = max(8, int(size))
+    while size > 8 and draw.textlength(text, font=_font(size)) > width:
+        size -= 1
+    return _font(size)
+
+
 def draw_text(tile: np.ndarray, text: str) -> np.ndarray:
     """A copy of uint8 [H, W, C] `tile` with `text` in its top-left corner, white with a black outline
     (legible on any tile). In an RGBA tile the label is opaque, its anti-aliased edge blending the
@@ -91,10 +103,13 @@ def stitch(tiles: list[np.ndarray], cols: int, title: str = "", margin: int = DE
     cols = min(cols, len(tiles))
     rows = -(-len(tiles) // cols)
     title_height = max(12, min(32, width // 4 + 4)) + margin if title else 0
-    canvas = Image.new(mode, (cols * (width + margin) + margin,
+    grid_width = cols * (width + margin) + margin
+    font = _fitting_font(title, title_height - margin - 2, grid_width - 2 * margin) if title else None
+    title_width = math.ceil(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(title, font=font)) if title else 0
+    canvas = Image.new(mode, (max(grid_width, title_width + 2 * margin),  # wider only for a title too long to fit
                               rows * (height + margin) + margin + title_height), background)
     if title:
-        ImageDraw.Draw(canvas).text((margin, margin), title, font=_font(title_height - margin - 2), fill=ink)
+        ImageDraw.Draw(canvas).text((margin, margin), title, font=font, fill=ink)
     for i, tile in enumerate(tiles):
         row, col = divmod(i, cols)
         canvas.paste(to_pil(tile), (margin + col * (width + margin),

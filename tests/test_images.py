@@ -21,6 +21,20 @@ def test_stitch_title_adds_a_band_with_text():
     assert (band < 128).any()  # dark title text on white
 
 
+@pytest.mark.parametrize("cols, size", [(2, 64), (1, 48), (3, 32)])
+def test_a_long_title_shrinks_to_fit_a_narrow_palette(cols, size):
+    """The whole title stays on the canvas (fer's layers in 2 columns of 64 px used to lose their end):
+    smaller type, and a wider canvas (tiles where they were) where even the smallest does not fit."""
+    tiles = [np.full((size, size, 3), 200, np.uint8)] * cols
+    plain = images.stitch(tiles, cols=cols)
+    titled = images.stitch(tiles, cols=cols, title="separable_conv2d_6")
+    band = titled[: titled.shape[0] - plain.shape[0]]
+    ink = np.argwhere((band < 128).any(axis=2))
+    assert len(ink) > 20
+    assert ink[:, 1].max() < titled.shape[1] - images.DEFAULT_MARGIN  # ends inside the right margin
+    np.testing.assert_array_equal(titled[band.shape[0]:, :plain.shape[1]], plain)  # the grid as it was
+
+
 def test_draw_text_marks_only_the_corner():
     tile = np.full((64, 64, 3), 128, np.uint8)
     labeled = images.draw_text(tile, "7")
