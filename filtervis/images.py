@@ -56,13 +56,14 @@ def _font(size: int):
 
 
 def _fitting_font(text: str, size: int, width: int):
-    """The font of `size`, smaller if `text` would be wider than `width` pixels, down to the smallest
-    legible size (8)."""
+    """(font, text width in pixels): the font of `size`, smaller if `text` would be wider than `width`
+    pixels, down to the smallest legible size (8)."""
     draw = ImageDraw.Draw(Image.new("L", (1, 1)))
     size = max(8, int(size))
     while size > 8 and draw.textlength(text, font=_font(size)) > width:
         size -= 1
-    return _font(size)
+    font = _font(size)
+    return font, math.ceil(draw.textlength(text, font=font))
 
 
 def draw_text(tile: np.ndarray, text: str) -> np.ndarray:
@@ -104,8 +105,7 @@ def stitch(tiles: list[np.ndarray], cols: int, title: str = "", margin: int = DE
     rows = -(-len(tiles) // cols)
     title_height = max(12, min(32, width // 4 + 4)) + margin if title else 0
     grid_width = cols * (width + margin) + margin
-    font = _fitting_font(title, title_height - margin - 2, grid_width - 2 * margin) if title else None
-    title_width = math.ceil(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(title, font=font)) if title else 0
+    font, title_width = _fitting_font(title, title_height - margin - 2, grid_width - 2 * margin) if title else (None, 0)
     canvas = Image.new(mode, (max(grid_width, title_width + 2 * margin),  # wider only for a title too long to fit
                               rows * (height + margin) + margin + title_height), background)
     if title:
