@@ -406,12 +406,12 @@ def run_filtervis(layer, size, filters, seed, out, extra=(), subject: Subject | 
                "--filters", filters, "--seed", str(seed), "--size", str(size), "--out", str(out), "--quiet", *extra]
     folder = Path(out) / layer
     if subject is not None:
-        from filtervis import outputs
+        from filtervis import store
 
         env = subject.env()
         command = [sys.executable, "-m", "filtervis", "run", *subject.cli(), "--layer", layer,
                    "--filters", filters, "--seed", str(seed), "--out", str(out), "--quiet", *extra]
-        folder = Path(out) / outputs.layer_dirname(layer)
+        folder = Path(out) / store.layer_dirname(layer)
     began = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode:
@@ -446,7 +446,7 @@ TFKV_SCRIPT = textwrap.dedent("""
     filters = [int(f) for f in sys.argv[5].split(",")]
     vgg = models.load("vgg16", "hed", size=size).model
     inputs = keras.Input((size, size, 3))  # 0-255 RGB, the range tf-keras-vis optimizes in
-    mean = tf.constant(models.CAFFE_MEAN_BGR, tf.float32)
+    mean = tf.constant(models.preprocess.CAFFE_MEAN_BGR, tf.float32)
     x = keras.layers.Lambda(lambda x: x[..., ::-1] - mean)(inputs)
     for vgg_layer in vgg.layers[1:]:  # VGG16 is a chain: re-apply its layers up to the target
         x = vgg_layer(x)
@@ -564,7 +564,7 @@ def main(argv=None):
         return main_model(args)
     args.size = args.size or 128
 
-    from filtervis import config, models
+    from filtervis import options as config, models
 
     count = models.check_visualizable(models.load("vgg16", "hed", size=args.size).model, args.layer)
     filters = config.parse_filters(args.filters).resolve(count, args.seed, args.layer)
@@ -700,7 +700,7 @@ def _cached(folder: Path, layer: str, filters) -> tuple | None:
 
 def main_model(args):
     """The benchmark for a Subject (fer, onet): the same scores, plus class agreement for class layers."""
-    from filtervis import config, models
+    from filtervis import options as config, models
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="filtervis-quality-"))
     subject = Subject(args.model, work)

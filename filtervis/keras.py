@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 
-from . import api, outputs
+from . import api, store
 from .errors import SpecError
 
 
@@ -45,7 +45,7 @@ class FilterCallback(keras.callbacks.Callback):
             if importlib.util.find_spec("tensorboard") is None:
                 raise SpecError("FilterCallback(tensorboard=...) needs the tensorboard package; "
                                 "pip install tensorboard (or filtervis[tensorboard]), or leave tensorboard out")
-        outputs.check_writable(out)
+        store.check_writable(out)
         self.layers, self.filters, self.out, self.every = layers, filters, Path(out), every
         self.tensorboard, self.options = tensorboard, dict(options)
         self.written: list[Path] = []  # every palette written, in order
@@ -58,8 +58,8 @@ class FilterCallback(keras.callbacks.Callback):
         for layer in self.layers:
             result = api.render(self.model, layer, self.filters, **self.options)
             palette = result.palette_array()
-            path = self.out / outputs.layer_dirname(layer) / epoch_filename(done)
-            outputs.write_png(path, palette)
+            path = self.out / store.layer_dirname(layer) / epoch_filename(done)
+            store.write_png(path, palette)
             self.written.append(path)
             if self.tensorboard is not None:
                 self._summary(layer, palette, done)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import tensorflow as tf
 
 from . import exact
-from .config import OBJECTIVES
 
 
 def channel(outputs, filters):
@@ -34,7 +33,7 @@ def neuron(outputs, filters):
     return channel(centre(outputs), filters)
 
 
-LAYER_MEASURES = dict(zip(OBJECTIVES, (channel, neuron)))  # what `filtervis run --objective` maximizes per filter
+LAYER_MEASURES = {"channel": channel, "neuron": neuron}  # what each filter maximizes, by `--objective` name
 
 
 def soft_relu(preactivation, temperature):

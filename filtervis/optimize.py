@@ -16,7 +16,6 @@ import numpy as np
 import tensorflow as tf
 
 from . import measures, targets, transforms
-from .config import DEFAULT_OBJECTIVE
 from .params import Pixels
 from .targets import START_THRESHOLD, filter_key, noise_images  # noqa: F401 (part of this module's API)
 
@@ -30,25 +29,6 @@ DIVERSITY_SHARE = 6.0  # --diversity: the penalty is this times the objective's 
 # cosine to the filter's other pictures (held fixed: each picture moves itself away from them)...
 DIVERSITY_GATE = (0.5, 0.75)  # ...in full while the picture's activation is at least the second share of its
 # filter's best picture's, fading to none at the first, so no picture gives up its filter to be different
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Optimization settings of one run (see config.DEFAULT_*)."""
-
-    steps: int
-    lr: float
-    tv_weight: float
-    lp_weight: float
-    lp_norm: float
-    jitter: int
-    seed: int
-    early_stop: float = 0.0  # stop a filter once its loss fell by less than this share over a chunk; 0: off
-    transforms: str = transforms.DEFAULT_TRANSFORMS
-    objective: str = DEFAULT_OBJECTIVE  # what each filter maximizes: a key of measures.LAYER_MEASURES
-    frames: bool = False  # keep a snapshot of every image at each chunk boundary (for --gif)
-    alpha: bool = False  # accumulate each image's input-gradient magnitude over the steps (for --alpha)
-    diversity: int = 1  # images per filter, in consecutive groups of the batch, pushed apart (--diversity)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,14 +101,16 @@ class Renderer:
     `targets.ObjectiveBatch`, or a `graph.Cut`, rendered by filter): item `items[i]` of the target for
     image i.
 
-    `image_shape` is (height, width, channels); `preprocess` maps images in [0, 1] to model input.
+    `image_shape` is (height, width, channels); `preprocess` maps images in [0, 1] to model input;
+    `settings` holds the run's options (an `options.RunSpec`: steps, lr, tv_weight, lp_weight, lp_norm,
+    jitter, transforms, objective, seed, early_stop, alpha, gif, diversity).
     Build one per target and settings; call `render` per batch. The parts: `_reset` loads a batch's
     start into the optimizer's variables, `steps` runs a chunk of steps (compiled), `_step` is one step
     of one chain, `measure` scores finished images, `render` drives the chunks (early stopping,
     progress, frames).
     """
 
-    def __init__(self, target, preprocess, image_shape, batch: int, settings: Settings, param=None):
+    def __init__(self, target, preprocess, image_shape, batch: int, settings, param=None):
         self.target = targets.as_target(target, preprocess, image_shape, settings)
         self.preprocess = preprocess
         self.image_shape, self.batch, self.settings = tuple(image_shape), batch, settings
@@ -296,7 +278,7 @@ class Renderer:
         active = np.ones(self.batch, bool)
         previous = None
         done = 0
-        frames = [self._snapshot()] if self.settings.frames else []
+        frames = [self._snapshot()] if self.settings.gif else []
         while done < self.settings.steps and active[:real].any():
             chunk = min(DEFAULT_CHUNK, self.settings.steps - done)
             loss = self.steps(tf.constant(chunk, tf.int32)).numpy() / chunk
@@ -309,7 +291,7 @@ class Renderer:
                     active &= ~plateaued(previous, loss, self.settings.early_stop)
                     self.active.assign(active.astype(np.float32))
                 previous = loss
-            if self.settings.frames:
+            if self.settings.gif:
                 frames.append(self._snapshot())
         if progress and done < self.settings.steps:
             progress((self.settings.steps - done) * real)  # steps saved by early stopping

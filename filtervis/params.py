@@ -24,7 +24,6 @@ import numpy as np
 import tensorflow as tf
 
 from . import exact
-from .config import DEFAULT_DECAY, PARAMS
 
 DEFAULT_INIT_AMPLITUDE = 0.1  # pixel start: mid-grey +- this much
 FOURIER_INIT_STD = 0.01  # fft start: spectrum parameters ~ N(0, this), a near-grey image
@@ -112,7 +111,7 @@ class Fourier:
 
     name = "fft"
 
-    def __init__(self, image_shape, decay: float = DEFAULT_DECAY):
+    def __init__(self, image_shape, decay: float = 1.0):
         if decay < 0:
             raise ValueError(f"decay must be 0 or more, but was {decay}")
         self.image_shape = check_image_shape(image_shape)
@@ -270,7 +269,10 @@ class Maco:
         return params
 
 
-def build(name: str, image_shape, decay: float = DEFAULT_DECAY):
+NAMES = ("pixel", "fft", "maco")  # the parameterizations `build` knows; `resolve` also takes `auto`
+
+
+def build(name: str, image_shape, decay: float):
     """The parameterization called `name` (`pixel`, `fft` or `maco`) for images of `image_shape`
     (height, width, channels); `decay` is fft's."""
     if name == "pixel":
@@ -279,7 +281,7 @@ def build(name: str, image_shape, decay: float = DEFAULT_DECAY):
         return Fourier(image_shape, decay)
     if name == "maco":
         return Maco(image_shape)
-    raise ValueError(f"unknown parameterization {name!r}; use one of {', '.join(PARAMS[1:])}")
+    raise ValueError(f"unknown parameterization {name!r}; use one of {', '.join(NAMES)}")
 
 
 AUTO_FFT_DOWNSAMPLING = 4  # auto: fft once the layer's map is this many times smaller than the image

@@ -4,7 +4,7 @@ The page is rebuilt from every manifest in OUT (`OUT/*/manifest*.json`, or OUT's
 layer folder), so it is right whatever wrote them: a run, an interrupted run, the parts of a sharded
 run, `filtervis stitch`. It holds its CSS and script inline and refers to the PNGs by relative paths,
 so the folder can be zipped or uploaded as it is. A layer folder's manifests are merged (manifest.json
-first, then the shards by K); a manifest of another command (see `run.compare_params`) is left out
+first, then the shards by K); a manifest of another command (see `store.compare_params`) is left out
 and named in the layer's warnings.
 
 Each filter gets one of four statuses (disjoint, they add up to the filters listed):
@@ -14,7 +14,6 @@ converged (on the first try), rescued (converged in the rescue), dead (nothing f
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import html
 import json
@@ -24,165 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-from . import __version__, outputs
-from .config import FAIL_ON
-from .errors import OutputError
+from . import __version__, store
+from .options import FAIL_ON
+from .store import STATUSES, UNCONVERGED, LayerView, filter_status, read_views
 
 INDEX = "index.html"
-STATUSES = ("converged", "rescued", "dead", "failed")
-UNCONVERGED = ("dead", "failed")
-SHOWN = 10  # filter indices listed in a warning before "..."
-
-
-def filter_status(entry: dict) -> str:
-    """converged, rescued, dead or failed, from a manifest entry."""
-    status = entry.get("status", "done")
-    if status == "dead":
-        return "dead"
-    if status != "done" or not entry.get("converged"):
-        return "failed"
-    return "rescued" if entry.get("rescued") else "converged"
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerView:
-    """One layer folder as its manifests describe it: the filters in scope, with their entries."""
-
-    layer: str
-    folder: Path
-    manifest: dict  # the first manifest merged (its model and params are the page's)
-    manifests: tuple[Path, ...]  # merged
-    entries: tuple[dict, ...]  # by index; only filters in scope
-    scope: tuple[int, ...]  # the filters the manifests ask for (planned, or one run's part)
-    palettes: tuple[str, ...]  # file names in `folder`
-    notes: tuple[str, ...] = ()  # manifests left out, and why
-    shards: tuple = ()  # each merged manifest's `shard` (`K/N`, or None)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATUSES, 0)
-        for entry in self.entries:
-            counts[filter_status(entry)] += 1
-        return counts
-
-    @property
-    def missing(self) -> tuple[int, ...]:
-        listed = {int(e["index"]) for e in self.entries}
-        return tuple(i for i in self.scope if i not in listed)
-
-    @property
-    def unconverged(self) -> tuple[int, ...]:
-        return tuple(int(e["index"]) for e in self.entries if filter_status(e) in UNCONVERGED)
-
-    @property
-    def seconds(self) -> float:
-        """Rendering time of the listed filters (the sum of the manifest's per-filter seconds)."""
-        return round(sum(float(e.get("seconds") or 0) for e in self.entries), 3)
-
-    def warnings(self) -> list[str]:
-        """What a reader of the page should know, one sentence each."""
-        by_status = {s: [int(e["index"]) for e in self.entries if filter_status(e) == s] for s in STATUSES}
-        nan = [int(e["index"]) for e in self.entries if e.get("status") == "failed"]
-        slow = [i for i in by_status["failed"] if i not in nan]
-        lines = []
-        if slow:
-            lines.append(f"{_count(slow)} did not converge ({_shown(slow)}); try more --steps or another --param")
-        if nan:
-            lines.append(f"{_count(nan)} hit NaN/Inf even after a restart with a smaller step ({_shown(nan)}); "
-                         "no PNG")
-        if by_status["dead"]:
-            lines.append(f"{_count(by_status['dead'])} dead ({_shown(by_status['dead'])}): nothing the rescue "
-                         "tried fired them")
-        if self.missing:
-            parts = _missing_shards(self.shards)
-            where = f" (no manifest from part {', '.join(parts)})" if parts else ""
-            lines.append(f"{_count(self.missing)} not finished ({_shown(self.missing)}){where}; run them "
-                         "with --resume (and `filtervis stitch` for shards)")
-        return lines + list(self.notes)
-
-def _count(indices) -> str:
-    return f"{len(indices)} filter" + ("" if len(indices) == 1 else "s")
-
-
-def _shown(indices) -> str:
-    return ", ".join(map(str, list(indices)[:SHOWN])) + (" ..." if len(indices) > SHOWN else "")
-
-
-def _missing_shards(shards) -> list[str]:
-    """`K/N` of the parts no merged manifest came from (none unless every manifest is a part)."""
-    if not shards or not all(shards):
-        return []
-    total = int(shards[0].split("/")[1])
-    seen = {int(s.split("/")[0]) for s in shards}
-    return [f"{k}/{total}" for k in range(1, total + 1) if k not in seen]
-
-
-def layer_folders(out: str | Path) -> list[Path]:
-    """The layer folders of a run's OUT (sorted), or [OUT] when OUT is itself a layer folder."""
-    out = Path(out)
-    if outputs.manifest_files(out):
-        return [out]
-    if not out.is_dir():
-        return []
-    return sorted(p for p in out.iterdir() if p.is_dir() and outputs.manifest_files(p))
-
-
-def read_view(folder: Path, paths: list[Path] | None = None, scope: str = "planned") -> LayerView:
-    """The LayerView of a layer folder from `paths` (default: all its manifests). `scope` "planned" keeps
-    the filters of the whole command, "part" those of the first manifest's run (its --shard part).
-    OutputError when no manifest can be read."""
-    from .run import compare_params
-
-    folder = Path(folder)
-    paths = list(paths if paths is not None else outputs.manifest_files(folder))
-    read, notes = [], []
-    for path in paths:
-        try:
-            read.append((path, outputs.read_manifest(path)))
-        except OutputError as exc:
-            notes.append(str(exc).split(";")[0] + "; not shown")
-    if not read:
-        raise OutputError(f"{folder}: no readable manifest; " + (notes[0] if notes else "give a run's --out folder"))
-    (first_path, first), merged = read[0], [read[0]]
-    for path, manifest in read[1:]:
-        difference = compare_params(first, manifest)
-        if not difference and manifest.get("planned") != first.get("planned"):
-            difference = ("filter list", first.get("planned"), manifest.get("planned"))
-        if difference:
-            key, before, now = difference
-            notes.append(f"{path.name} comes from another command ({key}={now!r}, {first_path.name}: "
-                         f"{before!r}); not shown")
-        else:
-            merged.append((path, manifest))
-    found: dict[int, dict] = {}
-    for _, manifest in merged:
-        for entry in manifest["filters"]:
-            found.setdefault(int(entry["index"]), entry)
-    wanted = first.get("part" if scope == "part" else "planned")
-    scope_list = [int(i) for i in wanted] if isinstance(wanted, list) else sorted(found)
-    palettes = [m["palette"] for _, m in merged if m.get("palette") and (folder / m["palette"]).is_file()]
-    return LayerView(str(first.get("layer")), folder, first, tuple(p for p, _ in merged),
-                     tuple(found[i] for i in sorted(found) if i in set(scope_list)), tuple(scope_list),
-                     tuple(dict.fromkeys(palettes)), tuple(notes), tuple(m.get("shard") for _, m in merged))
-
-
-def read_views(out: str | Path) -> list[LayerView]:
-    """A LayerView per layer folder of OUT (see `layer_folders`); a folder none of whose manifests can be
-    read is left out, so a broken folder beside a run never stops the run's page."""
-    views = []
-    for folder in layer_folders(out):
-        try:
-            views.append(read_view(folder))
-        except OutputError:
-            continue
-    return views
-
-
-def written_views(folders, shard: tuple[int, int] | None = None) -> list[LayerView]:
-    """What one command wrote: per layer folder, its own manifest (the shard's, for `--shard K/N`)
-    and its own part of the filters; other shards in the folder are not counted."""
-    name = outputs.manifest_name(shard)
-    return [read_view(Path(f), [Path(f) / name], scope="part") for f in folders]
 
 
 def failed_gate(views: list[LayerView], fail_on: str) -> bool:
@@ -211,14 +56,6 @@ def summary(views: list[LayerView], index: Path | None, fail_on: str = "never") 
             "failed_gate": failed_gate(views, fail_on), "layers": [layer_summary(v) for v in views]}
 
 
-def save_manifest(folder: Path, manifest: dict, name: str = outputs.MANIFEST) -> None:
-    """A run's one way to write a layer manifest: the manifest, then OUT/index.html (OUT is the layer
-    folder's parent) rebuilt from every manifest in OUT, unless the run's params say `report: false`."""
-    outputs.write_manifest(folder, manifest, name)
-    if manifest.get("params", {}).get("report", True):
-        write_report(Path(folder).parent)
-
-
 def write_report(out: str | Path) -> Path:
     """Rebuild OUT/index.html from the manifests in OUT, atomically; returns its path.
 
@@ -227,7 +64,7 @@ def write_report(out: str | Path) -> Path:
     out = Path(out)
     with _locked(out):
         page = render_index(read_views(out), out)
-        outputs.atomic_write(out / INDEX, page.encode())
+        store.atomic_write(out / INDEX, page.encode())
     return out / INDEX
 
 
@@ -338,7 +175,7 @@ written {_e(time.strftime('%Y-%m-%d %H:%M:%S %z'))} by filtervis {_e(__version__
 
 
 def _anchor(view: LayerView) -> str:
-    return "layer-" + outputs.layer_dirname(view.layer)
+    return "layer-" + store.layer_dirname(view.layer)
 
 
 def _section(view: LayerView, out: Path) -> str:

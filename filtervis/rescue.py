@@ -48,7 +48,7 @@ def _rank(result) -> tuple[float, float]:
 class Rescuer:
     """Reruns unconverged filters of one layer; renderers are built on first need, one per batch size."""
 
-    def __init__(self, target, preprocess, image_shape, settings: optimize.Settings, max_batch: int):
+    def __init__(self, target, preprocess, image_shape, settings, max_batch: int):
         """`target`: the layer's targets.LayerFilters (its scales are measured once, for every pass), or
         a graph.Cut."""
         target = targets.as_target(target, preprocess, image_shape, settings)

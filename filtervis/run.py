@@ -14,15 +14,10 @@ import time
 from pathlib import Path
 
 
-from . import api, images, models, outputs, report
-from .config import RunSpec, shard_part
+from . import api, models, records, report, store
 from .errors import Interrupted, SpecError
-from .result import (STATUS_DEAD, STATUS_DONE, STATUS_FAILED, WITH_PNG, entry_tiles, palette_cols, write_palette_gif,
-                     write_records)
-
-# Parameters that do not change a filter's image: runs that differ only in these may be resumed and stitched.
-UNCOMPARED_PARAMS = frozenset({"batch", "cols", "filters", "layers", "shard", "resume", "unsafe_model",
-                               "memory_budget", "report"})
+from .options import RunSpec, shard_part
+from .store import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, WITH_PNG
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,16 +62,15 @@ def plan(spec: RunSpec, loaded: models.LoadedModel) -> list[Plan]:
         filters = shard_part(job.filters, spec.shard)
         if spec.seed_image and filters:
             job.starts = api.seed_images(spec.seed_image, filters, job.image_shape)
-        folder = Path(spec.out) / outputs.layer_dirname(layer)
+        folder = Path(spec.out) / store.layer_dirname(layer)
         if folder in folders:
             raise SpecError(f"layers '{folders[folder]}' and '{layer}' would share the folder {folder}; "
                             "visualize them in separate runs with different --out")
         folders[folder] = layer
         # Images do not depend on the batch (see exact.py), except, rarely, with TV and Lp both on; so
         # --resume keeps the batch the earlier run chose unless --batch is given.
-        earlier = _earlier_batch(folder / outputs.manifest_name(spec.shard)) if spec.resume else None
+        earlier = _earlier_batch(folder / store.manifest_name(spec.shard)) if spec.resume else None
         job.choose_batch(len(filters), earlier)  # SpecError when not one image fits the memory budget
-        job.param()
         plans.append(Plan(job, filters, folder))
     return plans
 
@@ -87,7 +81,9 @@ def run(spec: RunSpec, stop=None) -> list[LayerReport]:
     `stop()` is asked between steps chunks and batches; when it returns a signal number the run ends
     cleanly: the finished PNGs, the manifest and a palette of them stay, and `errors.Interrupted` is raised.
     """
-    outputs.check_writable(spec.out)
+    if not spec.layers:
+        raise SpecError("--layer is required: name at least one layer (`filtervis layers` lists them)")
+    store.check_writable(spec.out)
     if spec.seed_image:
         api.check_seed_source(spec.seed_image)
     loaded = api.load(spec.model, spec)
@@ -152,7 +148,7 @@ def _render_layer(spec: RunSpec, plan_: Plan, stop) -> LayerReport:
     as it finishes (see _save_batch), then the palette and the final manifest (also when stopped)."""
     from tqdm import tqdm
 
-    job, name = plan_.job, outputs.manifest_name(spec.shard)
+    job, name = plan_.job, store.manifest_name(spec.shard)
     manifest = job.manifest(job.filters, plan_.filters)
     entries = _resumable(plan_, manifest, name) if spec.resume else {}
     todo = [f for f in plan_.filters if f not in entries]
@@ -167,7 +163,7 @@ def _render_layer(spec: RunSpec, plan_: Plan, stop) -> LayerReport:
                       f"{job.image_shape[1]}x{job.image_shape[0]} px, {_plan_text(job)}", file=sys.stderr)
         try:
             result = job.run(todo, progress=progress, stop=stop,
-                             on_batch=lambda _, records: _save_batch(plan_.folder, records, entries, manifest, name))
+                             on_batch=lambda _, batch: _save_batch(spec, plan_.folder, batch, entries, manifest, name))
         except Interrupted as exc:
             _finish(spec, plan_, entries, manifest, name)
             done = sum(1 for f in plan_.filters if f in entries)
@@ -175,7 +171,7 @@ def _render_layer(spec: RunSpec, plan_: Plan, stop) -> LayerReport:
                               f"{len(plan_.filters)} filters of layer '{plan_.layer}' are finished and saved in "
                               f"{plan_.folder}", exc.signal_number) from None
     _finish(spec, plan_, entries, manifest, name)
-    write_palette_gif(plan_.folder, plan_.layer, result.filters, spec.cols)
+    store.write_palette_gif(plan_.folder, plan_.layer, records.movies(result.filters), spec.cols)
     mine = [entries[f] for f in plan_.filters]
     dead = tuple(e["index"] for e in mine if e["status"] == STATUS_DEAD)
     failed = tuple(e["index"] for e in mine if not e["converged"] and e["status"] != STATUS_DEAD)
@@ -183,74 +179,70 @@ def _render_layer(spec: RunSpec, plan_: Plan, stop) -> LayerReport:
     return LayerReport(plan_.layer, plan_.folder, len(mine), len(mine) - len(failed) - len(dead), failed, faulty, dead)
 
 
-def _save_batch(folder: Path, records, entries: dict, manifest: dict, name: str) -> None:
+def _save_batch(spec: RunSpec, folder: Path, batch, entries: dict, manifest: dict, name: str) -> None:
     """Write the PNGs of one batch, then the manifest listing them; on a write error remove this
     batch's PNGs again, so the folder holds exactly what the manifest on disk lists."""
     written = []
     try:
-        for rec in records:
-            written += write_records(folder, [rec])
+        for rec in batch:
+            written += store.write_pictures(folder, records.pictures([rec]))
             entries[rec.index] = rec.entry()
         manifest["filters"] = [entries[f] for f in sorted(entries)]
     except BaseException:
-        _undo(written, records, entries)
+        _undo(written, batch, entries)
         raise
     try:
-        report.save_manifest(folder, manifest, name)
+        _save_manifest(spec, folder, manifest, name)
     except BaseException:
-        if not (folder / name).is_file() or outputs.read_manifest(folder / name)["filters"] != manifest["filters"]:
-            _undo(written, records, entries)
+        if not (folder / name).is_file() or store.read_manifest(folder / name)["filters"] != manifest["filters"]:
+            _undo(written, batch, entries)
         raise
 
 
-def _undo(written: list[Path], records, entries: dict) -> None:
+def _save_manifest(spec: RunSpec, folder: Path, manifest: dict, name: str) -> None:
+    """The manifest, then OUT/index.html rebuilt from every manifest in OUT (unless --no-report)."""
+    store.write_manifest(folder, manifest, name)
+    if spec.report:
+        report.write_report(Path(folder).parent)
+
+
+def _undo(written: list[Path], batch, entries: dict) -> None:
     """Forget a batch whose manifest could not be written: its PNGs go, so disk and manifest agree."""
     for path in written:
         path.unlink(missing_ok=True)
-    for rec in records:
+    for rec in batch:
         entries.pop(rec.index, None)
 
 
 def _finish(spec, plan_, entries: dict, manifest: dict, name: str) -> None:
     """Write the palette of the finished filters of this run's part, then the final manifest."""
-    done = [entries[f] for f in plan_.filters if f in entries and _has_png(plan_.folder, entries[f])]
-    palette = outputs.palette_name(spec.shard)
-    if done:
-        tiles, labels = entry_tiles(plan_.folder, done, spec.alpha)
-        title = plan_.layer if spec.shard is None else f"{plan_.layer} (part {spec.shard[0]}/{spec.shard[1]})"
-        outputs.write_png(plan_.folder / palette, images.palette(tiles, labels, palette_cols(spec), title,
-                                                                 checker=spec.alpha))
-    manifest["palette"] = palette if done else None
+    done = [entries[f] for f in plan_.filters if f in entries]
+    title = plan_.layer if spec.shard is None else f"{plan_.layer} (part {spec.shard[0]}/{spec.shard[1]})"
+    manifest["palette"] = store.write_palette(plan_.folder, store.palette_name(spec.shard), done, title,
+                                              manifest["params"])
     manifest["complete"] = all(f in entries for f in plan_.filters)
     manifest["filters"] = [entries[f] for f in sorted(entries)]
-    report.save_manifest(plan_.folder, manifest, name)
-
-
-def _has_png(folder: Path, entry: dict) -> bool:
-    """Whether a manifest entry has a picture to show: its PNG, or one of its --diversity pictures'."""
-    if entry.get("variants"):
-        return any(v.get("file") and (folder / v["file"]).is_file() for v in entry["variants"])
-    return entry["status"] in WITH_PNG
+    _save_manifest(spec, plan_.folder, manifest, name)
 
 
 def _earlier_batch(path: Path) -> int | None:
     """The batch size recorded in an earlier run's manifest, if there is one."""
     if not path.is_file():
         return None
-    batch = outputs.read_manifest(path)["params"].get("batch")
+    batch = store.read_manifest(path)["params"].get("batch")
     return batch if isinstance(batch, int) and batch >= 1 else None
 
 
 def _resumable(plan_, manifest: dict, name: str) -> dict:
     """Entries of an earlier run in the same folder that this run can keep ({index: entry}).
 
-    SpecError when that run's parameters differ from this one's (see UNCOMPARED_PARAMS).
+    SpecError when that run's parameters differ from this one's (see store.compare_params).
     """
     path = plan_.folder / name
     if not path.is_file():
         return {}
-    old = outputs.read_manifest(path)
-    difference = compare_params(old, manifest)
+    old = store.read_manifest(path)
+    difference = store.compare_params(old, manifest)
     if difference:
         key, before, now = difference
         raise SpecError(f"--resume: {path} was made with {key}={before!r} (this run: {now!r}); rerun with the "
@@ -261,17 +253,3 @@ def _resumable(plan_, manifest: dict, name: str) -> dict:
         if status == STATUS_FAILED or (status in WITH_PNG and (plan_.folder / str(entry.get("file"))).is_file()):
             kept[int(index)] = dict(entry, status=status)
     return kept
-
-
-def compare_params(old: dict, new: dict) -> tuple | None:
-    """None when two manifests' results are interchangeable, else the first difference as
-    (name, old value, new value). Compares the layer, the model file's digest and every parameter
-    except UNCOMPARED_PARAMS."""
-    pairs = [("layer", old.get("layer"), new.get("layer")),
-             ("model file sha256", old.get("model", {}).get("sha256"), new.get("model", {}).get("sha256"))]
-    keys = sorted((set(old["params"]) | set(new["params"])) - UNCOMPARED_PARAMS)
-    pairs += [(f"--{key.replace('_', '-')}", old["params"].get(key), new["params"].get(key)) for key in keys]
-    for key, before, now in pairs:
-        if before != now:
-            return key, before, now
-    return None

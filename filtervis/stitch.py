@@ -3,7 +3,7 @@
 The parts of `filtervis run --shard K/N` may share one --out folder (each writes its own
 `manifest.shard-K-of-N.json`, the PNG names never collide) or live in separate folders, one per
 machine (`stitch OUT --from DIR ...` copies their PNGs into OUT). Parts are merged only when they come
-from one command: same layer, model file and parameters (see `run.compare_params`) and the same
+from one command: same layer, model file and parameters (see `store.compare_params`) and the same
 filter list. Filters no part has finished are reported, never invented.
 """
 
@@ -13,12 +13,10 @@ import dataclasses
 import time
 from pathlib import Path
 
-from . import images, outputs
-from .config import DEFAULT_COLS
+from . import store
 from .errors import OutputError, SpecError
 from .report import write_report
-from .result import STATUS_DONE, WITH_PNG, entry_tiles
-from .run import compare_params
+from .store import STATUS_DONE, WITH_PNG, compare_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +49,7 @@ def stitch(out: str | Path, sources: tuple = (), cols: int | None = None, report
     roots = [out, *(Path(s) for s in sources)]
     created = bool(sources) and not out.exists()  # merging other folders into a new one
     if created:
-        outputs.check_writable(out)
+        store.check_writable(out)
         out.mkdir(parents=True)
     try:
         reports = _stitch(out, roots, cols)
@@ -70,18 +68,18 @@ def _stitch(out: Path, roots: list[Path], cols: int | None) -> list[StitchReport
             raise OutputError(f"{root} is not a folder; give the --out folder of `filtervis run --shard K/N`")
     layers: dict[str, list[_Part]] = {}
     for root in roots:
-        folders = [root] if outputs.manifest_files(root) else sorted(p for p in root.iterdir() if p.is_dir())
+        folders = [root] if store.manifest_files(root) else sorted(p for p in root.iterdir() if p.is_dir())
         for folder in folders:
-            for path in outputs.manifest_files(folder):
-                manifest = outputs.read_manifest(path)
+            for path in store.manifest_files(folder):
+                manifest = store.read_manifest(path)
                 layers.setdefault(str(manifest.get("layer")), []).append(_Part(folder, path, manifest))
     if not layers:
         raise OutputError(f"no manifest found in {', '.join(map(str, roots))}; give the --out folder of "
                           "`filtervis run --shard K/N`")
     for parts in layers.values():  # refuse before anything is written
         _check_parts(parts)
-    single = bool(outputs.manifest_files(out))
-    return [_stitch_layer(out if single else out / outputs.layer_dirname(layer), layer, parts, cols)
+    single = bool(store.manifest_files(out))
+    return [_stitch_layer(out if single else out / store.layer_dirname(layer), layer, parts, cols)
             for layer, parts in layers.items()]
 
 
@@ -115,22 +113,17 @@ def _stitch_layer(dest: Path, layer: str, parts: list[_Part], cols: int | None) 
         for name in [v["file"] for v in entry.get("variants") or [] if v.get("file")] or [entry["file"]]:
             source, target = folder / name, dest / name
             if source.is_file() and source.resolve() != target.resolve():
-                outputs.atomic_write(target, source.read_bytes())
+                store.atomic_write(target, source.read_bytes())
     done = [i for i in planned if i in found]
     params = first.manifest["params"]
-    cols = cols or int(params.get("cols") or DEFAULT_COLS)
-    if done:
-        tiles, labels = entry_tiles(dest, [found[i][0] for i in done], bool(params.get("alpha")))
-        diversity = int(params.get("diversity") or 1)
-        outputs.write_png(dest / outputs.PALETTE, images.palette(tiles, labels, diversity if diversity > 1 else cols,
-                                                                 layer, checker=bool(params.get("alpha"))))
+    palette = store.write_palette(dest, store.PALETTE, [found[i][0] for i in done], layer, params, cols)
     missing = tuple(i for i in planned if i not in found)
     manifest = dict(first.manifest, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), shard=None,
                     params=dict(params, shard=None), part=planned, complete=not missing,
-                    palette=outputs.PALETTE if done else None,
+                    palette=palette,
                     stitched_from=[str(p.path) for p in parts],
                     filters=[found[i][0] for i in sorted(found)])
-    outputs.write_manifest(dest, manifest)
+    store.write_manifest(dest, manifest)
     return StitchReport(layer, dest, len(planned), len(done), missing, _missing_shards(parts))
 
 

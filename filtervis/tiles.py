@@ -22,19 +22,19 @@ import dataclasses
 
 import numpy as np
 
-from .config import MIN_SIZE
 
 TILE_SHARE = 0.75  # the share of --steps run on the tile
 TILE_LR_FACTOR = 2.0  # the tile's steps run at this times --lr (VGG16 block3_conv1 at 112 px, 96 steps:
 # 1.1-1.4x the activation at --lr; block5_conv3: 1.1x)
 TILE_REPEAT = 2  # the tile's sides are this many times shorter than the picture's
+MIN_TILE = 8  # pixels: no tile start when a side of the tile would be shorter
 
 
 def tile_size(size: tuple[int, int]) -> tuple[int, int] | None:
     """(height, width) of the tile of a picture of `size`: each side divided by TILE_REPEAT, rounded
-    up (the repeated tile is cropped to the picture); None when a side would fall below MIN_SIZE."""
+    up (the repeated tile is cropped to the picture); None when a side would fall below MIN_TILE."""
     tile = tuple(-(-side // TILE_REPEAT) for side in size)
-    return tile if min(tile) >= MIN_SIZE else None
+    return tile if min(tile) >= MIN_TILE else None
 
 
 def split_steps(steps: int) -> tuple[int, int]:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from filtervis import graph, models
+from filtervis import models
+from filtervis.models import graph
 from filtervis.errors import LayerError
 
 

@@ -7,11 +7,12 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_conv_model
 
-from filtervis import config, measures, models, optimize, params, targets
+from filtervis.options import RunSpec
+from filtervis import options as config, measures, models, optimize, params, targets
 from filtervis.errors import SpecError
 from filtervis.models import preprocess_fn
 
-SETTINGS = optimize.Settings(steps=12, lr=0.05, tv_weight=0.1, lp_weight=0.1, lp_norm=6.0, jitter=1, seed=0)
+SETTINGS = RunSpec(steps=12, lr=0.05, tv_weight=0.1, lp_weight=0.1, lp_norm=6.0, jitter=1, seed=0)
 
 
 def _renderer(model, batch, settings=SETTINGS, layer="conv2"):
@@ -27,8 +28,8 @@ def test_render_raises_each_filters_activation_above_noise(tiny_model):
 
 
 def test_more_steps_give_higher_activation(tiny_model):
-    short = _renderer(tiny_model, 2, optimize.Settings(**{**SETTINGS.__dict__, "steps": 2})).render([1, 3])
-    long = _renderer(tiny_model, 2, optimize.Settings(**{**SETTINGS.__dict__, "steps": 30})).render([1, 3])
+    short = _renderer(tiny_model, 2, RunSpec(**{**SETTINGS.__dict__, "steps": 2})).render([1, 3])
+    long = _renderer(tiny_model, 2, RunSpec(**{**SETTINGS.__dict__, "steps": 30})).render([1, 3])
     assert all(l.activation > s.activation for s, l in zip(short, long))
 
 
@@ -50,7 +51,7 @@ def test_activation_reported_is_that_of_the_uint8_image(tiny_model):
 
 def test_start_images_are_used(tiny_model):
     start = np.full((16, 16, 3), 0.25, np.float32)
-    settings = optimize.Settings(**{**SETTINGS.__dict__, "steps": 1, "lr": 1e-4, "jitter": 0})
+    settings = RunSpec(**{**SETTINGS.__dict__, "steps": 1, "lr": 1e-4, "jitter": 0})
     result = _renderer(tiny_model, 1, settings).render([0], starts=[start])[0]
     assert np.abs(result.image.astype(int) - 64).max() <= 1
 
@@ -68,7 +69,7 @@ def test_dead_relu_filter_is_started(tiny_model):
     kernel, bias = conv.get_weights()
     bias[2] = -1.0  # silent on grey and on uniform noise
     conv.set_weights([kernel, bias])
-    result = _renderer(tiny_model, 1, optimize.Settings(**{**SETTINGS.__dict__, "steps": 60})).render([2])[0]
+    result = _renderer(tiny_model, 1, RunSpec(**{**SETTINGS.__dict__, "steps": 60})).render([2])[0]
     assert result.noise_activation == 0.0 and result.activation > 0
     keras.backend.clear_session()
 
@@ -91,7 +92,7 @@ def test_filter_key_depends_on_seed_and_filter_only():
 
     def render(seed, batch, steps, *groups):
         """Per group of filters rendered in turn, {filter: (start image, final image)}."""
-        settings = _settings(steps=steps, tv_weight=0.0, lp_weight=0.0, seed=seed, frames=True)
+        settings = _settings(steps=steps, tv_weight=0.0, lp_weight=0.0, seed=seed, gif=True)
         renderer = optimize.Renderer(cut, preprocess_fn("tf"), (size, size, 3), batch, settings)
         return [{r.index: (r.frames[0], r.image) for r in renderer.render(list(group))} for group in groups]
 
@@ -102,8 +103,8 @@ def test_filter_key_depends_on_seed_and_filter_only():
     assert not np.array_equal(first[1][0], first[3][0])  # another filter: another start...
     assert not np.array_equal(first[1][1], first[3][1])  # ...and, twins though they are, another image
 
-    # the starts alone (0 steps) at other batch sizes and another seed
-    (alone,), (padded,), (other_seed,) = render(0, 1, 0, [3]), render(0, 4, 0, [5, 0, 3]), render(1, 2, 0, [1, 3])
+    # the starts (the first frame, before any step) at other batch sizes and another seed
+    (alone,), (padded,), (other_seed,) = render(0, 1, 1, [3]), render(0, 4, 1, [5, 0, 3]), render(1, 2, 1, [1, 3])
     np.testing.assert_array_equal(alone[3][0], first[3][0])  # batch 1
     np.testing.assert_array_equal(padded[3][0], first[3][0])  # batch 4, third, one padding image
     assert not np.array_equal(other_seed[3][0], first[3][0])  # another seed: another start
@@ -116,7 +117,7 @@ def test_filter_key_depends_on_seed_and_filter_only():
 def _settings(**changes):
     values = dict(steps=32, lr=0.05, tv_weight=1.0, lp_weight=1.0, lp_norm=6.0, jitter=2, seed=0)
     values.update(changes)
-    return optimize.Settings(**values)
+    return RunSpec(**values)
 
 
 def _speed_renderer(batch=2, size=16, layer="conv2", **changes):

@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 import pytest
 
+from filtervis.options import RunSpec
 from filtervis.params import DEFAULT_INIT_AMPLITUDE, Fourier, Pixels
 from filtervis import params
 
@@ -205,7 +206,7 @@ def test_resolve_takes_a_keras_models_output_shape_without_the_batch_axis():
 def test_renderer_optimizes_a_fourier_image_and_can_start_from_one(tiny_model):
     from filtervis import models, optimize
 
-    settings = optimize.Settings(steps=16, lr=0.1, tv_weight=0.0, lp_weight=0.0, lp_norm=6.0, jitter=1, seed=0)
+    settings = RunSpec(steps=16, lr=0.1, tv_weight=0.0, lp_weight=0.0, lp_norm=6.0, jitter=1, seed=0)
     renderer = optimize.Renderer(models.cut(tiny_model, "conv2"), models.preprocess_fn("tf"), (16, 16, 3), 2, settings,
                                  Fourier((16, 16, 3)))
     assert tuple(renderer.params.shape) == (2, 3, 16, 9, 2)
@@ -271,7 +272,7 @@ def test_maco_from_image_keeps_the_arrangement(channels):
 
 
 def test_maco_is_built_by_name_and_by_the_cli_choice():
-    from filtervis import config
+    from filtervis import options as config
 
     assert "maco" in config.PARAMS
     assert params.build("maco", (*WIDE, 3)).name == "maco"

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from filtervis.options import RunSpec
 from filtervis import models, optimize, rescue, starts
 
-SETTINGS = optimize.Settings(steps=8, lr=0.05, tv_weight=1.0, lp_weight=1.0, lp_norm=6.0, jitter=1, seed=0)
+SETTINGS = RunSpec(steps=8, lr=0.05, tv_weight=1.0, lp_weight=1.0, lp_norm=6.0, jitter=1, seed=0)
 
 
 def _render(tiny_model, filters, settings=SETTINGS):
@@ -27,7 +28,7 @@ def test_converged_filters_are_left_alone(tiny_model):
 
 
 def test_an_unconverged_filter_is_rerun_twice_and_counts_every_step(tiny_model):
-    settings = dataclasses.replace(SETTINGS, frames=True)
+    settings = dataclasses.replace(SETTINGS, gif=True)
     cut, results = _render(tiny_model, [0, 3], settings)
     fine = dataclasses.replace(results[0], activation=1.0, noise_activation=0.0)
     failed = dataclasses.replace(results[1], activation=0.0)  # as if its image had stayed silent

@@ -279,7 +279,7 @@ def test_nan_filter_is_restarted_once_then_marked_failed_while_others_go_on(tmp_
 
 @pytest.mark.parametrize("count, parts", [(16, 2), (16, 3), (5, 8), (512, 7)])
 def test_shards_are_disjoint_cover_everything_and_balance(count, parts):
-    from filtervis.config import shard_part
+    from filtervis.options import shard_part
 
     items = list(range(100, 100 + count))
     split = [shard_part(items, (k, parts)) for k in range(1, parts + 1)]
@@ -291,7 +291,7 @@ def test_shards_are_disjoint_cover_everything_and_balance(count, parts):
 @pytest.mark.parametrize("text, expected", [("1/2", (1, 2)), (" 3 / 4 ", (3, 4)), ("0/2", None), ("3/2", None),
                                             ("1/0", None), ("1", None), ("a/b", None), ("-1/2", None)])
 def test_parse_shard(text, expected):
-    from filtervis.config import parse_shard
+    from filtervis.options import parse_shard
     from filtervis.errors import SpecError
 
     if expected is None:

@@ -1,6 +1,6 @@
 import pytest
 
-from filtervis.config import RunSpec, load_config, parse_filters
+from filtervis.options import RunSpec, load_config, parse_filters
 from filtervis.errors import ConfigError, SpecError
 
 
@@ -51,9 +51,12 @@ def test_runspec_rejects_bad_values(field, value, message):
         RunSpec(layers=("a",), **{field: value})
 
 
-def test_runspec_needs_a_layer_and_is_frozen():
+def test_a_run_needs_a_layer_and_the_spec_is_frozen(tmp_path):
+    from filtervis.run import run
+
     with pytest.raises(SpecError, match="--layer is required"):
-        RunSpec(layers=())
+        run(RunSpec(layers=(), out=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
     spec = RunSpec(layers=("a",))
     with pytest.raises(AttributeError):
         spec.steps = 3

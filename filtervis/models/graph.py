@@ -17,9 +17,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 
+from ..errors import LayerError
+from .describe import LoadedModel, describe
+
 ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax")  # rendered from their input
 BYPASSED = ("softmax", "sigmoid", "log_softmax")  # replaced by their logits: classes do not compete
 KIND_CHANNELS, KIND_UNITS = "channels", "units"
+PROBE_SIZE = 224  # pixels: the side of the zero images a model that takes any size is probed with
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +66,8 @@ class Cut:
 
 
 def _loaded(model):
-    """A models.LoadedModel for a LoadedModel or a bare keras.Model."""
-    from . import models
-
-    return model if isinstance(model, models.LoadedModel) else models.describe(model)
+    """A LoadedModel for a LoadedModel or a bare keras.Model."""
+    return model if isinstance(model, LoadedModel) else describe(model)
 
 
 def children(layer) -> list:
@@ -112,9 +114,7 @@ def layer_shapes(model) -> dict:
 
     loaded = _loaded(model)
     height, width, channels = loaded.input_shape
-    from .config import DEFAULT_SIZE
-
-    zeros = np.zeros((1, height or DEFAULT_SIZE, width or DEFAULT_SIZE, channels), np.float32)
+    zeros = np.zeros((1, height or PROBE_SIZE, width or PROBE_SIZE, channels), np.float32)
     paths = list(walk(loaded.model))
     seen: dict = {}
     order: dict = {}
@@ -181,8 +181,6 @@ def list_layers(model, show_all: bool = False) -> list[LayerInfo]:
 
 def find_layer(model, path: str):
     """The chain of layers named by `outer/inner` (outermost first); LayerError with close names if unknown."""
-    from .errors import LayerError
-
     root = _loaded(model).model if not hasattr(model, "layers") else model
     chain, current = [], root
     for name in path.split("/"):
@@ -199,8 +197,6 @@ def find_layer(model, path: str):
 
 def check_visualizable(model, path: str, shapes: dict | None = None) -> int:
     """Number of filters (channels or units) of layer `path`; LayerError when it has none."""
-    from .errors import LayerError
-
     loaded = _loaded(model)
     target = find_layer(loaded.model, path)[-1]
     shapes = layer_shapes(loaded) if shapes is None else shapes
@@ -356,9 +352,7 @@ def _captured(loaded, target, how):
         finally:
             _restore_call(target)
         if not box:
-            from .errors import LayerError
-
-            raise LayerError(f"layer '{target.name}' was not called by the model's forward pass; pick one that "
+                    raise LayerError(f"layer '{target.name}' was not called by the model's forward pass; pick one that "
                              "`filtervis layers` lists")
         return tf.cast(box[0], tf.float32)
 

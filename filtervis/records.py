@@ -1,0 +1,119 @@
+"""A record per rendered filter: what the manifest lists, with its image (and its --diversity pictures)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .store import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, WITH_PNG, filter_filename
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterRecord:
+    """One rendered filter (or objective): what the manifest lists, plus its image.
+
+    `status` is done, dead (nothing fired it; it still has an image) or failed (NaN/Inf even after a
+    restart: `image` is None). `converged`: the image drives the filter above 0 and at least twice as
+    high as uniform noise does."""
+
+    index: int
+    status: str
+    activation: float | None
+    noise_activation: float
+    converged: bool
+    steps: int
+    seconds: float
+    loss: float | None = None
+    tv: float | None = None
+    lp: float | None = None
+    scale: float = 1.0
+    restarted: bool = False
+    rescued: bool = False
+    peak_preactivation: float | None = None
+    image: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    frames: tuple = dataclasses.field(default=(), repr=False, compare=False)
+    variant: int | None = None  # which picture of its filter (--diversity), else None
+    variants: tuple = ()  # --diversity: the filter's pictures, one FilterRecord each (this record sums them up)
+
+    @property
+    def file(self) -> str | None:
+        if self.variants:
+            return self.variants[0].file
+        return filter_filename(self.index, self.variant) if self.status in WITH_PNG else None
+
+    @property
+    def pictures(self) -> tuple:
+        """The records with an image of their own: the variants (--diversity), else this record."""
+        return self.variants or (self,)
+
+    def entry(self) -> dict:
+        """The record as the manifest lists it."""
+        entry = {"index": self.index, "status": self.status, "file": self.file, "steps": self.steps}
+        if self.variant is not None:
+            entry["variant"] = self.variant
+        for key in ("activation", "noise_activation", "loss", "tv", "lp", "scale"):
+            value = getattr(self, key)
+            entry[key] = None if value is None else round(value, 6)
+        entry.update(converged=self.converged, restarted=self.restarted, seconds=round(self.seconds, 3),
+                     rescued=self.rescued)
+        if self.status == STATUS_DEAD:
+            entry["peak_preactivation"] = round(self.peak_preactivation, 6)
+        if self.variants:
+            entry["variants"] = [v.entry() for v in self.variants]
+        return entry
+
+
+def group_record(index: int, pictures: list) -> FilterRecord:
+    """One filter's record over its --diversity pictures (FilterRecords with `variant` set): converged
+    when every picture is; its activation the weakest picture's; failed when any failed; its image picture
+    0's; steps and seconds summed."""
+    finite = [p for p in pictures if p.status != STATUS_FAILED]
+    status = (STATUS_FAILED if len(finite) < len(pictures) else
+              STATUS_DEAD if all(p.status == STATUS_DEAD for p in pictures) else STATUS_DONE)
+    weakest = min(finite, key=lambda p: p.activation) if finite else pictures[0]
+    return dataclasses.replace(
+        weakest, index=index, status=status, converged=all(p.converged for p in pictures),
+        steps=sum(p.steps for p in pictures), seconds=sum(p.seconds for p in pictures),
+        restarted=any(p.restarted for p in pictures), rescued=any(p.rescued for p in pictures),
+        image=pictures[0].image, frames=(), variant=None, variants=tuple(pictures))
+
+
+def palette_tiles(records) -> tuple[list, list]:
+    """(tiles, labels) of a palette of `records` with images: one tile per picture, labeled with the
+    filter index (`7`, or `7_2` for picture 2 of a --diversity run); a failed picture of a filter with
+    others is a black tile, so that every filter keeps its row."""
+    tiles, labels = [], []
+    for rec in records:
+        shape = next(p.image.shape for p in rec.pictures if p.image is not None)
+        for p in rec.pictures:
+            tiles.append(p.image if p.image is not None else np.zeros(shape, np.uint8))
+            labels.append(str(rec.index) if p.variant is None else f"{rec.index}_{p.variant}")
+    return tiles, labels
+
+
+def record(result, restarted: bool = False, rescued: bool = False, variant: int | None = None) -> FilterRecord:
+    """The FilterRecord of an optimize.FilterResult; its image gets the result's alpha as a last
+    channel when it has one (--alpha)."""
+    finite = bool(result.finite)
+    image = result.image
+    if image is not None and result.alpha is not None:
+        image = np.concatenate([image, result.alpha], axis=-1)
+    status = STATUS_DEAD if finite and result.dead else STATUS_DONE if finite else STATUS_FAILED
+    return FilterRecord(
+        result.index, status, result.activation if finite else None, result.noise_activation,
+        bool(result.converged), result.steps, result.seconds, result.loss if finite else None,
+        result.tv if finite else None, result.lp if finite else None, result.scale, restarted, rescued,
+        result.peak if status == STATUS_DEAD else None, image if finite else None, result.frames, variant)
+
+
+
+
+def pictures(records) -> list[tuple]:
+    """(file name, image, frames) of every picture of `records` that has a PNG (see store.write_pictures)."""
+    return [(p.file, p.image, p.frames) for r in records for p in r.pictures if p.status in WITH_PNG]
+
+
+def movies(records) -> list[tuple]:
+    """(label, frames) of the records that kept frames (gif=True), for store.write_palette_gif."""
+    return [(str(r.index), r.frames) for r in records if r.frames]

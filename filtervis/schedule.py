@@ -1,0 +1,129 @@
+"""The schedule: which pictures run together and what happens to a batch after its steps.
+
+One loop (`Schedule.batches`) for every kind of render: a layer's filters (items are filter indices,
+one `targets.LayerFilters` for the layer), a filter's --diversity pictures (a filter's N pictures side
+by side in one batch, picture k from `targets.variant_key`), and objectives (items are places in a
+list of `objectives.Objective`, a `targets.ObjectiveBatch` per batch). For each batch of units:
+
+1. the optimizer renders it (`optimize.Renderer`; with the tile start, `tiles.TileStart`: most steps on
+   a half-size tile first);
+2. a unit any of whose pictures turned NaN/Inf is restarted once at RETRY_LR_FACTOR times --lr;
+3. the pictures that did not converge go to the rescue (`rescue.Rescuer`, one per --diversity picture,
+   picture k's at seed + k * targets.VARIANT_SEED_STRIDE); objectives are not rescued;
+4. the batch's records (`records.FilterRecord`, one per unit) are yielded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from . import models, optimize, params, rescue, targets, tiles
+from .records import group_record, record
+
+RETRY_LR_FACTOR = 0.1  # a filter whose image or loss turned NaN/Inf is restarted once with this times --lr
+
+
+class Schedule:
+    """Renders the units of one layer (or of a list of objectives) batch by batch.
+
+    `settings` is the run's options (an options.RunSpec); `target` the layer's targets.LayerFilters, or
+    None with `objectives` (then `cuts` maps every layer they read to its graph.Cut); `starts`
+    {unit: start image in [0, 1]} or None; `tile` a tiles.Tile or None; `batch` images per batch (a
+    multiple of --diversity)."""
+
+    def __init__(self, settings, preprocess, image_shape, batch: int, param, target=None, objectives=(),
+                 cuts=None, starts=None, tile=None):
+        self.settings, self.preprocess, self.image_shape = settings, preprocess, tuple(image_shape)
+        self.batch, self.param, self.target, self.tile = batch, param, target, tile
+        self.objectives, self.cuts, self.starts = tuple(objectives), cuts, starts
+        self.group = 1 if self.objectives else settings.diversity
+        self._renderers = {}  # lr -> the Renderer of the layer's target (not for objectives: one per batch)
+
+    def renderer(self, target, settings):
+        """An optimize.Renderer of `target` for the batch with `settings`, or with the tile start a
+        tiles.TileStart that splits `settings.steps` between the tile and the output size."""
+        if self.tile is None or self.objectives:
+            return optimize.Renderer(target, self.preprocess, self.image_shape, self.batch, settings, self.param)
+        tile = self.tile
+        full = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch,
+                                 dataclasses.replace(settings, steps=tile.full_steps), self.param)
+        small = optimize.Renderer(tile.target, self.preprocess, tile.shape, self.batch,
+                                  dataclasses.replace(settings, steps=tile.steps, lr=settings.lr * tiles.TILE_LR_FACTOR),
+                                  tile.param)
+        return tiles.TileStart(small, full, tiles.pixel_share(tile.shape, self.image_shape))
+
+    def _render(self, chunk: list[int], lr: float, progress) -> dict:
+        """{(unit, picture): optimize.FilterResult} of one batch of units at step size `lr`."""
+        group, seed = self.group, self.settings.seed
+        settings = dataclasses.replace(self.settings, lr=lr) if lr != self.settings.lr else self.settings
+        if self.objectives:  # a target of the batch's objectives; item i is the i-th of them
+            target = targets.ObjectiveBatch([self.objectives[u] for u in chunk], self.cuts, self.preprocess,
+                                            self.image_shape, seed)
+            renderer, items = self.renderer(target, settings), list(range(len(chunk)))
+            keys = [targets.filter_key(seed, u) for u in chunk]
+        else:
+            if lr not in self._renderers:
+                self._renderers[lr] = self.renderer(self.target, settings)
+            renderer, items = self._renderers[lr], [u for u in chunk for _ in range(group)]
+            keys = [targets.variant_key(seed, u, k) for u in chunk for k in range(group)]
+        starts = [self.starts[u] for u in chunk for _ in range(group)] if self.starts else None
+        results = renderer.render(items, starts, progress=progress, keys=keys)
+        return {(u, k): dataclasses.replace(results[i * group + k], index=u)
+                for i, u in enumerate(chunk) for k in range(group)}
+
+    def _rescuers(self) -> list | None:
+        if self.objectives or not self.settings.rescue:
+            return None
+        seed, per_batch = self.settings.seed, self.batch // self.group
+        return [rescue.Rescuer(self.target, self.preprocess, self.image_shape,
+                               dataclasses.replace(self.settings, diversity=1,
+                                                   seed=seed + k * targets.VARIANT_SEED_STRIDE), per_batch)
+                for k in range(self.group)]
+
+    def batches(self, units: list[int], tick):
+        """Yield the records of `units`, a batch at a time. `tick(count, more=0)` hears of filter-steps
+        done and of `more` steps the rescue adds; it is called with 0 between batches (to ask whether to
+        stop)."""
+        group, per_batch = self.group, self.batch // self.group
+        rescuers = self._rescuers()
+        for start in range(0, len(units), per_batch):
+            tick(0)
+            chunk = units[start:start + per_batch]
+            results = self._render(chunk, self.settings.lr, tick)
+            faulty = [u for u in chunk if not all(results[u, k].finite for k in range(group))]
+            for first in range(0, len(faulty), per_batch):
+                results.update(self._render(faulty[first:first + per_batch], self.settings.lr * RETRY_LR_FACTOR,
+                                            None))
+            rescued = set()
+            for k, rescuer in enumerate(rescuers or ()):
+                pictures = [results[u, k] for u in chunk]
+                more = rescuer.steps(sum(not r.converged for r in pictures))
+                if more:
+                    tick(0, more)
+                pictures, saved = rescuer.rescue(pictures, progress=tick)
+                results.update({(r.index, k): r for r in pictures})
+                rescued |= {(u, k) for u in saved}
+            if group == 1:
+                yield [record(results[u, 0], u in faulty, (u, 0) in rescued) for u in chunk]
+            else:
+                yield [group_record(u, [record(results[u, k], u in faulty, (u, k) in rescued, variant=k)
+                                        for k in range(group)]) for u in chunk]
+
+
+def build_tile(loaded, layer: str, cut, settings, image_shape, preprocess):
+    """The layer's tiles.Tile when the tile start applies to a layer's channels (--tile, the channel
+    objective, a model and cut that run at half the size), else None."""
+    if not settings.tile or settings.objective != "channel" or cut.kind != models.KIND_CHANNELS:
+        return None
+    size = tiles.tile_size(image_shape[:2])
+    steps, full_steps = tiles.split_steps(settings.steps)
+    at_size = models.at_size(loaded, size) if size and steps else None
+    if at_size is None:
+        return None
+    shape = (*size, image_shape[2])
+    small_cut = models.cut(at_size, layer)
+    if not models.runs_on(small_cut.forward, shape):  # a model may take the size where its cut, built for one, does not
+        return None
+    return tiles.Tile(targets.LayerFilters(small_cut, preprocess, shape, settings.objective, settings.seed),
+                      params.resolve(settings.param, settings.decay, small_cut.output_shape, shape), shape, steps,
+                      full_steps)
