@@ -1,6 +1,7 @@
 """The Python API on tiny models built here: render, its result, save against the CLI's bytes."""
 
 import hashlib
+import io
 import json
 
 import keras
@@ -58,9 +59,12 @@ def test_render_is_deterministic_and_the_palette_is_the_saved_one(tiny_model, tm
     from PIL import Image
 
     np.testing.assert_array_equal(palette, np.asarray(Image.open(folder / "palette.png")))
-    png = first.palette_png()  # what Jupyter shows (Result's PNG representation)
+    png = first.palette_png()  # the bytes palette.png holds
     assert png.startswith(b"\x89PNG") and png == (folder / "palette.png").read_bytes()
-    assert "_repr_png_" in dir(first)
+    shown = first._repr_png_()  # what Jupyter calls to show a Result
+    assert shown.startswith(b"\x89PNG")
+    with Image.open(io.BytesIO(shown)) as decoded:
+        np.testing.assert_array_equal(np.asarray(decoded), palette)
 
 
 def test_render_takes_a_subclassed_model():

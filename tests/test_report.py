@@ -35,7 +35,7 @@ def dead_filter_model(size: int = 16):
 
 def render(model_file, out, **options):
     """A real run into `out`, in this process; returns `out`."""
-    from filtervis.config import RunSpec
+    from filtervis.options import RunSpec
     from filtervis.run import run
 
     settings = dict(model=str(model_file), weights="none", preprocess="tf", steps=STEPS, quiet=True, out=str(out))
@@ -102,29 +102,15 @@ def page(out: Path) -> _Page:
     return _Page((out / "index.html").read_text())
 
 
-def manifest_statuses(manifest: dict) -> dict[int, str]:
-    """Each filter's page status, worked out here from the manifest's own fields."""
-    statuses = {}
-    for entry in manifest["filters"]:
-        if entry["status"] == "dead":
-            statuses[entry["index"]] = "dead"
-        elif entry["status"] == "failed" or not entry["converged"]:
-            statuses[entry["index"]] = "failed"
-        else:
-            statuses[entry["index"]] = "rescued" if entry["rescued"] else "converged"
-    return statuses
-
-
 def test_page_shows_every_filter_with_its_status_and_only_relative_images(runs):
     out = runs[0]
     manifest = json.loads((out / "conv" / "manifest.json").read_text())
-    statuses = manifest_statuses(manifest)
-    assert statuses == {0: "converged", 1: "dead", 2: "converged", 3: "converged"}
     shown = page(out)
-    assert {int(c["data-index"]): c["data-status"] for c in shown.cards} == statuses
-    assert [c["class"].split()[-1] == "unconverged" for c in shown.cards] == [s == "dead" for s in statuses.values()]
-    assert shown.counts == {("conv", s): list(statuses.values()).count(s)
-                            for s in ("converged", "rescued", "dead", "failed")}
+    assert {int(c["data-index"]): c["data-status"] for c in shown.cards} == {
+        0: "converged", 1: "dead", 2: "converged", 3: "converged"}
+    assert [c["class"].split()[-1] == "unconverged" for c in shown.cards] == [False, True, False, False]
+    assert shown.counts == {("conv", "converged"): 3, ("conv", "rescued"): 0, ("conv", "dead"): 1,
+                            ("conv", "failed"): 0}
     assert sorted(shown.images) == ["conv/filter_0000.png", "conv/filter_0001.png", "conv/filter_0002.png",
                                     "conv/filter_0003.png", "conv/palette.png"]
     assert all((out / src).is_file() for src in shown.images) and shown.sources == []
@@ -141,6 +127,64 @@ def test_failed_filters_are_marked_and_warned_about(runs):
         0: "converged", 1: "failed", 2: "converged", 3: "converged"}
     assert "unconverged" in shown.cards[1]["class"].split()
     assert shown.warnings == ["1 filter did not converge (1); try more --steps or another --param"]
+
+
+def _record(index, status="done", converged=True, rescued=False, variant=None):
+    """A filter's (or one --diversity picture's) FilterRecord as a run makes it: a failed one hit NaN/Inf
+    (no activation, no PNG), a dead one never fired (peak pre-activation below 0)."""
+    from filtervis.records import FilterRecord
+
+    finite = status != "failed"
+    return FilterRecord(index, status, 0.5 if finite else None, 0.1, converged, STEPS, 1.0, rescued=rescued,
+                        restarted=not finite, peak_preactivation=-0.5 if status == "dead" else None, variant=variant)
+
+
+def _diverse(index, *pictures):
+    """A --diversity filter's record over `pictures`, each (status, converged, rescued)."""
+    from filtervis.records import group_record
+
+    return group_record(index, [_record(index, *p, variant=k) for k, p in enumerate(pictures)])
+
+
+# Each kind of manifest entry and the status the page and the summary must give it.
+CASES = [
+    (lambda i: _record(i), "converged"),  # converged on the first try
+    (lambda i: _record(i, rescued=True), "rescued"),  # converged in the rescue
+    (lambda i: _record(i, "dead", False, True), "dead"),  # nothing the rescue tried fired it
+    (lambda i: _record(i, "done", False, True), "failed"),  # fired, but not clearly above noise
+    (lambda i: _record(i, "failed", False), "failed"),  # NaN/Inf: no PNG
+    (lambda i: _diverse(i, ("done", True, False), ("done", True, True)), "rescued"),  # one picture rescued
+    (lambda i: _diverse(i, ("done", True, False), ("done", False, True)), "failed"),  # one picture weak
+    (lambda i: _diverse(i, ("dead", False, True), ("dead", False, True)), "dead"),  # no picture fired it
+    (lambda i: _diverse(i, ("dead", False, True), ("done", True, False)), "failed"),  # not every picture
+    (lambda i: _diverse(i, ("done", True, False), ("failed", False, False)), "failed"),  # one picture NaN
+]
+
+
+def test_each_kind_of_entry_gets_its_status_on_the_page_and_in_the_summary(runs, tmp_path):
+    from filtervis.report import read_views, summary, write_report
+
+    out = tmp_path / "out"
+    shutil.copytree(runs[0], out)
+    manifest = json.loads((out / "conv" / "manifest.json").read_text())
+    manifest.update(filters=[make(i).entry() for i, (make, _) in enumerate(CASES)], planned=list(range(len(CASES))))
+    (out / "conv" / "manifest.json").write_text(json.dumps(manifest))
+    write_report(out)
+    shown = page(out)
+    expected = {i: status for i, (_, status) in enumerate(CASES)}
+    assert {int(c["data-index"]): c["data-status"] for c in shown.cards} == expected
+    assert [i for i, c in enumerate(shown.cards) if "unconverged" in c["class"].split()] == [2, 3, 4, 6, 7, 8, 9]
+    assert shown.counts == {("conv", "converged"): 1, ("conv", "rescued"): 2, ("conv", "dead"): 2,
+                            ("conv", "failed"): 5}
+    assert "conv/filter_0004.png" not in shown.images and "conv/filter_0005_0.png" in shown.images
+    assert shown.warnings == [
+        "3 filters did not converge (3, 6, 8); try more --steps or another --param",
+        "2 filters hit NaN/Inf even after a restart with a smaller step (4, 9); no PNG",
+        "2 filters dead (2, 7): nothing the rescue tried fired them"]
+    (layer,) = summary(read_views(out), out / "index.html", "dead")["layers"]
+    assert {k: layer[k] for k in ("filters", "converged", "rescued", "dead", "failed", "unconverged")} == {
+        "filters": 10, "converged": 1, "rescued": 2, "dead": 2, "failed": 5, "unconverged": [2, 3, 4, 6, 7, 8, 9]}
+    assert summary(read_views(out), None, "dead")["failed_gate"]
 
 
 def test_a_folder_with_a_broken_manifest_beside_the_run_is_left_off_the_page(runs, tmp_path):
@@ -189,11 +233,9 @@ def test_json_is_all_of_stdout_and_fail_on_unconverged_exits_4_after_writing(cli
     assert result.returncode == 4, result.stderr
     document = json.loads(result.stdout)  # the whole of stdout is one JSON document
     manifest = json.loads((tmp_path / "o" / "conv" / "manifest.json").read_text())
-    statuses = list(manifest_statuses(manifest).values())
     (layer,) = document["layers"]
     assert {k: layer[k] for k in ("converged", "rescued", "dead", "failed", "filters")} == {
-        "converged": statuses.count("converged"), "rescued": statuses.count("rescued"),
-        "dead": statuses.count("dead"), "failed": statuses.count("failed"), "filters": 4}
+        "converged": 3, "rescued": 0, "dead": 0, "failed": 1, "filters": 4}  # no rescue: dead filter 1 failed
     assert layer["unconverged"] == [1] and document["failed_gate"] and document["fail_on"] == "unconverged"
     assert layer["seconds"] == pytest.approx(sum(e["seconds"] for e in manifest["filters"]), abs=0.01)
     assert Path(document["index"]).is_file() and Path(layer["palette"]).is_file()
