@@ -25,18 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import models, schedule, tiles
+from . import models, optimize, schedule, store, targets, tiles
 from .options import DEFAULT_SIZE, DEFAULTS, OPTIONS, RENDER_OPTIONS, RunSpec, parse_filters, size_text
 from .errors import Interrupted, SpecError
 from .records import FilterRecord  # noqa: F401 (part of this module's API)
 from .result import Result
 
 OBJECTIVES_FOLDER = "objectives"  # the layer name (and folder) of a render of objectives
-ALPHA_NOTE = ("the PNGs' last channel (RGBA, or LA for grey) is not part of the picture: it is the magnitude of "
-              "the objective's gradient with respect to each pixel, summed over the channels and accumulated over "
-              "the optimization steps, divided by its 99th percentile and clipped to [0, 1] (transparent: the "
-              "pixel did not matter); activation is measured on the picture without it; the palette shows the "
-              "tiles over a checkerboard")
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -198,16 +193,7 @@ class Job:
         return param
 
     def manifest(self, planned=None, part=None) -> dict:
-        """The manifest of this job without its filters (see store.py for the files)."""
-        import platform
-        import time
-
-        import keras
-        import PIL
-        import tensorflow as tf
-
-        from . import __version__, store
-
+        """The manifest of this job without its filters (see store.new_manifest)."""
         spec, loaded = self.spec, self.loaded
         params = dataclasses.asdict(spec)
         params.update(size=size_text(self.image_shape[:2]), batch=self.batch, layers=list(spec.layers),
@@ -215,8 +201,6 @@ class Job:
                       param=self.param().name)
         if self.objectives:
             params.update(objective=[repr(o) for o in self.objectives], filters="all")
-        for key in ("out", "quiet", "resume"):
-            params.pop(key, None)
         model = {"name": loaded.name, "weights": loaded.weights, "preprocess": loaded.preprocess,
                  "input_size": size_text(loaded.size) if loaded.size else None, "input": loaded.input_name,
                  "channels": loaded.channels, "image": models.CHANNEL_NAMES[loaded.channels],
@@ -224,29 +208,8 @@ class Job:
                  "classes": False if self.objectives else self.cut.classes}
         if isinstance(spec.model, str) and Path(spec.model).is_file():
             model["sha256"] = store.file_digest(spec.model)
-        manifest = {
-            "filtervis": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "layer": self.layer,
-            "seed": spec.seed,
-            "shard": f"{spec.shard[0]}/{spec.shard[1]}" if spec.shard else None,
-            "model": model,
-            "params": params,
-            "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                         "keras": keras.__version__, "numpy": np.__version__, "pillow": PIL.__version__},
-            "planned": list(self.filters if planned is None else planned),
-            "part": list(self.filters if part is None else part),
-            "complete": False,
-            "palette": None,
-            "tile": self.tile_note(),
-            "filters": [],
-        }
-        if spec.alpha:
-            manifest["alpha"] = ALPHA_NOTE
-        if self.memory is not None:
-            manifest["memory"] = {"budget": self.memory.budget, "planned_peak": self.memory.peak,
-                                  "per_image": self.memory.per_image}
-        return manifest
+        return store.new_manifest(self.layer, model, params, list(self.filters if planned is None else planned),
+                                  list(self.filters if part is None else part), self.tile_note(), self.memory)
 
     def run(self, filters: list[int] | None = None, progress=None, on_batch=None, stop=None) -> "Result":
         """Render `filters` (default: all of the job's) batch by batch.
@@ -272,25 +235,33 @@ class Job:
                 on_batch(self, batch_records)
         return Result(self, tuple(records))
 
+    @property
+    def cuts(self) -> dict:
+        """{layer: graph.Cut} of every layer the job's objectives read."""
+        return dict(self.cut) if self.objectives else {self.layer: self.cut}
+
+    def goals(self) -> dict:
+        """{unit: objectives.Objective}: each filter's (see targets.unit_goals: its channel, neuron or
+        class margin, minus --tv-weight and --lp-weight), or each place's in `objectives`."""
+        if self.objectives:
+            return dict(enumerate(self.objectives))
+        spec = self.spec
+        return dict(zip(self.filters, targets.unit_goals(self.layer, self.filters, spec.objective, self.cut.classes,
+                                                         spec.tv_weight, spec.lp_weight, spec.lp_norm)))
+
     def schedule(self) -> schedule.Schedule:
         """The schedule.Schedule that renders this job's batches."""
-        if self.objectives:
-            return schedule.Schedule(self.spec, self.preprocess, self.image_shape, self.batch, self.param(),
-                                     objectives=self.objectives, cuts=self.cut, starts=self.starts)
-        return schedule.Schedule(self.spec, self.preprocess, self.image_shape, self.batch, self.param(),
-                                 target=self.target(), starts=self.starts, tile=self.tile())
+        return schedule.Schedule(self.spec, self.preprocess, self.image_shape, self.batch, self.param(), self.goals(),
+                                 self.cuts, starts=self.starts, tile=self.tile())
 
     def target(self):
-        """The layer's targets.LayerFilters (its scales measured on noise once)."""
-        from . import targets
-
-        return targets.LayerFilters(self.cut, self.preprocess, self.image_shape, self.spec.objective, self.spec.seed)
+        """The layer's targets.LayerFilters: its filters' objectives compiled (their scales measured on noise)."""
+        return targets.compile_layer(list(self.goals().values()), self.cuts, self.preprocess, self.image_shape,
+                                     self.spec.seed, self.spec.lp_norm)[0]
 
     def renderer(self, batch: int | None = None):
         """The optimize.Renderer `run` uses for a batch of `batch` filters (default: the job's batch)
         at --lr (benchmarks/speed.py times it)."""
-        from . import optimize
-
         return optimize.Renderer(self.target(), self.preprocess, self.image_shape, batch or self.batch or 1,
                                  self.spec, self.param())
 
@@ -298,7 +269,7 @@ class Job:
         """The layer's tiles.Tile when the tile start applies (see schedule.build_tile), else None. Built once."""
         if self._tile is None:
             applies = not self.objectives and not self.starts
-            self._tile = (applies and schedule.build_tile(self.loaded, self.layer, self.cut, self.spec,
+            self._tile = (applies and schedule.build_tile(self.loaded, self.layer, self.cut, self.goals(), self.spec,
                                                           self.image_shape, self.preprocess)) or ()
         return self._tile or None
 
@@ -365,8 +336,6 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
         starts = seed_images(spec.seed_image, indices, image_shape) if spec.seed_image else None
         job = Job(spec, loaded, OBJECTIVES_FOLDER, image_shape, indices, cuts,
                   tuple(shapes.values())[:deepest + 1], starts, tuple(goals))
-        from . import targets
-
         for goal in goals:  # the checks of targets.ObjectiveBatch, before anything runs
             targets.check_objective(goal, cuts)
         return job

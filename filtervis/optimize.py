@@ -116,7 +116,7 @@ class Renderer:
         self.image_shape, self.batch, self.settings = tuple(image_shape), batch, settings
         self.param = param or Pixels(self.image_shape)
         self.transform = transforms.build(settings.transforms, settings.jitter)
-        self.tv_weights, self.lp_weights, self.lp_p = self.target.regularizers(settings)
+        self.tv_weights, self.lp_weights, self.lp_p = self.target.regularizers()
         self.regularized = bool(np.any(self.tv_weights.numpy()) or np.any(self.lp_weights.numpy()))
         shape = [batch, *self.param.shape]
         self.params = tf.Variable(tf.zeros(shape), name="params")

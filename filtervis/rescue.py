@@ -53,10 +53,12 @@ class Rescuer:
         a graph.Cut."""
         target = targets.as_target(target, preprocess, image_shape, settings)
         self.target, self.preprocess, self.image_shape, self.max_batch = target, preprocess, image_shape, max_batch
-        self.stages = (
-            dataclasses.replace(settings, tv_weight=0.0, lp_weight=0.0, transforms="none"),
-            dataclasses.replace(settings, tv_weight=settings.tv_weight or RESCUE_TV_WEIGHT, lp_weight=0.0,
-                                transforms="none"),
+        self.stages = (  # (settings, target) of each pass: no regularizers, then TV from the first pass's image
+            (dataclasses.replace(settings, tv_weight=0.0, lp_weight=0.0, transforms="none"),
+             target.with_regularizers(0.0, 0.0)),
+            (dataclasses.replace(settings, tv_weight=target.tv_weight or RESCUE_TV_WEIGHT, lp_weight=0.0,
+                                 transforms="none"),
+             target.with_regularizers(target.tv_weight or RESCUE_TV_WEIGHT, 0.0)),
         )
         self.renderers: dict[tuple, optimize.Renderer] = {}  # built on first need: (pass, batch[, lr factor])
         self._bank = None  # (start images [N, H, W, C], their peaks [N, filters]) once needed
@@ -67,14 +69,14 @@ class Rescuer:
         return count * 2 * self._recipe_steps()
 
     def _recipe_steps(self) -> int:
-        return sum(stage.steps for stage in self.stages)
+        return sum(settings.steps for settings, _ in self.stages)
 
     def _renderer(self, stage: int, batch: int, lr_factor: float = 1.0) -> optimize.Renderer:
         key = (stage, batch) if lr_factor == 1.0 else (stage, batch, lr_factor)
         if key not in self.renderers:
-            settings = self.stages[stage]
+            settings, target = self.stages[stage]
             settings = dataclasses.replace(settings, lr=settings.lr * lr_factor) if lr_factor != 1.0 else settings
-            self.renderers[key] = optimize.Renderer(self.target, self.preprocess, self.image_shape, batch, settings,
+            self.renderers[key] = optimize.Renderer(target, self.preprocess, self.image_shape, batch, settings,
                                                      Pixels(self.image_shape))
         return self.renderers[key]
 
@@ -103,7 +105,7 @@ class Rescuer:
         one forward pass of
         the bank in batches of max_batch, computed once."""
         if self._bank is None:
-            bank = starts.bank(*self.image_shape, self.stages[0].seed)
+            bank = starts.bank(*self.image_shape, self.stages[0][0].seed)
             peaks = [self.target.start_peaks(bank[start:start + self.max_batch])
                      for start in range(0, len(bank), self.max_batch)]
             self._bank = bank, np.concatenate(peaks)
@@ -136,7 +138,7 @@ class Rescuer:
         start_peak = {i: float(peaks[best[i], i]) for i in silent}
         fired = [i for i in silent if start_peak[i] > 0]
         if progress and fired:
-            progress(len(fired) * self.stages[1].steps)  # the second pass they skip
+            progress(len(fired) * self.stages[1][0].steps)  # the second pass they skip
         unfired = [i for i in silent if i not in fired]
         for group, factor, both in ((fired, START_LR_FACTOR, False), (unfired, 1.0, True)):
             if group:

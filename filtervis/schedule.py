@@ -24,25 +24,34 @@ RETRY_LR_FACTOR = 0.1  # a filter whose image or loss turned NaN/Inf is restarte
 
 
 class Schedule:
-    """Renders the units of one layer (or of a list of objectives) batch by batch.
+    """Renders units (a layer's filters, or places in a list of objectives) batch by batch.
 
-    `settings` is the run's options (an options.RunSpec); `target` the layer's targets.LayerFilters, or
-    None with `objectives` (then `cuts` maps every layer they read to its graph.Cut); `starts`
-    {unit: start image in [0, 1]} or None; `tile` a tiles.Tile or None; `batch` images per batch (a
-    multiple of --diversity)."""
+    `goals` maps each unit to its objectives.Objective, `cuts` every layer they read to its graph.Cut.
+    Objectives of the per-filter form (targets.per_filter: what `filtervis run` renders, one channel,
+    neuron or class margin each) are compiled once into a targets.LayerFilters, the fast path where
+    each image computes only its own filter; they get the --diversity groups, the rescue and the tile
+    start. Other objectives run as a targets.ObjectiveBatch per batch. `settings` is the run's options
+    (an options.RunSpec); `starts` {unit: start image in [0, 1]} or None; `tile` a tiles.Tile or None;
+    `batch` images per batch (a multiple of --diversity)."""
 
-    def __init__(self, settings, preprocess, image_shape, batch: int, param, target=None, objectives=(),
-                 cuts=None, starts=None, tile=None):
+    def __init__(self, settings, preprocess, image_shape, batch: int, param, goals: dict, cuts: dict,
+                 starts=None, tile=None, compiled=None):
+        """`compiled`: the (LayerFilters, PerFilter) of targets.compile_layer when already made."""
         self.settings, self.preprocess, self.image_shape = settings, preprocess, tuple(image_shape)
-        self.batch, self.param, self.target, self.tile = batch, param, target, tile
-        self.objectives, self.cuts, self.starts = tuple(objectives), cuts, starts
-        self.group = 1 if self.objectives else settings.diversity
-        self._renderers = {}  # lr -> the Renderer of the layer's target (not for objectives: one per batch)
+        self.batch, self.param, self.goals, self.cuts, self.starts = batch, param, dict(goals), cuts, starts
+        units = list(self.goals)
+        self.compiled = compiled or targets.compile_layer([self.goals[u] for u in units], cuts, preprocess,
+                                                          self.image_shape, settings.seed, settings.lp_norm)
+        self.target = self.compiled[0] if self.compiled else None
+        self.item = dict(zip(units, self.compiled[1].indices)) if self.compiled else {}  # unit -> its filter
+        self.tile = tile if self.compiled else None
+        self.group = settings.diversity if self.compiled else 1
+        self._renderers = {}  # lr -> the Renderer of the compiled target (ObjectiveBatch: one per batch)
 
     def renderer(self, target, settings):
         """An optimize.Renderer of `target` for the batch with `settings`, or with the tile start a
         tiles.TileStart that splits `settings.steps` between the tile and the output size."""
-        if self.tile is None or self.objectives:
+        if self.tile is None:
             return optimize.Renderer(target, self.preprocess, self.image_shape, self.batch, settings, self.param)
         tile = self.tile
         full = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch,
@@ -56,23 +65,22 @@ class Schedule:
         """{(unit, picture): optimize.FilterResult} of one batch of units at step size `lr`."""
         group, seed = self.group, self.settings.seed
         settings = dataclasses.replace(self.settings, lr=lr) if lr != self.settings.lr else self.settings
-        if self.objectives:  # a target of the batch's objectives; item i is the i-th of them
-            target = targets.ObjectiveBatch([self.objectives[u] for u in chunk], self.cuts, self.preprocess,
-                                            self.image_shape, seed)
-            renderer, items = self.renderer(target, settings), list(range(len(chunk)))
-            keys = [targets.filter_key(seed, u) for u in chunk]
-        else:
+        if self.compiled:
             if lr not in self._renderers:
                 self._renderers[lr] = self.renderer(self.target, settings)
-            renderer, items = self._renderers[lr], [u for u in chunk for _ in range(group)]
-            keys = [targets.variant_key(seed, u, k) for u in chunk for k in range(group)]
+            renderer, items = self._renderers[lr], [self.item[u] for u in chunk for _ in range(group)]
+        else:  # a target of the batch's objectives; item i is the i-th of them
+            target = targets.ObjectiveBatch([self.goals[u] for u in chunk], self.cuts, self.preprocess,
+                                            self.image_shape, seed)
+            renderer, items = self.renderer(target, settings), list(range(len(chunk)))
+        keys = [targets.variant_key(seed, u, k) for u in chunk for k in range(group)]
         starts = [self.starts[u] for u in chunk for _ in range(group)] if self.starts else None
         results = renderer.render(items, starts, progress=progress, keys=keys)
         return {(u, k): dataclasses.replace(results[i * group + k], index=u)
                 for i, u in enumerate(chunk) for k in range(group)}
 
     def _rescuers(self) -> list | None:
-        if self.objectives or not self.settings.rescue:
+        if not self.compiled or not self.settings.rescue:
             return None
         seed, per_batch = self.settings.seed, self.batch // self.group
         return [rescue.Rescuer(self.target, self.preprocess, self.image_shape,
@@ -95,14 +103,14 @@ class Schedule:
                 results.update(self._render(faulty[first:first + per_batch], self.settings.lr * RETRY_LR_FACTOR,
                                             None))
             rescued = set()
-            for k, rescuer in enumerate(rescuers or ()):
-                pictures = [results[u, k] for u in chunk]
+            for k, rescuer in enumerate(rescuers or ()):  # the rescue knows pictures by their filter (item)
+                pictures = [dataclasses.replace(results[u, k], index=self.item[u]) for u in chunk]
                 more = rescuer.steps(sum(not r.converged for r in pictures))
                 if more:
                     tick(0, more)
                 pictures, saved = rescuer.rescue(pictures, progress=tick)
-                results.update({(r.index, k): r for r in pictures})
-                rescued |= {(u, k) for u in saved}
+                results.update({(u, k): dataclasses.replace(r, index=u) for u, r in zip(chunk, pictures)})
+                rescued |= {(u, k) for u in chunk if self.item[u] in saved}
             if group == 1:
                 yield [record(results[u, 0], u in faulty, (u, 0) in rescued) for u in chunk]
             else:
@@ -110,10 +118,11 @@ class Schedule:
                                         for k in range(group)]) for u in chunk]
 
 
-def build_tile(loaded, layer: str, cut, settings, image_shape, preprocess):
-    """The layer's tiles.Tile when the tile start applies to a layer's channels (--tile, the channel
-    objective, a model and cut that run at half the size), else None."""
-    if not settings.tile or settings.objective != "channel" or cut.kind != models.KIND_CHANNELS:
+def build_tile(loaded, layer: str, cut, goals: dict, settings, image_shape, preprocess):
+    """The layer's tiles.Tile when the tile start applies: --tile, a layer of channels whose filters' goals
+    are channels (targets.per_filter), and a model and cut that run at half the size; else None."""
+    form = targets.per_filter(list(goals.values()), {layer: cut})
+    if not settings.tile or form is None or form.kind != "channel" or cut.kind != models.KIND_CHANNELS:
         return None
     size = tiles.tile_size(image_shape[:2])
     steps, full_steps = tiles.split_steps(settings.steps)
@@ -124,6 +133,7 @@ def build_tile(loaded, layer: str, cut, settings, image_shape, preprocess):
     small_cut = models.cut(at_size, layer)
     if not models.runs_on(small_cut.forward, shape):  # a model may take the size where its cut, built for one, does not
         return None
-    return tiles.Tile(targets.LayerFilters(small_cut, preprocess, shape, settings.objective, settings.seed),
-                      params.resolve(settings.param, settings.decay, small_cut.output_shape, shape), shape, steps,
-                      full_steps)
+    target, _ = targets.compile_layer(list(goals.values()), {layer: small_cut}, preprocess, shape, settings.seed,
+                                      settings.lp_norm)
+    return tiles.Tile(target, params.resolve(settings.param, settings.decay, small_cut.output_shape, shape), shape,
+                      steps, full_steps)

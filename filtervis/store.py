@@ -186,6 +186,59 @@ def file_digest(path: str | Path) -> str | None:
     return digest.hexdigest()
 
 
+# --- the manifest ----------------------------------------------------------------------------------
+
+UNWRITTEN_PARAMS = ("out", "quiet", "resume")  # options a manifest leaves out: where and how a run was shown
+ALPHA_NOTE = ("the PNGs' last channel (RGBA, or LA for grey) is not part of the picture: it is the magnitude of "
+              "the objective's gradient with respect to each pixel, summed over the channels and accumulated over "
+              "the optimization steps, divided by its 99th percentile and clipped to [0, 1] (transparent: the "
+              "pixel did not matter); activation is measured on the picture without it; the palette shows the "
+              "tiles over a checkerboard")
+
+
+def new_manifest(layer: str, model: dict, params: dict, planned: list, part: list, tile: dict | None,
+                 memory=None) -> dict:
+    """A layer's manifest before any filter is finished. Its fields: the filtervis version, when it was
+    created, the layer, the run's seed and shard (`K/N`), what the model is (`model`), every option
+    (`params`, but UNWRITTEN_PARAMS), the versions of the libraries, the filters the command asks for
+    (`planned`) and this run's part of them (`part`), whether the part is finished (`complete`), the
+    palette's file, the tile start (`tile`), one entry per finished filter (`filters`, see
+    records.FilterRecord.entry), the alpha note with --alpha and the memory plan with an automatic batch."""
+    import platform
+    import time
+
+    import keras
+    import PIL
+    import tensorflow as tf
+
+    from . import __version__
+
+    params = {k: v for k, v in params.items() if k not in UNWRITTEN_PARAMS}
+    shard = params.get("shard")
+    manifest = {
+        "filtervis": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "layer": layer,
+        "seed": params.get("seed"),
+        "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+        "model": model,
+        "params": params,
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__, "pillow": PIL.__version__},
+        "planned": planned,
+        "part": part,
+        "complete": False,
+        "palette": None,
+        "tile": tile,
+        "filters": [],
+    }
+    if params.get("alpha"):
+        manifest["alpha"] = ALPHA_NOTE
+    if memory is not None:
+        manifest["memory"] = {"budget": memory.budget, "planned_peak": memory.peak, "per_image": memory.per_image}
+    return manifest
+
+
 # --- the manifest's meaning --------------------------------------------------------------------------
 
 def filter_status(entry: dict) -> str:

@@ -15,6 +15,9 @@ each image alone (see optimize.per_image).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
@@ -61,19 +64,91 @@ def _spread(pre) -> tuple[np.ndarray, np.ndarray]:
 
 
 def as_target(target, preprocess, image_shape, settings):
-    """`target` as it is, or a graph.Cut made into the LayerFilters of `settings` (objective, seed)."""
+    """`target` as it is, or a graph.Cut made into the LayerFilters of `settings` (objective, seed,
+    tv_weight, lp_weight, lp_norm)."""
     if isinstance(target, (LayerFilters, ObjectiveBatch)):
         return target
-    return LayerFilters(target, preprocess, image_shape, settings.objective, settings.seed)
+    return LayerFilters(target, preprocess, image_shape, settings.objective, settings.seed, settings.tv_weight,
+                        settings.lp_weight, settings.lp_norm)
+
+
+# --- objectives compiled ---------------------------------------------------------------------------
+
+def unit_goals(layer: str, indices, kind: str, classes: bool, tv_weight: float = 0.0, lp_weight: float = 0.0,
+               lp_norm: float = 6.0) -> list:
+    """What `filtervis run` renders for a layer, as objectives: per filter its channel (the spatial mean),
+    its neuron (the centre unit) with `kind` "neuron", or its class margin on a layer of classes, minus
+    the regularizers (--tv-weight, --lp-weight, --lp-norm)."""
+    if classes:
+        make = obj.class_logit
+    else:
+        make = obj.neuron if kind == "neuron" else obj.channel
+    return [obj.regularized(make(layer, int(i)), tv_weight, lp_weight, lp_norm) for i in indices]
+
+
+@dataclasses.dataclass(frozen=True)
+class PerFilter:
+    """Objectives that are one filter each of one layer, alike but for the filter: the form `LayerFilters`
+    renders (`indices`: each objective's filter, in order)."""
+
+    layer: str
+    kind: str  # "channel" or "neuron" (a class margin is rendered as its layer's "channel")
+    indices: tuple[int, ...]
+    tv_weight: float
+    lp_weight: float
+    lp_norm: float | None  # None: no Lp term
+
+
+def per_filter(goals, cuts: dict) -> PerFilter | None:
+    """The PerFilter form of `goals`, or None when they are not of it: each goal is one term of weight 1
+    (a channel, a neuron at the centre, or a class margin on a layer of classes), all of one kind on
+    one layer, each of another filter, with the same regularizer terms."""
+    firsts = [goal.layer_parts for goal in goals]
+    if not goals or any(len(parts) != 1 or parts[0][0] != 1.0 for parts in firsts):
+        return None
+    terms = [parts[0][1] for parts in firsts]
+    layer, kind = terms[0].layer, type(terms[0])
+    if (any(t.layer != layer or type(t) is not kind for t in terms) or layer not in cuts
+            or len({t.index for t in terms}) < len(terms)):
+        return None
+    classes = bool(cuts[layer].classes)
+    if kind is obj.ClassLogit:
+        if not classes or not all(t.margin for t in terms):
+            return None
+    elif classes or kind not in (obj.Channel, obj.Neuron) or any(
+            isinstance(t, obj.Neuron) and (t.y is not None or t.x is not None) for t in terms):
+        return None
+    image_parts = {goal.image_parts for goal in goals}
+    if len(image_parts) != 1:
+        return None
+    tv, lp = _regularizer_weights(goals[0])
+    ps = [t.p for _, t in goals[0].image_parts if isinstance(t, obj.LpNorm)]
+    return PerFilter(layer, "neuron" if kind is obj.Neuron else "channel", tuple(t.index for t in terms), tv, lp,
+                     ps[0] if ps else None)
+
+
+def compile_layer(goals, cuts: dict, preprocess, image_shape, seed: int, lp_norm: float = 6.0):
+    """(LayerFilters, PerFilter) of `goals` in the per-filter form (see per_filter): the fast path, where
+    only each image's own filter is computed; None when they are not of that form (they then run as
+    ObjectiveBatch, batch by batch). `lp_norm` is the p the pictures' Lp norm is measured with when
+    the goals have no Lp term."""
+    form = per_filter(goals, cuts)
+    if form is None:
+        return None
+    target = LayerFilters(cuts[form.layer], preprocess, image_shape, form.kind, seed, form.tv_weight, form.lp_weight,
+                          lp_norm if form.lp_norm is None else form.lp_norm)
+    return target, form
 
 
 class LayerFilters:
     """One filter of one cut per image: `kind` is "channel" (the filter's mean) or "neuron" (its
     centre unit); a cut whose units are classes (`cut.classes`) is rendered by class margin."""
 
-    def __init__(self, cut, preprocess, image_shape, kind: str, seed: int):
+    def __init__(self, cut, preprocess, image_shape, kind: str, seed: int, tv_weight: float = 0.0,
+                 lp_weight: float = 0.0, lp_norm: float = 6.0):
 
         self.cut, self.preprocess, self.kind = cut, preprocess, kind
+        self.tv_weight, self.lp_weight, self.lp_norm = float(tv_weight), float(lp_weight), float(lp_norm)
         self.measure = measures.class_margin if cut.classes else measures.LAYER_MEASURES[kind]
         elementwise = not cut.classes and is_elementwise(cut.activation, (None, *cut.output_shape))
         # (sliced for one filter: the model runs on each image alone, see optimize.per_image)
@@ -88,10 +163,16 @@ class LayerFilters:
     def count(self) -> int:
         return self.cut.filters
 
-    def regularizers(self, settings) -> tuple:
-        """(tv weights [count], lp weights [count], p): the run's --tv-weight, --lp-weight, --lp-norm."""
-        return (tf.fill([self.count], float(settings.tv_weight)), tf.fill([self.count], float(settings.lp_weight)),
-                float(settings.lp_norm))
+    def regularizers(self) -> tuple:
+        """(tv weights [count], lp weights [count], p): the objectives' TV and Lp terms (the same for
+        every filter)."""
+        return (tf.fill([self.count], self.tv_weight), tf.fill([self.count], self.lp_weight), self.lp_norm)
+
+    def with_regularizers(self, tv_weight: float, lp_weight: float) -> "LayerFilters":
+        """The same filters (cut, scales) with other TV and Lp weights (the rescue's passes)."""
+        other = copy.copy(self)
+        other.tv_weight, other.lp_weight = float(tv_weight), float(lp_weight)
+        return other
 
     def _noise_statistics(self, seed, image_shape) -> tuple[np.ndarray, np.ndarray]:
         """Per filter [C]: the standard deviation of its pre-activation over noise images (never 0), and
@@ -192,8 +273,8 @@ class ObjectiveBatch:
     def count(self) -> int:
         return len(self.objectives)
 
-    def regularizers(self, settings) -> tuple:
-        """(tv weights, lp weights, p) of the objectives' own regularizer terms (`settings`' are not used)."""
+    def regularizers(self) -> tuple:
+        """(tv weights, lp weights, p) of the objectives' own regularizer terms."""
         return self.tv_weights, self.lp_weights, self.lp_p
 
     def _pre(self, inputs):
