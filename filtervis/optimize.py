@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from . import measures, targets, transforms
 from .params import Pixels
-from .targets import START_THRESHOLD, filter_key, noise_images  # noqa: F401 (part of this module's API)
+from .targets import filter_key
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 DEFAULT_CHUNK = 16  # steps per tf.function call: the progress bar updates this often
@@ -25,10 +25,6 @@ CONVERGENCE_RATIO = 2.0  # converged: activation at least this times its activat
 CONVERGENCE_FLOOR = 1e-6  # ...and above this share of the filter's typical response (above 0 beyond rounding)
 RESCUE_FLOOR = 1e-3  # a converged filter below this share of its typical response is still rescued (`strong`)
 MIN_EARLY_STOP_STEPS = 4 * DEFAULT_CHUNK  # early stopping never stops a filter before this many steps
-DIVERSITY_SHARE = 6.0  # --diversity: the penalty is this times the objective's size times the mean Gram
-# cosine to the filter's other pictures (held fixed: each picture moves itself away from them)...
-DIVERSITY_GATE = (0.5, 0.75)  # ...in full while the picture's activation is at least the second share of its
-# filter's best picture's, fading to none at the first, so no picture gives up its filter to be different
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +112,8 @@ class Renderer:
         self.image_shape, self.batch, self.settings = tuple(image_shape), batch, settings
         self.param = param or Pixels(self.image_shape)
         self.transform = transforms.build(settings.transforms, settings.jitter)
-        self.tv_weights, self.lp_weights, self.lp_p = self.target.regularizers()
+        self.regularizers = self.target.regularizers()  # (tv weights, lp weights, p)
+        self.tv_weights, self.lp_weights, self.lp_p = self.regularizers
         self.regularized = bool(np.any(self.tv_weights.numpy()) or np.any(self.lp_weights.numpy()))
         shape = [batch, *self.param.shape]
         self.params = tf.Variable(tf.zeros(shape), name="params")
@@ -204,17 +201,8 @@ class Renderer:
                 post, start, maps = self._objective(self.preprocess(seen), items, first, features=True)
             else:
                 post, start = self._objective(self.preprocess(seen), items, first)
-            threshold = START_THRESHOLD * tf.gather(self.target.scales, items)
-            target = measures.started(post, start, threshold)
-            loss = -target * tf.gather(self.target.inverse_scales, items)
-            if self.group > 1:  # the pictures of one filter repel each other
-                size = tf.stop_gradient(tf.abs(loss))
-                gate = measures.gate(measures.share_of_best(post, self.group), *DIVERSITY_GATE)
-                loss += gate * DIVERSITY_SHARE * size * measures.gram_similarity(maps, self.group, fixed=True)
-            if self.regularized:  # the defaults need neither TV nor Lp, nor their gradients
-                penalty = measures.penalty(images, tf.gather(self.tv_weights, items),
-                                           tf.gather(self.lp_weights, items), self.lp_p)
-                loss += tf.cast(post > threshold, tf.float32) * penalty
+            loss = targets.loss(self.target, images, items, post, start, maps if self.group > 1 else None,
+                                self.group, self.regularizers if self.regularized else None)
             total = tf.reduce_sum(loss)
         if self.settings.alpha:  # one backward pass gives both
             grad, image_grad = tape.gradient(total, [params, images])

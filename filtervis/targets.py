@@ -27,6 +27,10 @@ from .errors import SpecError
 
 START_THRESHOLD = 0.1  # below this share of its scale a filter is started through its pre-activation
 SCALE_IMAGES = 4  # noise images that measure each filter's typical response (and its noise activation)
+DIVERSITY_SHARE = 6.0  # --diversity: the penalty is this times the objective's size times the mean Gram
+# cosine to the filter's other pictures (held fixed: each picture moves itself away from them)...
+DIVERSITY_GATE = (0.5, 0.75)  # ...in full while the picture's activation is at least the second share of its
+# filter's best picture's, fading to none at the first, so no picture gives up its filter to be different
 
 
 def filter_key(seed: int, index: int) -> int:
@@ -70,6 +74,30 @@ def as_target(target, preprocess, image_shape, settings):
         return target
     return LayerFilters(target, preprocess, image_shape, settings.objective, settings.seed, settings.tv_weight,
                         settings.lp_weight, settings.lp_norm)
+
+
+def loss(target, images, items, post, start, maps=None, group: int = 1, regularizers=None):
+    """What the optimizer minimizes for each image of a batch, [b]: the sum of its terms.
+
+    - the objective (`post`, softened into `start` while the filter is silent, see measures.started),
+      negated and in units of the filter's typical response (`target.inverse_scales`);
+    - with `group` > 1 (--diversity: consecutive groups of pictures of one filter), the pictures' Gram
+      similarity to the others of their group (`maps`: each image's feature maps), DIVERSITY_SHARE
+      times the objective's size, gated by DIVERSITY_GATE;
+    - with `regularizers` ((tv weights, lp weights, p) per item), TV and the Lp norm of `images`, once
+      the filter fires (above START_THRESHOLD of its scale).
+    """
+    threshold = START_THRESHOLD * tf.gather(target.scales, items)
+    value = -measures.started(post, start, threshold) * tf.gather(target.inverse_scales, items)
+    if group > 1:  # the pictures of one filter repel each other
+        size = tf.stop_gradient(tf.abs(value))
+        gate = measures.gate(measures.share_of_best(post, group), *DIVERSITY_GATE)
+        value += gate * DIVERSITY_SHARE * size * measures.gram_similarity(maps, group, fixed=True)
+    if regularizers is not None:  # the defaults need neither TV nor Lp, nor their gradients
+        tv_weights, lp_weights, p = regularizers
+        penalty = measures.penalty(images, tf.gather(tv_weights, items), tf.gather(lp_weights, items), p)
+        value += tf.cast(post > threshold, tf.float32) * penalty
+    return value
 
 
 # --- objectives compiled ---------------------------------------------------------------------------

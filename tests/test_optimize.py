@@ -359,7 +359,7 @@ def test_chains_keep_each_filters_pictures_together(batch, group, expected):
 def test_diverse_pictures_differ_more_than_independent_seeds_and_not_with_the_batch():
     """--diversity 3 on the tiny model: the three pictures of a filter have less alike feature statistics
     (mean Gram cosine at the layer's input) than three pictures from three seeds, each picture still
-    drives its filter above noise and at least DIVERSITY_GATE[0] of its filter's best picture, and the
+    drives its filter above noise and at least targets.DIVERSITY_GATE[0] of its filter's best picture, and the
     pictures do not depend on the batch (one filter or two)."""
     size = 16
     cut = models.cut(tiny_conv_model(size), "conv2")
@@ -374,7 +374,7 @@ def test_diverse_pictures_differ_more_than_independent_seeds_and_not_with_the_ba
     assert all(r.activation > r.noise_activation for r in together)
     for group in (together[:3], together[3:]):  # the gate: no picture gives up its filter to be different
         activations = [r.activation for r in group]
-        assert min(activations) >= optimize.DIVERSITY_GATE[0] * max(activations)
+        assert min(activations) >= targets.DIVERSITY_GATE[0] * max(activations)
     single = optimize.Renderer(cut, preprocess_fn("tf"), (size, size, 3), 3, _settings(
         steps=48, tv_weight=0.0, lp_weight=0.0))
     seeds = single.render([0, 0, 0], keys=keys[:3]) + single.render([5, 5, 5], keys=keys[3:])
