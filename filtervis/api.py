@@ -161,11 +161,18 @@ class Job:
     objectives: tuple = ()  # objectives.Objective per image, when rendering objectives
     batch: int | None = None  # None until `run` chose it (see memory.plan_memory)
     memory: object = None  # memory.MemoryPlan when the batch was chosen automatically
+    precision: object = None  # models.Precision: what the model's layers compute in (None: float32, as loaded)
+    original: object = None  # the LoadedModel before --precision rebuilt it (the float32 fallback's)
     _tile: object = dataclasses.field(default=None, repr=False)  # tiles.Tile, () when none; see tile()
 
     @property
     def preprocess(self):
         return models.preprocess_fn(self.loaded.preprocess, self.loaded.channels)
+
+    @property
+    def compute_dtype(self) -> str:
+        """The type the model's layers compute in (--precision, resolved)."""
+        return self.precision.used if self.precision is not None else "float32"
 
     def choose_batch(self, count: int, batch: int | None = None) -> int:
         """The batch for `count` filters: --batch, else `batch` (an earlier run's), else the memory
@@ -176,7 +183,8 @@ class Job:
         group = self.spec.diversity  # images of one filter share a batch
         count = max(1, count) * group
         if self.spec.batch is None:
-            self.memory = memory.plan_memory(self.shapes, self.image_shape, count, self.spec.memory_budget)
+            self.memory = memory.plan_memory(self.shapes, self.image_shape, count, self.spec.memory_budget,
+                                             self.compute_dtype)
         batch = self.spec.batch or batch or self.memory.batch
         self.batch = max(group, min(batch, count) // group * group)
         return self.batch
@@ -198,14 +206,15 @@ class Job:
         params = dataclasses.asdict(spec)
         params.update(size=size_text(self.image_shape[:2]), batch=self.batch, layers=list(spec.layers),
                       shard=list(spec.shard) if spec.shard else None, preprocess=loaded.preprocess,
-                      param=self.param().name)
+                      param=self.param().name, precision=self.compute_dtype)
         if self.objectives:
             params.update(objective=[repr(o) for o in self.objectives], filters="all")
         model = {"name": loaded.name, "weights": loaded.weights, "preprocess": loaded.preprocess,
                  "input_size": size_text(loaded.size) if loaded.size else None, "input": loaded.input_name,
                  "channels": loaded.channels, "image": models.CHANNEL_NAMES[loaded.channels],
                  "layer_kind": "objectives" if self.objectives else self.cut.kind,
-                 "classes": False if self.objectives else self.cut.classes}
+                 "classes": False if self.objectives else self.cut.classes,
+                 "precision": self.precision.manifest() if self.precision is not None else None}
         if isinstance(spec.model, str) and Path(spec.model).is_file():
             model["sha256"] = store.file_digest(spec.model)
         return store.new_manifest(self.layer, model, params, list(self.filters if planned is None else planned),
@@ -251,8 +260,22 @@ class Job:
 
     def schedule(self) -> schedule.Schedule:
         """The schedule.Schedule that renders this job's batches."""
+        fallback = None if self.objectives or self.compute_dtype == "float32" else self._float32_schedule
         return schedule.Schedule(self.spec, self.preprocess, self.image_shape, self.batch, self.param(), self.goals(),
-                                 self.cuts, starts=self.starts, tile=self.tile())
+                                 self.cuts, starts=self.starts, tile=self.tile(), fallback=fallback)
+
+    def _float32_schedule(self) -> schedule.Schedule | None:
+        """The Schedule of this job's filters in float32 (the fallback of a lower --precision), at
+        --batch or at most this job's batch and what float32 activations fit in --memory-budget."""
+        original = self.original or self.loaded
+        if models.own_precision(original.model) is not None:  # a model of its own mixed policy
+            original, _ = models.apply_precision(original, "float32")
+        job = dataclasses.replace(self, loaded=original, cut=models.cut(original, self.layer),
+                                  precision=models.Precision(self.spec.precision, "float32", "fallback"),
+                                  original=None, batch=None, memory=None, _tile=None)
+        job.choose_batch(len(self.filters))
+        job.batch = min(job.batch, self.batch)
+        return job.schedule()
 
     def target(self):
         """The layer's targets.LayerFilters: its filters' objectives compiled (their scales measured on noise)."""
@@ -320,7 +343,8 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
     spec = spec or spec_of(model, layer if goals is None else obj_layers(goals)[0], filters, options)
     if goals is None and not layer:
         raise SpecError("--layer is required: name at least one layer (`filtervis layers` lists them)")
-    loaded = load(model, spec)
+    original = load(model, spec)
+    loaded, precision = models.apply_precision(original, spec.precision)
     image_shape = image_shape_of(spec, loaded)
     if spec.alpha and image_shape[2] == 4:
         raise SpecError("--alpha needs a model with 1 or 3 input channels: this model's images have 4, so their "
@@ -335,7 +359,7 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
         indices = list(range(len(goals)))
         starts = seed_images(spec.seed_image, indices, image_shape) if spec.seed_image else None
         job = Job(spec, loaded, OBJECTIVES_FOLDER, image_shape, indices, cuts,
-                  tuple(shapes.values())[:deepest + 1], starts, tuple(goals))
+                  tuple(shapes.values())[:deepest + 1], starts, tuple(goals), precision=precision, original=original)
         for goal in goals:  # the checks of targets.ObjectiveBatch, before anything runs
             targets.check_objective(goal, cuts)
         return job
@@ -344,7 +368,7 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
     starts = seed_images(spec.seed_image, indices, image_shape) if spec.seed_image and indices else None
     upto = list(shapes)[:list(shapes).index(layer) + 1]
     return Job(spec, loaded, layer, image_shape, indices, models.cut(loaded, layer, shapes),
-               tuple(shapes[path] for path in upto), starts)
+               tuple(shapes[path] for path in upto), starts, precision=precision, original=original)
 
 
 def _objective_list(objective):

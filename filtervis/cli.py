@@ -321,6 +321,7 @@ def layers(verbose, model, weights, preprocess, input, unsafe_model, size, show_
     """List the layers a forward pass reaches that can be visualized: path, type, output shape, number of
     filters, and whether they are rendered by channels (maps) or by units ((batch, units) outputs)."""
     from .models import CHANNEL_NAMES
+    from .models.precision import resolve as resolve_precision
     from .run import layers as list_layers
 
     options.RunSpec(preprocess=preprocess)  # the same check as `run`
@@ -330,6 +331,8 @@ def layers(verbose, model, weights, preprocess, input, unsafe_model, size, show_
     where = f" '{loaded.input_name}'" if loaded.input_name else ""
     click.echo(f"model {loaded.name}: input{where} (None, {height}, {width_px}, {channels}): {channels} "
                f"channel{'s' if channels > 1 else ''} ({CHANNEL_NAMES[channels]})")
+    used, why = resolve_precision(loaded.model, "auto")
+    click.echo(f"--precision auto computes in {used} here: {why}")
     width = max([len(r.path) for r in rows] + [5])
     click.echo(f"{'layer':<{width}}  {'type':<22} {'output shape':<26} {'filters':>7}  by")
     for r in rows:

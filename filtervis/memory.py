@@ -1,7 +1,8 @@
 """Memory planning: how many images a batch may hold within a budget (`--memory-budget`).
 
 A plan counts what the process already holds, the noise pass, a margin for TensorFlow's runtime and,
-per image, every layer output up to the target (its float32 value and its gradient). Memory is read
+per image, every layer output up to the target (its value and its gradient, 4 bytes each in float32, 2
+under --precision bfloat16 or float16: a batch may hold about twice the images). Memory is read
 from Linux's /proc (the process and the machine) or, with a GPU, from nvidia-smi.
 """
 
@@ -17,6 +18,7 @@ from .targets import SCALE_IMAGES  # noise images of the noise pass
 MAX_AUTO_BATCH = 16  # beyond this a batch no longer speeds up a step on a CPU
 MAX_AUTO_BATCH_GPU = 64
 BYTES_PER_ACTIVATION = 4 * 2  # per value of every layer output: the float32 value and its gradient
+VALUE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # bytes of one value in the type the layers compute in
 RUNTIME_MARGIN = 512 * 2**20  # bytes every plan keeps free for TensorFlow's own working memory
 DEFAULT_MEMORY_SHARE = 0.25  # share of the machine's (or the GPU's) memory a run may plan to use
 
@@ -95,15 +97,16 @@ def activation_values(shapes, image_shape) -> int:
     return max(total, int(np.prod(image_shape)))
 
 
-def bytes_per_image(shapes, image_shape) -> int:
-    """Estimated bytes one image needs through the layers of `shapes` and back (measured on VGG16 at
-    224 px: the real cost is about 2/3 of this)."""
-    return activation_values(shapes, image_shape) * BYTES_PER_ACTIVATION
+def bytes_per_image(shapes, image_shape, precision: str = "float32") -> int:
+    """Estimated bytes one image needs through the layers of `shapes` and back, its layers computing in
+    `precision` (measured on VGG16 at 224 px: the real cost is about 2/3 of this)."""
+    return activation_values(shapes, image_shape) * BYTES_PER_ACTIVATION * VALUE_BYTES[precision] // 4
 
 
-def plan_memory(shapes, image_shape, count: int, budget: int | None = None) -> MemoryPlan:
+def plan_memory(shapes, image_shape, count: int, budget: int | None = None, precision: str = "float32") -> MemoryPlan:
     """The largest batch (see auto_batch) whose planned peak, with what the process holds already and
-    the noise pass, fits `budget` bytes (default: default_memory_budget()).
+    the noise pass, fits `budget` bytes (default: default_memory_budget()), the layers computing in
+    `precision`.
 
     Raises SpecError when not even one image fits.
     """
@@ -114,22 +117,22 @@ def plan_memory(shapes, image_shape, count: int, budget: int | None = None) -> M
     # the noise pass (forward values only), and what TensorFlow's runtime adds while running (measured:
     # up to 0.45 GB over the plan in a process started from a long test session)
     fixed = SCALE_IMAGES * activation_values(shapes, image_shape) * 4 + RUNTIME_MARGIN
-    per_image = bytes_per_image(shapes, image_shape)
+    per_image = bytes_per_image(shapes, image_shape, precision)
     room = budget - base - fixed
     if room < per_image:
         raise SpecError(f"one image of {image_shape[1]}x{image_shape[0]} px needs about "
                         f"{_gb(base + fixed + per_image)} but --memory-budget is {_gb(budget)}; "
                         "raise --memory-budget or lower --size")
-    return MemoryPlan(budget, base, fixed, per_image, auto_batch(shapes, image_shape, count, room))
+    return MemoryPlan(budget, base, fixed, per_image, auto_batch(shapes, image_shape, count, room, precision))
 
 
-def auto_batch(shapes, image_shape, count: int, budget: int | None = None) -> int:
+def auto_batch(shapes, image_shape, count: int, budget: int | None = None, precision: str = "float32") -> int:
     """The largest batch (at least 1, at most `count` and MAX_AUTO_BATCH, or MAX_AUTO_BATCH_GPU on a
     GPU) whose images fit `budget` bytes at bytes_per_image each (default: plan_memory's choice)."""
     if budget is None:
-        return plan_memory(shapes, image_shape, count).batch
+        return plan_memory(shapes, image_shape, count, precision=precision).batch
     cap = MAX_AUTO_BATCH_GPU if gpu_memory() is not None else MAX_AUTO_BATCH
-    return int(max(1, min(cap, count, budget // bytes_per_image(shapes, image_shape))))
+    return int(max(1, min(cap, count, budget // bytes_per_image(shapes, image_shape, precision))))
 
 
 def _gb(value: int) -> str:

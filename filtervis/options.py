@@ -39,6 +39,7 @@ TRANSFORMS = ("standard", "none")  # transforms.build
 OBJECTIVES = ("channel", "neuron")  # measures.LAYER_MEASURES
 FAIL_ON = ("never", "unconverged", "dead")  # --fail-on: exit code 4 when any filter is unconverged / dead
 DEFAULT_FAIL_ON = "never"
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # --precision (models.precision)
 METRICS = ("pixel", "perceptual")  # filtervis diff --metric (see diff.py)
 DEFAULT_METRIC = "pixel"
 _BYTE_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -231,6 +232,12 @@ class RunSpec:
         MODEL, False)
     input: str | None = option(
         None, "The image input of a multi-input model (the others are held at zeros).", MODEL, metavar="NAME")
+    precision: str = option(
+        "auto", "The type the model's layers compute in: bfloat16, float16, float32, or auto (bfloat16 on a CPU "
+        "with native bfloat16 (AVX512_BF16, AMX) or a GPU that has it, float16 on other GPUs, float32 elsewhere; "
+        "a model saved under a mixed policy keeps its own; `filtervis layers` says what auto picks here). The "
+        "images, the optimizer and every measure stay float32.", MODEL, choices=PRECISIONS,
+        check=_one_of(PRECISIONS))
     report: bool = option(
         True, "Rewrite OUT/index.html, a static page of every layer, with each manifest.", RUN, False,
         flag="--report/--no-report")

@@ -35,6 +35,7 @@ class FilterRecord:
     frames: tuple = dataclasses.field(default=(), repr=False, compare=False)
     variant: int | None = None  # which picture of its filter (--diversity), else None
     variants: tuple = ()  # --diversity: the filter's pictures, one FilterRecord each (this record sums them up)
+    float32: bool = False  # --precision bfloat16/float16: rendered again in float32 (see schedule.py)
 
     @property
     def file(self) -> str | None:
@@ -57,6 +58,8 @@ class FilterRecord:
             entry[key] = None if value is None else round(value, 6)
         entry.update(converged=self.converged, restarted=self.restarted, seconds=round(self.seconds, 3),
                      rescued=self.rescued)
+        if self.float32:  # the run's precision did not converge it; this picture is float32's
+            entry["precision"] = "float32"
         if self.status == STATUS_DEAD:
             entry["peak_preactivation"] = round(self.peak_preactivation, 6)
         if self.variants:
@@ -76,7 +79,7 @@ def group_record(index: int, pictures: list) -> FilterRecord:
         weakest, index=index, status=status, converged=all(p.converged for p in pictures),
         steps=sum(p.steps for p in pictures), seconds=sum(p.seconds for p in pictures),
         restarted=any(p.restarted for p in pictures), rescued=any(p.rescued for p in pictures),
-        image=pictures[0].image, frames=(), variant=None, variants=tuple(pictures))
+        float32=any(p.float32 for p in pictures), image=pictures[0].image, frames=(), variant=None, variants=tuple(pictures))
 
 
 def palette_tiles(records) -> tuple[list, list]:
@@ -92,9 +95,10 @@ def palette_tiles(records) -> tuple[list, list]:
     return tiles, labels
 
 
-def record(result, restarted: bool = False, rescued: bool = False, variant: int | None = None) -> FilterRecord:
+def record(result, restarted: bool = False, rescued: bool = False, variant: int | None = None,
+           float32: bool = False) -> FilterRecord:
     """The FilterRecord of an optimize.FilterResult; its image gets the result's alpha as a last
-    channel when it has one (--alpha)."""
+    channel when it has one (--alpha); `float32`: rendered again in float32 (--precision)."""
     finite = bool(result.finite)
     image = result.image
     if image is not None and result.alpha is not None:
@@ -104,7 +108,8 @@ def record(result, restarted: bool = False, rescued: bool = False, variant: int 
         result.index, status, result.activation if finite else None, result.noise_activation,
         bool(result.converged), result.steps, result.seconds, result.loss if finite else None,
         result.tv if finite else None, result.lp if finite else None, result.scale, restarted, rescued,
-        result.peak if status == STATUS_DEAD else None, image if finite else None, result.frames, variant)
+        result.peak if status == STATUS_DEAD else None, image if finite else None, result.frames, variant,
+        float32=float32)
 
 
 

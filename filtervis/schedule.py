@@ -8,6 +8,9 @@ list of `objectives.Objective`, a `targets.ObjectiveBatch` per batch). For each 
 1. the optimizer renders it (`optimize.Renderer`; with the tile start, `tiles.TileStart`: most steps on
    a half-size tile first);
 2. a unit any of whose pictures turned NaN/Inf is restarted once at RETRY_LR_FACTOR times --lr;
+   With --precision bfloat16 or float16, a unit any of whose pictures is not finite or not clearly
+   converged (`FilterResult.strong`) is first rendered again in float32 (`fallback`: the float32
+   schedule of the same units), and steps 2 and 3 then run in float32;
 3. the pictures that did not converge go to the rescue (`rescue.Rescuer`, one per --diversity picture,
    picture k's at seed + k * targets.VARIANT_SEED_STRIDE); objectives are not rescued;
 4. the batch's records (`records.FilterRecord`, one per unit) are yielded.
@@ -35,8 +38,10 @@ class Schedule:
     `batch` images per batch (a multiple of --diversity)."""
 
     def __init__(self, settings, preprocess, image_shape, batch: int, param, goals: dict, cuts: dict,
-                 starts=None, tile=None, compiled=None):
-        """`compiled`: the (LayerFilters, PerFilter) of targets.compile_layer when already made."""
+                 starts=None, tile=None, compiled=None, fallback=None):
+        """`compiled`: the (LayerFilters, PerFilter) of targets.compile_layer when already made;
+        `fallback`: None, or (when the model computes in a lower type than float32) a function giving
+        the Schedule of the same units in float32, called once on first need."""
         self.settings, self.preprocess, self.image_shape = settings, preprocess, tuple(image_shape)
         self.batch, self.param, self.goals, self.cuts, self.starts = batch, param, dict(goals), cuts, starts
         units = list(self.goals)
@@ -47,6 +52,8 @@ class Schedule:
         self.tile = tile if self.compiled else None
         self.group = settings.diversity if self.compiled else 1
         self._renderers = {}  # lr -> the Renderer of the compiled target (ObjectiveBatch: one per batch)
+        self.fallback = fallback if self.compiled else None
+        self._precise = None  # (the float32 Schedule, its rescuers) once needed
 
     def renderer(self, target, settings):
         """An optimize.Renderer of `target` for the batch with `settings`, or with the tile start a
@@ -93,15 +100,20 @@ class Schedule:
         done and of `more` steps the rescue adds; it is called with 0 between batches (to ask whether to
         stop)."""
         group, per_batch = self.group, self.batch // self.group
-        rescuers = self._rescuers()
+        own_rescuers = self._rescuers()
         for start in range(0, len(units), per_batch):
             tick(0)
             chunk = units[start:start + per_batch]
             results = self._render(chunk, self.settings.lr, tick)
+            runner, rescuers, rerun = self, own_rescuers, set()
+            if self.fallback is not None:  # rendered again in float32: a unit not finite or not clearly converged
+                rerun = {u for u in chunk if not all(results[u, k].finite and results[u, k].strong
+                                                     for k in range(group))}
+                if rerun:
+                    runner, rescuers = self._float32()
+                    results.update(runner._render_all([u for u in chunk if u in rerun], self.settings.lr))
             faulty = [u for u in chunk if not all(results[u, k].finite for k in range(group))]
-            for first in range(0, len(faulty), per_batch):
-                results.update(self._render(faulty[first:first + per_batch], self.settings.lr * RETRY_LR_FACTOR,
-                                            None))
+            results.update(runner._render_all(faulty, self.settings.lr * RETRY_LR_FACTOR))
             rescued = set()
             for k, rescuer in enumerate(rescuers or ()):  # the rescue knows pictures by their filter (item)
                 pictures = [dataclasses.replace(results[u, k], index=self.item[u]) for u in chunk]
@@ -112,10 +124,24 @@ class Schedule:
                 results.update({(u, k): dataclasses.replace(r, index=u) for u, r in zip(chunk, pictures)})
                 rescued |= {(u, k) for u in chunk if self.item[u] in saved}
             if group == 1:
-                yield [record(results[u, 0], u in faulty, (u, 0) in rescued) for u in chunk]
+                yield [record(results[u, 0], u in faulty, (u, 0) in rescued, float32=u in rerun) for u in chunk]
             else:
-                yield [group_record(u, [record(results[u, k], u in faulty, (u, k) in rescued, variant=k)
-                                        for k in range(group)]) for u in chunk]
+                yield [group_record(u, [record(results[u, k], u in faulty, (u, k) in rescued, variant=k,
+                                               float32=u in rerun) for k in range(group)]) for u in chunk]
+
+    def _render_all(self, units: list[int], lr: float) -> dict:
+        """_render of `units` in batches (no progress): the NaN restart and the float32 fallback."""
+        results, per_batch = {}, self.batch // self.group
+        for first in range(0, len(units), per_batch):
+            results.update(self._render(units[first:first + per_batch], lr, None))
+        return results
+
+    def _float32(self) -> tuple:
+        """(the float32 Schedule of the fallback, its rescuers), made on first need."""
+        if self._precise is None:
+            precise = self.fallback()
+            self._precise = precise, precise._rescuers()
+        return self._precise
 
 
 def build_tile(loaded, layer: str, cut, goals: dict, settings, image_shape, preprocess):

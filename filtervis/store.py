@@ -258,6 +258,9 @@ def has_png(folder: Path, entry: dict) -> bool:
     return entry.get("status", STATUS_DONE) in WITH_PNG
 
 
+OLDER_PARAMS = {"precision": "float32"}  # what a manifest written before a parameter existed ran with
+
+
 def compare_params(old: dict, new: dict) -> tuple | None:
     """None when two manifests' results are interchangeable, else the first difference as
     (name, old value, new value). Compares the layer, the model file's digest and every parameter
@@ -265,7 +268,8 @@ def compare_params(old: dict, new: dict) -> tuple | None:
     pairs = [("layer", old.get("layer"), new.get("layer")),
              ("model file sha256", old.get("model", {}).get("sha256"), new.get("model", {}).get("sha256"))]
     keys = sorted((set(old["params"]) | set(new["params"])) - UNCOMPARED)
-    pairs += [(f"--{key.replace('_', '-')}", old["params"].get(key), new["params"].get(key)) for key in keys]
+    pairs += [(f"--{key.replace('_', '-')}", old["params"].get(key, OLDER_PARAMS.get(key)),
+               new["params"].get(key, OLDER_PARAMS.get(key))) for key in keys]
     for key, before, now in pairs:
         if before != now:
             return key, before, now

@@ -431,17 +431,17 @@ def own_channel(cut, batch: int):
     pre-activation, [B, ..., 1] (the layer's spatial axes kept); with features=True also the feature maps
     of the pass (the sliced layer's input, or the whole layer's output).
 
-    When the cut is a graph (`cut.model`) ending in a plain float32 Conv2D with at least twice `batch`
-    filters, its kernel is sliced to the batch's filters: the layer computes `batch` channels per image
-    instead of all of them, and the image's own one is kept. Otherwise the full layer runs and the own
-    filter is picked out.
+    When the cut is a graph (`cut.model`) ending in a plain Conv2D (computing in float32, or in bfloat16
+    or float16 under --precision) with at least twice `batch` filters, its kernel is sliced to the
+    batch's filters: the layer computes `batch` channels per image instead of all of them, and the
+    image's own one is kept. Otherwise the full layer runs and the own filter is picked out.
     """
     import keras
 
     model = cut.model
     last = model.layers[-1] if model is not None else None
     if (type(last) is keras.layers.Conv2D and last.groups == 1 and last.data_format == "channels_last"
-            and last.compute_dtype == "float32" and last.filters >= 2 * batch):
+            and last.compute_dtype in ("float32", "bfloat16", "float16") and last.filters >= 2 * batch):
         try:
             prefix = keras.Model(model.inputs, last.input)
         except (ValueError, AttributeError):  # the layer is called more than once
@@ -459,15 +459,20 @@ def own_channel(cut, batch: int):
 
 def _sliced_conv(prefix, conv):
     strides, dilations, padding = list(conv.strides), list(conv.dilation_rate), conv.padding.upper()
+    low = conv.compute_dtype != "float32"  # --precision: the convolution runs in the layer's type
 
     def sliced(inputs, filters, features: bool = False):
         maps = prefix(inputs)
         kernel = tf.gather(conv.kernel, filters, axis=3)  # [kh, kw, in, B]
+        if low:
+            maps, kernel = tf.cast(maps, conv.compute_dtype), tf.cast(kernel, conv.compute_dtype)
         out = tf.nn.convolution(maps, kernel, strides=strides, padding=padding, dilations=dilations)
         own = tf.gather(out, tf.range(tf.shape(out)[0])[:, None], axis=3, batch_dims=1)  # image b, filter b
+        if low:  # back to float32 before the bias, the activation and the objective's reduction
+            own = tf.cast(own, tf.float32)
         if conv.use_bias:
-            own += tf.reshape(tf.gather(conv.bias, filters), [-1, 1, 1, 1])
-        return (own, maps) if features else own
+            own += tf.reshape(tf.cast(tf.gather(conv.bias, filters), own.dtype), [-1, 1, 1, 1])
+        return (own, tf.cast(maps, tf.float32)) if features else own
 
     return sliced
 

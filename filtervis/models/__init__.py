@@ -7,3 +7,5 @@ from .graph import (KIND_CHANNELS, KIND_UNITS, Cut, LayerInfo, check_visualizabl
 from .load import (APPLICATIONS, HED_WEIGHTS_FILE, OWN_WEIGHTS, Application, at_size, hed_weights_path,  # noqa: F401
                    load, load_hed_weights, runs_on)
 from .preprocess import PREPROCESS_MODES, check_preprocess, preprocess_fn  # noqa: F401
+from .precision import PRECISIONS, Precision, auto_precision, own_precision  # noqa: F401
+from .precision import apply as apply_precision  # noqa: F401

