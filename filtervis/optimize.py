@@ -221,11 +221,15 @@ class Renderer:
         """(activation, loss, TV, Lp, peak) of each image as it is, no transform, [B] each (values only:
         no gradient). `peak` is the highest pre-activation of its filter (see targets.LayerFilters.peak)."""
         inputs, items = self.preprocess(images), self.items.read_value()
-        activation, _ = self._objective(inputs, items, 0)
+        exact = getattr(self.target, "exact", None)  # float32 measures of a model computing in a lower type
+        if exact is None:
+            activation, _ = self._objective(inputs, items, 0)
+        else:
+            activation, _ = per_image(lambda x, item, i: exact.objective(x, item, i), inputs, items)
         tv, lp = measures.total_variation(images), measures.lp_norm(images, self.lp_p)
         loss = (-activation * tf.gather(self.target.inverse_scales, items)
                 + tf.gather(self.tv_weights, items) * tv + tf.gather(self.lp_weights, items) * lp)
-        (peak,) = per_image(lambda x, item, i: (self.target.peak(x, item, i),), inputs, items)
+        (peak,) = per_image(lambda x, item, i: ((exact or self.target).peak(x, item, i),), inputs, items)
         return activation, loss, tv, lp, peak
 
     # --- one batch ------------------------------------------------------------------------------

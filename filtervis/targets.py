@@ -181,7 +181,14 @@ class LayerFilters:
         elementwise = not cut.classes and is_elementwise(cut.activation, (None, *cut.output_shape))
         # (sliced for one filter: the model runs on each image alone, see optimize.per_image)
         self.own = own_channel(cut, 1) if elementwise else None
-        scales, self.noise_activation = self._noise_statistics(seed, image_shape)
+        # a cut computing in a lower type (--precision) is measured in float32: its scales, noise
+        # activation, and (optimize.Renderer.measure) each finished picture's numbers
+        self.exact = None if cut.exact is None else LayerFilters(cut.exact, preprocess, image_shape, kind, seed,
+                                                                 tv_weight, lp_weight, lp_norm)
+        if self.exact is None:
+            scales, self.noise_activation = self._noise_statistics(seed, image_shape)
+        else:
+            scales, self.noise_activation = self.exact.scales.numpy(), self.exact.noise_activation
         self.scales = tf.constant(scales)
         # Multiplied, not divided: the gradient of a division by a [B] vector can round differently
         # at different batch sizes (see exact.py), a multiplication cannot.

@@ -47,6 +47,8 @@ class Cut:
     gives it (identity when a softmax or sigmoid was bypassed). `model` is the keras.Model of the
     fast path (its inputs are the model's inputs: call it with `feed(images)`), None when captured.
     `classes` is True when a softmax over a (batch, units) output was bypassed: the units are classes.
+    `exact` is the float32 Cut of the same layer when this one computes in a lower type (--precision):
+    what a run measures with.
     """
 
     forward: object
@@ -55,6 +57,7 @@ class Cut:
     model: object = None
     feed: object = None
     classes: bool = False
+    exact: object = None
 
     @property
     def kind(self) -> str:
