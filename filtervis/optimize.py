@@ -225,11 +225,12 @@ class Renderer:
         if exact is None:
             activation, _ = self._objective(inputs, items, 0)
         else:
-            activation, _ = per_image(lambda x, item, i: exact.objective(x, item, i), inputs, items)
+            activation, peak = per_image(exact.activation_and_peak, inputs, items)
         tv, lp = measures.total_variation(images), measures.lp_norm(images, self.lp_p)
         loss = (-activation * tf.gather(self.target.inverse_scales, items)
                 + tf.gather(self.tv_weights, items) * tv + tf.gather(self.lp_weights, items) * lp)
-        (peak,) = per_image(lambda x, item, i: ((exact or self.target).peak(x, item, i),), inputs, items)
+        if exact is None:
+            (peak,) = per_image(lambda x, item, i: (self.target.peak(x, item, i),), inputs, items)
         return activation, loss, tv, lp, peak
 
     # --- one batch ------------------------------------------------------------------------------

@@ -260,6 +260,20 @@ class LayerFilters:
         values = tf.gather(self._startable(pre), index, axis=-1, batch_dims=1)
         return tf.reduce_max(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
 
+    def activation_and_peak(self, inputs, filters, slot: int = 0):
+        """(activation, peak), [b] each, from one pass: `objective`'s activation and `peak` (how a cut
+        computing in a lower type is measured, in float32, see `exact`)."""
+        if self.cut.classes:
+            post = self.measure(self.cut.forward(inputs), filters)
+            return post, post
+        if self.own is not None:
+            pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
+        else:
+            pre, index = self.cut.forward(inputs), filters
+        post = self.measure(self.cut.activation(pre), index)
+        values = tf.gather(self._startable(pre), index, axis=-1, batch_dims=1)
+        return post, tf.reduce_max(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
+
     def start_peaks(self, images) -> np.ndarray:
         """[N, filters]: each image's highest pre-activation of every filter over the units its
         objective sees, or every class's margin (one pass over `images` in [0, 1])."""
