@@ -550,6 +550,9 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="Also write the per-filter scores here.")
     parser.add_argument("--filtervis-args", default="", help="Extra `filtervis run` options for the filtervis tool, "
                                                              "e.g. '--param maco' (vgg16 only).")
+    parser.add_argument("--precision", default=None, choices=("auto", "float32", "bfloat16", "float16"),
+                        help="vgg16 only: `filtervis run --precision` of the filtervis tools [filtervis's default]; "
+                             "add the tool `float32` to compare with --precision float32 side by side")
     parser.add_argument("--diversity", type=int, default=1,
                         help="vgg16 only: also render every filter N times with `--diversity N` and N times with N "
                              "seeds, and report each set's sameness among one filter's pictures.")
@@ -575,6 +578,8 @@ def main(argv=None):
     rows, detail, specs = [], {}, {}
     tools = args.tools.split(",")
     extra = tuple(shlex.split(args.filtervis_args))
+    if args.precision:
+        extra += ("--precision", args.precision)
     for tool in tools:
         cached = _cached(work / tool, args.layer, filters) if args.reuse else None
         if cached is not None:
@@ -582,6 +587,10 @@ def main(argv=None):
         elif tool == "filtervis":
             seconds, images, manifest = run_filtervis(args.layer, args.size, args.filters, args.seed,
                                                       work / "filtervis", extra)
+            steps = sum(f["steps"] for f in manifest["filters"]) / len(filters)
+        elif tool == "float32":  # filtervis with the same options, computing in float32
+            seconds, images, manifest = run_filtervis(args.layer, args.size, args.filters, args.seed,
+                                                      work / "float32", extra + ("--precision", "float32"))
             steps = sum(f["steps"] for f in manifest["filters"]) / len(filters)
         elif tool == "untiled":  # filtervis with every step at the output size (before the tile start)
             seconds, images, manifest = run_filtervis(args.layer, args.size, args.filters, args.seed,
@@ -609,7 +618,7 @@ def main(argv=None):
     natural_spec = specificity(scorer.targets(crops), filters, natural)
     print(f"VGG16 --weights hed, {args.layer}, {args.size} px, {len(filters)} filters ({args.filters}, seed {args.seed}); "
           f"bare forward+input-gradient pass {bare_s * 1000:.1f} ms per filter-step"
-          + (f"; filtervis {args.filtervis_args}" if args.filtervis_args else ""))
+          + (f"; filtervis {' '.join(extra)}" if extra else ""))
     print("| tool | converged | median strength | median retention | own first | median rank | sameness "
           "| cost (bare steps per filter) | steps per filter |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -624,6 +633,12 @@ def main(argv=None):
         theirs = next(r for r in table if r["tool"] == "tf-keras-vis")
         print(f"filtervis / tf-keras-vis: strength {ours['strength'] / max(theirs['strength'], 1e-9):.1f}x, "
               f"cost {ours['cost'] / theirs['cost']:.2f}x")
+    if "float32" in tools and "filtervis" in tools:
+        ours = next(r for r in table if r["tool"] == "filtervis")
+        full = next(r for r in table if r["tool"] == "float32")
+        print(f"filtervis (--precision {args.precision or 'default'}) / float32: converged {ours['converged']} vs "
+              f"{full['converged']}, strength {ours['strength'] / max(full['strength'], 1e-9):.2f}x, retention "
+              f"{ours['retention']:.2f} vs {full['retention']:.2f}, cost {ours['cost'] / full['cost']:.2f}x")
     if "untiled" in tools and "filtervis" in tools:
         ours = next(r for r in table if r["tool"] == "filtervis")
         before = next(r for r in table if r["tool"] == "untiled")

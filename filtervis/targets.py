@@ -304,7 +304,9 @@ class ObjectiveBatch:
             check_objective(objective, self.cuts)
         self.lp_p = _one_p(self.objectives)
         noise = tf.constant(scale_noise(seed, image_shape))
-        pre = {layer: cut.forward(preprocess(noise)) for layer, cut in self.cuts.items()}
+        # cuts computing in a lower type (--precision) are measured in float32 (graph.Cut.exact)
+        exact = {layer: cut.exact or cut for layer, cut in self.cuts.items()}
+        pre = {layer: cut.forward(preprocess(noise)) for layer, cut in exact.items()}
         self.term_scales = [{term: _term_scale(term, pre[term.layer]) for _, term in o.layer_parts}
                             for o in self.objectives]
         values = {layer: self.cuts[layer].activation(p) for layer, p in pre.items()}
@@ -317,10 +319,19 @@ class ObjectiveBatch:
         weights = [_regularizer_weights(o) for o in self.objectives]
         self.tv_weights = tf.constant([w[0] for w in weights], tf.float32)
         self.lp_weights = tf.constant([w[1] for w in weights], tf.float32)
+        self.exact = None
+        if any(cut.exact is not None for cut in self.cuts.values()):
+            self.exact = copy.copy(self)
+            self.exact.cuts = exact
 
     @property
     def count(self) -> int:
         return len(self.objectives)
+
+    def activation_and_peak(self, inputs, items, slot: int):
+        """(activation, peak) [1] of the image in place `slot`: its objective's layer part, twice."""
+        value, _ = self.objective(inputs, items, slot)
+        return value, value
 
     def regularizers(self) -> tuple:
         """(tv weights, lp weights, p) of the objectives' own regularizer terms."""
