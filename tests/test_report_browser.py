@@ -48,7 +48,7 @@ def test_index_loads_every_image_counts_match_the_manifest_and_the_filter_shows_
     statuses = {int(e["index"]): filter_status(e) for e in entries}  # (the rule itself: test_report.py)
     assert statuses[1] == ("dead", "failed")[which]
     browser.open((out / "index.html").as_uri())
-    assert browser.evaluate("document.images.length") == len(statuses) + 1  # + the palette
+    assert browser.evaluate("document.querySelectorAll('section img').length") == len(statuses) + 1  # + palette
     assert browser.evaluate(UNLOADED) == []
     counts = browser.evaluate("Object.fromEntries([...document.querySelectorAll('[data-count]')]"
                               ".map(e => [e.dataset.count, +e.textContent]))")
