@@ -147,7 +147,8 @@ class Progress:
     layer's first chunk (which traces the step), chunks are timed; what is left is its cost at the
     seconds per cost measured so far, plus, for each layer not started yet, the start-up the started
     ones took (their first chunk's time beyond its cost). It is in the bar's description, and on stderr
-    once (with the plan) when it is long."""
+    once (with the plan) when it is long: for one layer after its first clean chunk, for several when
+    the first is done."""
 
     def __init__(self, bar, label: str, filters: int, layers: list[tuple[str, float, float]], plan_text: str,
                  quiet: bool):
@@ -162,6 +163,8 @@ class Progress:
         self.last = time.perf_counter()
 
     def start(self, layer: str) -> None:
+        if self.layer is not None and self.timed_cost:  # a layer done: the estimate has its start-up too
+            self._estimate(tell=True)
         self.layer, self.first, self.last = layer, True, time.perf_counter()
         if layer in self.pending:
             self.pending.remove(layer)
@@ -187,19 +190,22 @@ class Progress:
                 self.startups, self.first_chunk = self.startups + 1, None
             self.timed_cost += spent
             self.timed_seconds += seconds
-            self._estimate()
+            self._estimate(tell=len(self.cost) == 1)
         self.last = now
         self.bar.update(count)
 
-    def _estimate(self) -> None:
+    def _estimate(self, tell: bool) -> None:
+        """Show the estimate; `tell`: also on stderr, once (one layer: after its first clean chunk; a
+        whole run: when its first layer is done)."""
         rate = self.timed_seconds / self.timed_cost
         left = sum(self.left.values()) * rate + len(self.pending) * self.startup / max(self.startups, 1)
         text = f"~{left / 60:.0f} min" if left >= 90 else f"~{left:.0f} s"
         self.bar.set_description(f"{self.label} ({self.filters} filters, {text})")
-        if not self.told and left >= ESTIMATE_MIN_SECONDS and not self.quiet:
-            self.bar.write(f"filtervis: {self.label}: {self.filters} filters, {self.plan_text}: {text} left",
-                           file=sys.stderr)
-        self.told = True
+        if tell and not self.told:
+            if left >= ESTIMATE_MIN_SECONDS and not self.quiet:
+                self.bar.write(f"filtervis: {self.label}: {self.filters} filters, {self.plan_text}: {text} left",
+                               file=sys.stderr)
+            self.told = True
 
 
 def _check_stop(stop, when: str) -> None:
