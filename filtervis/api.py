@@ -32,6 +32,9 @@ from .records import FilterRecord  # noqa: F401 (part of this module's API)
 from .result import Result
 
 OBJECTIVES_FOLDER = "objectives"  # the layer name (and folder) of a render of objectives
+STEP_OVERHEAD = 1e9  # multiply-adds: what a step costs besides the model's layers (parameterization, transforms,
+# Adam, the per-image passes' ops); fitted on a whole VGG16 run at 64 px, where a block5_conv3 step took about
+# 2x a block1_conv2 step while its layers hold 8x the multiply-adds
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -84,7 +87,7 @@ def _load_named(spec: RunSpec) -> models.LoadedModel:
     loaded = models.load(spec.model, spec.weights, spec.preprocess, spec.size, unsafe=spec.unsafe_model,
                          input_name=spec.input)
     names = {path for path, _ in models.walk(loaded.model)}
-    missing = [layer for layer in spec.layers if layer not in names and layer != "-"]
+    missing = [layer for layer in spec.layers if layer not in names and layer != "-" and not models.is_pattern(layer)]
     if missing and spec.model in models.APPLICATIONS:
         app = models.APPLICATIONS[spec.model]
         top = models.load(spec.model, "none", spec.preprocess, top=True)
@@ -161,6 +164,8 @@ class Job:
     objectives: tuple = ()  # objectives.Objective per image, when rendering objectives
     batch: int | None = None  # None until `run` chose it (see memory.plan_memory)
     memory: object = None  # memory.MemoryPlan when the batch was chosen automatically
+    paths: tuple = ()  # the paths of `shapes`' layers
+    clipped: str | None = None  # what --filters asked for past the layer's filters (a pattern's layer), left out
     _tile: object = dataclasses.field(default=None, repr=False)  # tiles.Tile, () when none; see tile()
 
     @property
@@ -206,10 +211,31 @@ class Job:
                  "channels": loaded.channels, "image": models.CHANNEL_NAMES[loaded.channels],
                  "layer_kind": "objectives" if self.objectives else self.cut.kind,
                  "classes": False if self.objectives else self.cut.classes}
+        if not self.objectives:  # the model's overview (report.py) shows each layer's type and shape, in order
+            model.update(layer_type=type(models.find_layer(loaded.model, self.layer)[-1]).__name__,
+                         layer_shape=[None, *self.cut.output_shape], layer_order=len(self.paths) - 1)
         if isinstance(spec.model, str) and Path(spec.model).is_file():
             model["sha256"] = store.file_digest(spec.model)
-        return store.new_manifest(self.layer, model, params, list(self.filters if planned is None else planned),
-                                  list(self.filters if part is None else part), self.tile_note(), self.memory)
+        manifest = store.new_manifest(self.layer, model, params, list(self.filters if planned is None else planned),
+                                      list(self.filters if part is None else part), self.tile_note(), self.memory)
+        if self.clipped:
+            manifest["clipped"] = self.clipped
+        return manifest
+
+    def step_cost(self) -> float:
+        """What one step of one image costs, in multiply-adds of a forward pass up to the layer (each
+        layer's weights times its output's places, plus its output's values) plus STEP_OVERHEAD: a proxy
+        for the time of a step, to balance shards and estimate a whole run."""
+        layers = dict(models.walk(self.loaded.model))
+        total = 0.0
+        for path, shape in zip(self.paths, self.shapes):
+            layer = layers.get(path)
+            if layer is None or shape is None or models.graph.children(layer):
+                continue
+            size = float(np.prod([d or 1 for d in shape]))
+            places = size / (shape[-1] or 1) if len(shape) > 1 else 1.0
+            total += sum(float(np.prod(w.shape)) for w in layer.weights) * places + size
+        return total + STEP_OVERHEAD
 
     def run(self, filters: list[int] | None = None, progress=None, on_batch=None, stop=None) -> "Result":
         """Render `filters` (default: all of the job's) batch by batch.
@@ -304,10 +330,12 @@ def signal_name(number: int) -> str:
 
 
 def prepare(model, layer: str | None = None, filters=None, *, objective=None, spec: RunSpec | None = None,
-            **options) -> Job:
+            clip: bool = False, shapes: dict | None = None, **options) -> Job:
     """Check a render and build its Job, without optimizing anything: the model, the layer, the
     filters, the seed images. Arguments as for `render`; or `spec`, a whole RunSpec (`filtervis run`'s),
-    in place of the options."""
+    in place of the options. With `clip` (a layer chosen by a pattern or `all`), filter indices past the
+    layer's are left out instead of refused (the manifest says so). `shapes`: the model's
+    models.layer_shapes, when known."""
     goals = _objective_list(objective)
     if goals is not None and options.get("diversity", 1) != 1 or spec is not None and goals and spec.diversity != 1:
         raise SpecError("--diversity renders several pictures of a layer's filters; it does not take objective=...")
@@ -325,7 +353,7 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
     if spec.alpha and image_shape[2] == 4:
         raise SpecError("--alpha needs a model with 1 or 3 input channels: this model's images have 4, so their "
                         "PNGs have no channel left for transparency; drop --alpha")
-    shapes = models.layer_shapes(loaded)
+    shapes = models.layer_shapes(loaded) if shapes is None else shapes
     if goals is not None:
         layers = obj_layers(goals)
         for name in layers:
@@ -340,11 +368,13 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
             targets.check_objective(goal, cuts)
         return job
     count = models.check_visualizable(loaded, layer, shapes)
-    indices = parse_filters(spec.filters).resolve(count, spec.seed, layer)
+    wanted = parse_filters(spec.filters)
+    indices = wanted.resolve(count, spec.seed, layer, clip=clip)
     starts = seed_images(spec.seed_image, indices, image_shape) if spec.seed_image and indices else None
     upto = list(shapes)[:list(shapes).index(layer) + 1]
     return Job(spec, loaded, layer, image_shape, indices, models.cut(loaded, layer, shapes),
-               tuple(shapes[path] for path in upto), starts)
+               tuple(shapes[path] for path in upto), starts, paths=tuple(upto),
+               clipped=wanted.clipped(count) if clip else None)
 
 
 def _objective_list(objective):
@@ -374,12 +404,21 @@ def render(model, layer: str | None = None, filters=None, *, objective=None, pro
            stop=None, **options) -> "Result":
     """Render filters of one layer of `model`, or objectives (see the module doc).
 
-    `layer` and `filters` (None: all; an index; a list of indices; or `--filters` text such as "0-7" or
-    "random:16"), or `objective=`: a filtervis.objectives value, or a list of them (one image each);
+    `layer` and `filters` (None: all; an index; a list of indices; or `--filters` text such as "0-7",
+    "first:8" or "random:16"); a `layer` of "all" or a shell-style pattern ("block*_conv*") renders every
+    layer it matches and returns {layer: Result} in the model's order (indices past a layer's filters
+    are left out). Or `objective=`: a filtervis.objectives value, or a list of them (one image each);
     `objective="neuron"` keeps the CLI's meaning (each filter's centre unit). `**options` are the CLI's
     (steps, lr, size, tv_weight, ..., seed, batch); `progress`, `on_batch` and `stop` as for Job.run.
     Deterministic: the same call gives the same images.
     """
+    if isinstance(layer, str) and models.is_pattern(layer) and objective is None:
+        spec = spec_of(model, layer, filters, options)
+        loaded = load(model, spec)
+        shapes = models.layer_shapes(loaded)
+        return {name: prepare(loaded, name, filters, clip=not explicit, shapes=shapes, **options).run(
+                    progress=progress, on_batch=on_batch, stop=stop)
+                for name, explicit in models.select_layers(loaded, [layer], shapes)}
     job = prepare(model, layer, filters, objective=objective, **options)
     return job.run(progress=progress, on_batch=on_batch, stop=stop)
 

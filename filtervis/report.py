@@ -115,6 +115,7 @@ body.only-unconverged .card:not(.unconverged){display:none}
 .none-note{display:none;color:#2e7d32}
 body.only-unconverged section[data-unconverged="0"] .none-note{display:block}
 details{margin:.4em 0}summary{cursor:pointer;color:#333}
+.strip img{height:32px;width:32px;object-fit:cover;image-rendering:pixelated;margin-right:2px;vertical-align:middle}
 """
 
 SCRIPT = """
@@ -149,9 +150,12 @@ def render_index(views: list[LayerView], out: Path) -> str:
     total = {s: sum(v.counts[s] for v in views) for s in STATUSES}
     unconverged = total["dead"] + total["failed"]
     rows = "".join(
-        f'<tr><td><a href="#{_e(_anchor(v))}">{_e(v.layer)}</a></td><td class="n">{len(v.entries)}</td>'
+        f'<tr data-layer="{_e(v.layer)}"><td><a href="#{_e(_anchor(v))}">{_e(v.layer)}</a></td>'
+        f'<td>{_e(v.manifest.get("model", {}).get("layer_type", ""))}</td><td>{_e(_shape(v))}</td>'
+        f'<td class="n">{len(v.entries)}</td>'
         + "".join(f'<td class="n" data-layer="{_e(v.layer)}" data-count="{s}">{v.counts[s]}</td>' for s in STATUSES)
-        + f'<td class="n">{len(v.missing)}</td><td class="n">{v.seconds:.1f}</td></tr>'
+        + f'<td class="n">{len(v.missing)}</td><td class="n">{v.seconds:.1f}</td>'
+        f'<td class="strip"><a href="#{_e(_anchor(v))}">{_strip(v, out)}</a></td></tr>'
         for v in views)
     head = "".join(f'<th class="n">{s}</th>' for s in STATUSES)
     sections = "".join(_section(v, out) for v in views) or "<p>No manifest in this folder yet.</p>"
@@ -166,12 +170,27 @@ def render_index(views: list[LayerView], out: Path) -> str:
 written {_e(time.strftime('%Y-%m-%d %H:%M:%S %z'))} by filtervis {_e(__version__)} from the manifests in this folder.</p>
 <div class="bar"><label><input type="checkbox" id="only-unconverged"> show only unconverged filters
 (<span id="unconverged-total">{unconverged}</span>: dead or failed)</label></div>
-<table class="totals"><tr><th>layer</th><th class="n">filters</th>{head}<th class="n">missing</th>
-<th class="n">seconds</th></tr>{rows}</table>
+<table class="totals overview"><tr><th>layer</th><th>type</th><th>output shape</th><th class="n">filters</th>{head}
+<th class="n">missing</th><th class="n">seconds</th><th>pictures</th></tr>{rows}</table>
 {sections}
 <script>{SCRIPT}</script>
 </body></html>
 """
+
+
+STRIP = 8  # pictures of a layer in its row of the overview
+
+
+def _shape(view: LayerView) -> str:
+    shape = view.manifest.get("model", {}).get("layer_shape")
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")" if shape else ""
+
+
+def _strip(view: LayerView, out: Path) -> str:
+    """The first STRIP pictures of the layer, small, for its row of the overview."""
+    where = _where(view.folder, out)
+    files = [e["file"] for e in view.entries if e.get("file") and (view.folder / e["file"]).is_file()][:STRIP]
+    return "".join(f'<img src="{_href(where / f)}" alt="{_e(view.layer)} {_e(f)}">' for f in files)
 
 
 def _anchor(view: LayerView) -> str:

@@ -457,15 +457,21 @@ def read_view(folder: Path, paths: list[Path] | None = None, scope: str = "plann
 
 
 def read_views(out: str | Path) -> list[LayerView]:
-    """A LayerView per layer folder of OUT (see `layer_folders`); a folder none of whose manifests can be
-    read is left out, so a broken folder beside a run never stops the run's page."""
+    """A LayerView per layer folder of OUT (see `layer_folders`), in the model's order (the manifests'
+    `model.layer_order`; then by folder); a folder none of whose manifests can be read is left out, so a
+    broken folder beside a run never stops the run's page."""
     views = []
     for folder in layer_folders(out):
         try:
             views.append(read_view(folder))
         except OutputError:
             continue
-    return views
+
+    def order(view):
+        position = view.manifest.get("model", {}).get("layer_order")
+        return (0, position, view.folder.name) if isinstance(position, int) else (1, 0, view.folder.name)
+
+    return sorted(views, key=order)
 
 
 def written_views(folders, shard: tuple[int, int] | None = None) -> list[LayerView]:

@@ -303,7 +303,7 @@ def test_a_long_layer_gets_a_time_estimate(capsys):
     from filtervis.run import Progress
 
     with tqdm(total=512 * 256, file=io.StringIO()) as bar:
-        progress = Progress(bar, "block5_conv3", 512, 256, "batch 8", quiet=False)
+        progress = Progress(bar, "block5_conv3", 512, [("block5_conv3", 512 * 256, 1.0)], "batch 8", quiet=False)
         progress(8 * 16)  # the first chunk (tracing) is not timed
         time.sleep(0.1)
         progress(8 * 16)  # ~0.1 s per 128 filter-steps: about 100 s for the rest
@@ -311,6 +311,27 @@ def test_a_long_layer_gets_a_time_estimate(capsys):
     assert bar.n == 3 * 8 * 16 and "~" in bar.desc
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("filtervis: block5_conv3: 512 filters, batch 8: ~")
+
+
+def test_a_whole_run_is_estimated_by_each_layers_step_cost_and_start_up():
+    """Layer b's steps cost 4x layer a's; a's clean chunks take 0.05 s per 100 steps and its first
+    chunk 0.3 s more (tracing): the estimate after a's second chunk is a's 800 steps left at that rate,
+    b's 1000 steps at 4x it, and one more start-up for b."""
+    from tqdm import tqdm
+
+    from filtervis.run import Progress
+
+    with tqdm(total=2000, file=io.StringIO()) as bar:
+        progress = Progress(bar, "2 layers", 20, [("a", 1000, 1.0), ("b", 1000, 4.0)], "batch per layer", quiet=True)
+        progress.start("a")
+        time.sleep(0.35)
+        progress(100)  # tracing + 100 steps
+        time.sleep(0.05)
+        progress(100)
+    seconds = float(bar.desc.split("~")[1].split(" s")[0])
+    expected = 800 * 0.0005 + 1000 * 4 * 0.0005 + 0.3  # 0.4 + 2.0 + 0.3
+    assert abs(seconds - expected) <= 0.25 * expected + 1  # (printed in whole seconds; sleeps overshoot)
+    assert seconds > 1000 * 0.0005 * 2  # b is not counted at a's cost
 
 
 # --- transparency (--alpha) and several pictures per filter (--diversity) ---
