@@ -17,7 +17,7 @@ from .targets import SCALE_IMAGES  # noise images of the noise pass
 MAX_AUTO_BATCH = 16  # beyond this a batch no longer speeds up a step on a CPU
 MAX_AUTO_BATCH_GPU = 64
 BYTES_PER_ACTIVATION = 4 * 2  # per value of every layer output: the float32 value and its gradient
-RUNTIME_MARGIN = 640 * 2**20  # bytes every plan keeps free for TensorFlow's own working memory
+RUNTIME_MARGIN = 512 * 2**20  # bytes every plan keeps free for TensorFlow's own working memory
 DEFAULT_MEMORY_SHARE = 0.25  # share of the machine's (or the GPU's) memory a run may plan to use
 
 
