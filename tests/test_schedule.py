@@ -9,7 +9,7 @@ import pytest
 
 import filtervis
 
-FAST = {"steps": 20, "preprocess": "tf", "size": 24}
+FAST = {"steps": 8, "preprocess": "tf", "size": 24}
 
 
 def pooled_head_model():
