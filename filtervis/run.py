@@ -122,7 +122,8 @@ def run(spec: RunSpec, stop=None) -> list[LayerReport]:
     from tqdm import tqdm
 
     tf.random.set_seed(spec.seed)
-    resumed = {p.layer: _resumable(p, spec) if spec.resume else {} for p in plans}
+    manifests = {p.layer: p.job.manifest(p.job.filters, p.filters) for p in plans}  # each made once (a model file's digest)
+    resumed = {p.layer: _resumable(p, manifests[p.layer], spec) if spec.resume else {} for p in plans}
     share = {p.layer: len(set(resumed[p.layer]) & set(p.filters)) / max(len(p.filters), 1) for p in plans}  # done
     work = [(p.layer, len(p.filters) * p.job.step_units() * spec.diversity, p.job.step_cost()) for p in plans]
     done = sum(steps * share[name] for name, steps, _ in work)
@@ -133,7 +134,7 @@ def run(spec: RunSpec, stop=None) -> list[LayerReport]:
     progress = Progress(bar, label, filters, [(name, steps * (1 - share[name]), cost) for name, steps, cost in work],
                         _plan_text(plans[0].job) if len(plans) == 1 else "batch per layer", spec.quiet)
     with bar:
-        return [_render_layer(spec, p, resumed[p.layer], progress, stop) for p in plans]
+        return [_render_layer(spec, p, manifests[p.layer], resumed[p.layer], progress, stop) for p in plans]
 
 
 ESTIMATE_MIN_SECONDS = 60.0  # a layer estimated to take longer gets a line on stderr, terminal or not
@@ -222,12 +223,11 @@ def _plan_text(job: api.Job) -> str:
     return text
 
 
-def _render_layer(spec: RunSpec, plan_: Plan, entries: dict, progress: Progress, stop) -> LayerReport:
-    """Render one layer's part into its folder: keep `entries` (what an earlier run finished, see
-    _resumable), write each batch as it finishes (see _save_batch), then the palette and the final
-    manifest (also when stopped)."""
+def _render_layer(spec: RunSpec, plan_: Plan, manifest: dict, entries: dict, progress: Progress, stop) -> LayerReport:
+    """Render one layer's part into its folder with its `manifest` (api.Job.manifest): keep `entries` (what
+    an earlier run finished, see _resumable), write each batch as it finishes (see _save_batch), then the
+    palette and the final manifest (also when stopped)."""
     job, name = plan_.job, store.manifest_name(spec.shard)
-    manifest = job.manifest(job.filters, plan_.filters)
     todo = [f for f in plan_.filters if f not in entries]
     if not progress.bar.disable:
         progress.bar.write(f"filtervis: {plan_.layer}: {len(plan_.filters)} filters at "
@@ -305,15 +305,12 @@ def _earlier_batch(path: Path) -> int | None:
     return batch if isinstance(batch, int) and batch >= 1 else None
 
 
-def _resumable(plan_, spec: RunSpec) -> dict:
-    """Entries of an earlier run in the same folder that this run can keep ({index: entry}), of this
-    run's part of the filters.
+def _resumable(plan_, manifest: dict, spec: RunSpec) -> dict:
+    """Entries of an earlier run in the same folder that this run (its `manifest`) can keep ({index: entry}).
 
     SpecError when that run's parameters differ from this one's (see store.compare_params).
     """
-    name = store.manifest_name(spec.shard)
-    manifest = plan_.job.manifest(plan_.job.filters, plan_.filters)
-    path = plan_.folder / name
+    path = plan_.folder / store.manifest_name(spec.shard)
     if not path.is_file():
         return {}
     old = store.read_manifest(path)
