@@ -131,6 +131,8 @@ class Renderer:
         if batch % self.group:
             raise ValueError(f"batch {batch} must be a multiple of the pictures per filter ({self.group})")
         self.chains = chain_bounds(batch, group=self.group)
+        # One step of one chain, as a function of its own that `steps` calls (see NO_INLINE)
+        self._chain_step = tf.function(self._step, experimental_attributes=NO_INLINE)
 
     # --- one batch's start ----------------------------------------------------------------------
 
@@ -168,7 +170,7 @@ class Renderer:
 
         def body(i, chains):
             t = t0 + tf.cast(i, tf.float32)
-            return i + 1, tuple(self._step(*chain, t, items[a:b], keys[a:b], rates[a:b], a)
+            return i + 1, tuple(self._chain_step(*chain, t, items[a:b], keys[a:b], rates[a:b], a)
                                 for chain, (a, b) in zip(chains, self.chains))
 
         _, chains = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), chains))
@@ -301,6 +303,14 @@ def _adam(params, m, v, grad, t, rate):
 
 
 CHAINS = 2  # a batch runs as this many independent chains of images (see chain_bounds)
+# A chain's step is a function that is not inlined into the loop of `steps`: TensorFlow's oneDNN graph
+# rewrite visits a graph's nodes in DFS order, which in a loop (a graph with cycles) can reach a
+# MaxPoolGrad before its MaxPool, and then leaves that gradient on TensorFlow's own kernel rather than
+# oneDNN's; the two add up the gradients of overlapping pooling windows (3x3, stride 2) in different
+# orders. The order depends on where the graph's edges happen to lie in memory, so every trace (and
+# run) picked its own kernels, and the pictures of fer's or ONet's classes differed from run to run
+# and --batch to --batch. A step's own graph has no cycle: every MaxPool comes before its gradient.
+NO_INLINE = {"_noinline": True}
 
 
 def chain_bounds(batch: int, chains: int = CHAINS, group: int = 1) -> tuple[tuple[int, int], ...]:

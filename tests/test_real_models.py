@@ -104,6 +104,21 @@ def test_fer_conv_filters_converge(fer_path, tmp_path):
     assert "activation_3: 4/4 filters converged" in result.stdout
 
 
+@pytest.mark.parametrize("layer, filters, steps", [("predictions", [0, 1, 2], 32),
+                                                    ("separable_conv2d_6", [0, 1, 2, 3, 4], 48)])
+def test_fer_pictures_are_the_same_at_every_batch_size(fer_model, layer, filters, steps):
+    """fer pools with overlapping 3x3 / stride 2 windows, whose gradient adds up in an order that once
+    depended on which kernel each trace picked: its classes and channels differed between batch sizes."""
+    import filtervis
+
+    pictures = {batch: filtervis.render(fer_model, layer, filters, batch=batch, steps=steps, preprocess="tf",
+                                        seed=3).images
+                for batch in (1, 2, 3)}
+    for batch in (2, 3):
+        for index, (one, other) in enumerate(zip(pictures[1], pictures[batch])):
+            assert np.array_equal(one, other), f"{layer} filter {filters[index]}: --batch 1 and {batch} differ"
+
+
 # --- MTCNN's ONet: a subclassed model from a factory -------------------------------------------
 
 def test_onet_layers_lists_the_layers_its_forward_pass_reaches(cli_tests):
