@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from . import appearance
 from .store import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, WITH_PNG, filter_filename
 
 
@@ -57,6 +58,9 @@ class FilterRecord:
             entry[key] = None if value is None else round(value, 6)
         entry.update(converged=self.converged, restarted=self.restarted, seconds=round(self.seconds, 3),
                      rescued=self.rescued)
+        if self.image is not None and not self.variants:  # what a person sees (see appearance.py)
+            entry.update(repeat=round(appearance.repeat(self.image), 4),
+                         clipped=round(appearance.clipped(self.image), 4))
         if self.status == STATUS_DEAD:
             entry["peak_preactivation"] = round(self.peak_preactivation, 6)
         if self.variants:

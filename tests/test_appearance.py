@@ -52,7 +52,29 @@ def test_shared_sees_a_mark_at_the_same_place_and_not_independent_pictures():
     assert np.isnan(appearance.shared(pictures[:1]))
 
 
+def test_a_colour_cast_common_to_pictures_is_not_a_shared_mark():
+    cast = np.array([120, 0, -120])
+    pictures = [np.clip(noise(seed).astype(int) // 2 + 64 + cast, 0, 255).astype(np.uint8) for seed in range(4)]
+    assert abs(appearance.shared(pictures)) < 0.05
+    assert abs(appearance.repeat(pictures[0])) < 0.05
+
+
 def test_a_flat_picture_measures_zero_not_nan():
     flat = np.full((16, 16, 3), 7, np.uint8)
     assert appearance.repeat(flat) == 0.0
     assert appearance.shared([flat, noise(3, (16, 16, 3))]) == 0.0
+
+
+def test_the_manifest_lists_each_pictures_repeat_and_clipped_as_read_back(tiny_model, tmp_path):
+    import json
+
+    from PIL import Image
+
+    import filtervis
+
+    filtervis.render(tiny_model, "conv2", "0-2", steps=4, preprocess="tf").save(tmp_path)
+    manifest = json.loads((tmp_path / "conv2" / "manifest.json").read_text())
+    for entry in manifest["filters"]:
+        picture = np.asarray(Image.open(tmp_path / "conv2" / entry["file"]))
+        assert entry["repeat"] == pytest.approx(appearance.repeat(picture), abs=1e-4)
+        assert entry["clipped"] == pytest.approx(appearance.clipped(picture), abs=1e-4)

@@ -21,12 +21,12 @@ from conftest import ROOT, run_cli
 FILTERS = 16
 SIZE = 24
 STEPS = 160  # long enough that a batch takes a moment, so a signal can land between batches
-BASE = ("--preprocess", "tf", "--layer", "conv2", "--steps", STEPS, "--size", SIZE, "--quiet")
+BASE = ("--preprocess", "tf", "--layer", "conv2", "--steps", STEPS, "--size", SIZE, "--quiet", "--tile")
 
 
 def wide_model():
     """Input(any size, 3) -> conv(8, relu) 'conv1' -> conv(16, relu) 'conv2' -> GAP -> Dense(2). It takes
-    any size, so its runs (at SIZE) start every picture as a half-size tile (tiles.py)."""
+    any size, so its runs (at SIZE, with --tile) start every picture as a half-size tile (tiles.py)."""
     import keras
 
     keras.utils.set_random_seed(3)
