@@ -80,6 +80,18 @@ def test_the_tile_start_renders_a_tile_then_the_picture_and_counts_both():
     assert job.step_units() == pytest.approx(12 * 0.25 + 4)
 
 
+def test_maco_pictures_through_the_tile_share_no_pattern():
+    """The repeated tile leaves 3 in 4 of the full size's coefficients empty, and Maco holds them at the
+    natural amplitude: each picture must fill them with its own phases, or every filter's picture gets
+    the same pattern (pictures of unrelated filters correlated at about 0.4)."""
+    from filtervis import appearance
+
+    result = api.render(any_size_model(), "conv2", filters="0-5", size=32, steps=8, preprocess="tf", param="maco",
+                        rescue=False)
+    assert result.job.tile_note() is not None
+    assert appearance.shared(result.images) < 0.1
+
+
 def test_tiled_pictures_do_not_depend_on_the_batch():
     model = any_size_model()
     one = api.render(model, "conv2", filters="0-5", size=20, steps=8, preprocess="tf", batch=1)
