@@ -362,6 +362,20 @@ def test_maco_from_image_fills_only_the_coefficients_the_image_lacks():
     np.testing.assert_array_equal(a, maco.from_image(flat, np.random.default_rng(1)))  # the stream decides
 
 
+def test_maco_pictures_from_one_flat_seed_image_are_each_their_own(tiny_model, tmp_path):
+    """A flat seed image lacks every coefficient but its mean: each filter fills them from its own
+    stream, so the filters' pictures are not one shared start nudged a few steps apart."""
+    import filtervis
+    from PIL import Image
+    from filtervis import appearance
+
+    seed = tmp_path / "flat.png"
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(seed)
+    result = filtervis.render(tiny_model, "conv2", filters="0-5", steps=8, preprocess="tf", param="maco",
+                              seed_image=str(seed), rescue=False)
+    assert appearance.shared(result.images) < 0.1
+
+
 def _natural_misfit(images, channel=0):
     """Median |log| of the ratio of each rfft2 amplitude of uint8 pictures [B, H, W, C], read back as
     the decorrelated planes a Maco picture is made from, to params.natural_amplitude; one colour direction,
