@@ -80,18 +80,6 @@ def test_the_tile_start_renders_a_tile_then_the_picture_and_counts_both():
     assert job.step_units() == pytest.approx(12 * 0.25 + 4)
 
 
-def test_maco_pictures_through_the_tile_share_no_pattern():
-    """The repeated tile leaves 3 in 4 of the full size's coefficients empty, and Maco holds them at the
-    natural amplitude: each picture must fill them with its own phases, or every filter's picture gets
-    the same pattern (pictures of unrelated filters correlated at about 0.4)."""
-    from filtervis import appearance
-
-    result = api.render(any_size_model(), "conv2", filters="0-5", size=32, steps=8, preprocess="tf", param="maco",
-                        rescue=False)
-    assert result.job.tile_note() is not None
-    assert appearance.shared(result.images) < 0.1
-
-
 def test_tiled_pictures_do_not_depend_on_the_batch():
     model = any_size_model()
     one = api.render(model, "conv2", filters="0-5", size=20, steps=8, preprocess="tf", batch=1)
@@ -101,9 +89,10 @@ def test_tiled_pictures_do_not_depend_on_the_batch():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("options", [{"objective": "neuron"}, {"tile": False}])
+@pytest.mark.parametrize("options", [{"objective": "neuron"}, {"tile": False}, {"param": "maco"}])
 def test_the_tile_is_skipped_where_it_does_not_apply(options):
-    """The centre unit of a map is not a mean over it; --no-tile turns it off."""
+    """The centre unit of a map is not a mean over it; --no-tile turns it off; maco's fixed amplitudes
+    cannot hold a repeated tile (params.UNTILED)."""
     job = api.prepare(any_size_model(), "conv2", "0-1", size=24, steps=8, preprocess="tf", **options)
     assert job.tile() is None and job.step_units() == 8
 
