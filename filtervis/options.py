@@ -196,7 +196,8 @@ class RunSpec:
         flag="--rescue/--no-rescue")
     tile: bool = option(
         True, "Run 3/4 of --steps on a half-size tile (at 2x --lr), then repeat it 2x2 and finish at the "
-        "output size: about half the compute for a layer's channels. --no-tile: every step at full size.",
+        "output size: about half the compute for a layer's channels (not with --param maco, whose fixed "
+        "amplitudes a repeated tile cannot hold). --no-tile: every step at full size.",
         SCHEDULE, flag="--tile/--no-tile")
     gif: bool = option(False, "Also write filter_NNNN.gif and palette.gif of the image over the steps.", OUTPUT)
     alpha: bool = option(
