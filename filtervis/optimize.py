@@ -25,6 +25,8 @@ CONVERGENCE_RATIO = 2.0  # converged: activation at least this times its activat
 CONVERGENCE_FLOOR = 1e-6  # ...and above this share of the filter's typical response (above 0 beyond rounding)
 RESCUE_FLOOR = 1e-3  # a converged filter below this share of its typical response is still rescued (`strong`)
 MIN_EARLY_STOP_STEPS = 4 * DEFAULT_CHUNK  # early stopping never stops a filter before this many steps
+INIT_STREAM, START_STREAM = 0, 2  # a picture's random streams (with its key): its start parameters, and what
+# a start image leaves open (targets.noise_images draws from stream 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,11 +139,15 @@ class Renderer:
     # --- one batch's start ----------------------------------------------------------------------
 
     def _reset(self, items: list[int], keys: list[int], starts) -> None:
-        """Load a batch (padded to `batch`): its items, random keys and start parameters; zero Adam."""
+        """Load a batch (padded to `batch`): its items, random keys and start parameters; zero Adam.
+        A start image can leave parameters open (maco: the phases of what the image lacks); those draw
+        from the picture's own stream, one apart from its `init`'s (a tile start's full-size image
+        would otherwise reuse the numbers its tile started from)."""
         if starts is None:
-            init = [self.param.init(np.random.default_rng([k, 0])) for k in keys]
+            init = [self.param.init(np.random.default_rng([k, INIT_STREAM])) for k in keys]
         else:
-            init = [self.param.from_image(img) for img in starts]
+            init = [self.param.from_image(img, np.random.default_rng([k, START_STREAM]))
+                    for img, k in zip(starts, keys)]
         self.items.assign(items)
         self.keys.assign(keys)
         self.params.assign(np.stack(init))

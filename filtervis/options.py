@@ -197,7 +197,8 @@ class RunSpec:
     tile: bool = option(
         False, "Run 3/4 of --steps on a half-size tile (at 2x --lr), then repeat it 2x2 and finish at the "
         "output size: about half the compute for a layer's channels, but every picture shows four copies "
-        "of one. Default (--no-tile): every step at full size.",
+        "of one (not with --param maco, whose fixed amplitudes a repeated tile cannot hold). Default "
+        "(--no-tile): every step at full size.",
         SCHEDULE, flag="--tile/--no-tile")
     gif: bool = option(False, "Also write filter_NNNN.gif and palette.gif of the image over the steps.", OUTPUT)
     alpha: bool = option(

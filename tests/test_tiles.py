@@ -89,9 +89,10 @@ def test_tiled_pictures_do_not_depend_on_the_batch():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("options", [{"objective": "neuron", "tile": True}, {}])
+@pytest.mark.parametrize("options", [{"objective": "neuron", "tile": True}, {}, {"param": "maco", "tile": True}])
 def test_the_tile_is_skipped_where_it_does_not_apply(options):
-    """The centre unit of a map is not a mean over it; without --tile (the default) there is none."""
+    """The centre unit of a map is not a mean over it; without --tile (the default) there is none; maco's
+    fixed amplitudes cannot hold a repeated tile (params.UNTILED)."""
     job = api.prepare(any_size_model(), "conv2", "0-1", size=24, steps=8, preprocess="tf", **options)
     assert job.tile() is None and job.step_units() == 8
 
