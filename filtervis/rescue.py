@@ -17,6 +17,10 @@ the starts are smooth already).
 The kept image is the last converged one, else the one furthest above its noise (then the one
 closest to firing). A filter that no image or start drove above 0 (`peak`, its highest
 pre-activation, at most 0) is `dead`.
+
+Classes are judged by whether the model puts their picture in them (optimize.FilterResult.lead): a
+class is rerun when it does not, its `peak` is its lead over the runner-up (above 0: it won), and a
+class that no image or start made win is `dead` too (the record calls it unwinnable).
 """
 
 from __future__ import annotations
@@ -40,8 +44,11 @@ def _ratio(result) -> float:
 
 
 def _rank(result) -> tuple[float, float]:
-    """Unconverged images, best last: furthest above noise, then closest to firing."""
+    """Unconverged images, best last: furthest above noise, then closest to firing; a class's, closest
+    to winning (its lead), then by margin."""
     peak = result.peak if math.isfinite(result.peak) else -math.inf
+    if result.lead is not None:
+        return peak, result.activation
     return _ratio(result), peak
 
 
@@ -101,9 +108,8 @@ class Rescuer:
 
     def start_peaks(self) -> tuple[np.ndarray, np.ndarray]:
         """(bank [N, H, W, C] of starts.bank, peaks [N, filters]: each start's highest
-        pre-activation of each filter over the units its objective sees, or each class's margin), from
-        one forward pass of
-        the bank in batches of max_batch, computed once."""
+        pre-activation of each filter over the units its objective sees, or each class's lead), from
+        one forward pass of the bank in batches of max_batch, computed once."""
         if self._bank is None:
             bank = starts.bank(*self.image_shape, self.stages[0][0].seed)
             peaks = [self.target.start_peaks(bank[start:start + self.max_batch])

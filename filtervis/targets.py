@@ -191,6 +191,11 @@ class LayerFilters:
     def count(self) -> int:
         return self.cut.filters
 
+    @property
+    def classes(self) -> bool:
+        """True when the filters are classes: their pictures are judged by the class they are put in."""
+        return bool(self.cut.classes)
+
     def regularizers(self) -> tuple:
         """(tv weights [count], lp weights [count], p): the objectives' TV and Lp terms (the same for
         every filter)."""
@@ -243,9 +248,10 @@ class LayerFilters:
 
     def peak(self, inputs, filters, slot: int = 0):
         """Model input [b, H, W, C], filters [b] -> [b]: the highest pre-activation of each image's own
-        filter over the units its objective sees (see _startable); for classes, the class margin."""
+        filter over the units its objective sees (see _startable); for classes, the class's lead over the
+        runner-up (measures.class_lead: above 0 exactly when the model puts the image in its class)."""
         if self.cut.classes:
-            return self.measure(self.cut.forward(inputs), filters)
+            return measures.class_lead(self.cut.forward(inputs), filters)
         if self.own is not None:
             pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
         else:
@@ -255,10 +261,10 @@ class LayerFilters:
 
     def start_peaks(self, images) -> np.ndarray:
         """[N, filters]: each image's highest pre-activation of every filter over the units its
-        objective sees, or every class's margin (one pass over `images` in [0, 1])."""
+        objective sees, or every class's lead (see peak; one pass over `images` in [0, 1])."""
         pre = self.cut.forward(self.preprocess(tf.constant(images)))
         if self.cut.classes:  # a class fires when the model puts the image in it
-            pre = measures.class_margins(pre)
+            pre = measures.class_leads(pre)
         pre = self._startable(pre)
         return tf.reduce_max(tf.reshape(pre, [pre.shape[0], -1, pre.shape[-1]]), axis=1).numpy()
 
@@ -300,6 +306,11 @@ class ObjectiveBatch:
     @property
     def count(self) -> int:
         return len(self.objectives)
+
+    @property
+    def classes(self) -> bool:
+        """False: an objective's picture is judged by its value, never by a class."""
+        return False
 
     def regularizers(self) -> tuple:
         """(tv weights, lp weights, p) of the objectives' own regularizer terms."""
