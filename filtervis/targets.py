@@ -176,6 +176,7 @@ class LayerFilters:
                  lp_weight: float = 0.0, lp_norm: float = 6.0):
 
         self.cut, self.preprocess, self.kind = cut, preprocess, kind
+        self.probing = False  # True: the objective is probe_objective (see probe)
         self.tv_weight, self.lp_weight, self.lp_norm = float(tv_weight), float(lp_weight), float(lp_norm)
         self.measure = measures.class_margin if cut.classes else measures.LAYER_MEASURES[kind]
         elementwise = not cut.classes and is_elementwise(cut.activation, (None, *cut.output_shape))
@@ -207,6 +208,13 @@ class LayerFilters:
         other.tv_weight, other.lp_weight = float(tv_weight), float(lp_weight)
         return other
 
+    def probe(self) -> "LayerFilters":
+        """The same filters (cut, scales) with the objective of the rescue's probe (see probe_objective)
+        and no regularizers."""
+        other = self.with_regularizers(0.0, 0.0)
+        other.probing = True
+        return other
+
     def _noise_statistics(self, seed, image_shape) -> tuple[np.ndarray, np.ndarray]:
         """Per filter [C]: the standard deviation of its pre-activation over noise images (never 0), and
         its activation (the spatial mean of its output) averaged over the same images."""
@@ -226,6 +234,9 @@ class LayerFilters:
         feature maps of the same pass that --diversity compares ([b, h, w, c]: the layer's input when
         only the own filter is computed, else the layer's output)."""
         threshold = START_THRESHOLD * tf.gather(self.scales, filters)
+        if self.probing:
+            value = self.probe_objective(inputs, filters, threshold)
+            return value, value
         if self.own is not None:
             pre, maps = self.own(inputs, filters, features=True)  # [b, ..., 1]: only each image's own filter
             own_filter = tf.zeros(tf.shape(filters), tf.int32)  # its index within that slice
@@ -241,6 +252,20 @@ class LayerFilters:
             post = self.measure(maps, filters)
             start = measures.start_objective(self._startable(pre), filters, threshold)
         return (post, start, maps) if features else (post, start)
+
+    def probe_objective(self, inputs, filters, threshold):
+        """What the rescue's probe climbs to find out whether a silent filter can fire, [b]: the
+        pre-activation of each image's own filter at every unit, and once more at its centre unit, each
+        softened as a silent filter's start is (measures.start_objective, at `threshold` [b]). The map's
+        mean moves the whole image towards the filter's pattern, the centre unit rises faster than a mean
+        whose places pull towards shifted copies of it: on VGG16 hed, either alone left filters silent
+        that the other fired, their sum fired every one of them."""
+        if self.own is not None:
+            pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
+        else:
+            pre, index = self.cut.forward(inputs), filters
+        return (measures.start_objective(pre, index, threshold)
+                + measures.start_objective(measures.centre(pre), index, threshold))
 
     def _startable(self, pre):
         """The units a silent filter's start follows: the centre one for `neuron`, else all."""
