@@ -20,7 +20,7 @@ uniform noise among them, drove its pre-activation above 0) gets a probe instead
 pre-activation at every unit and at its centre unit (targets.LayerFilters.probe_objective). A filter the
 probe does not fire is `dead` at once: deciding it costs 1 + PROBE_SHARE times --steps from --steps 128
 on (the passes above cost 5 times). One the probe fires is alive: its probe's image is refined as a start
-that fires it.
+that fires it, and when that does not converge it, it goes through the passes as well.
 
 The kept image is the last converged one, else the one furthest above its noise (then the one
 closest to firing; a dead filter keeps its own image). A filter that no image or start drove above 0
@@ -86,15 +86,20 @@ class Rescuer:
         self._bank = None  # (start images [N, H, W, C], their peaks [N, filters]) once needed
 
     def steps(self, count: int) -> int:
-        """Filter-steps a rescue of `count` filters takes at most (for a progress bar): the probe, then
-        both passes twice. The passes a filter does not need are reported to `progress` as done."""
-        return count * (self._probe_steps() + 2 * self._recipe_steps())
+        """Filter-steps a rescue of `count` filters takes at most (for a progress bar): the probe and the
+        refinement of its image, then both passes twice. The passes a filter does not need are reported
+        to `progress` as done."""
+        return count * (self._probe_steps() + self._refine_steps() + 2 * self._recipe_steps())
 
     def _recipe_steps(self) -> int:
         return sum(settings.steps for settings, _ in self.stages)
 
     def _probe_steps(self) -> int:
         return self.probe[0].steps if self.probe else 0
+
+    def _refine_steps(self) -> int:
+        """The steps of refining a probe's image that fired its filter (the first pass alone)."""
+        return self.stages[0][0].steps if self.probe else 0
 
     def _batches(self, indices: list[int]):
         """(group, batch size) of `indices` in groups of at most max_batch; batch sizes are powers of 2
@@ -150,35 +155,39 @@ class Rescuer:
         failed = [r for r in results if not r.strong]
         if not failed:
             return results, set()
-        unfired = {r.index: r for r in failed if r.index in self._unfired(failed)}
+        unfired = self._unfired(failed)
         if progress and len(unfired) < len(failed):
-            progress((len(failed) - len(unfired)) * self._probe_steps())  # the probe they skip
-        better = self._probed(unfired, progress) if unfired else {}
-        runs = {r.index: [r] for r in failed if r.index not in unfired}
-        for index, passes in self._passes(list(runs), None, 1.0, progress).items():
+            progress((len(failed) - len(unfired)) * (self._probe_steps() + self._refine_steps()))  # they skip
+        runs = {r.index: [r] for r in failed}
+        probes, woken = self._probed(unfired, runs, progress) if unfired else ({}, [])
+        dead = {i: _combine(runs.pop(i), self._best_start(i), probes[i]) for i in unfired if i not in woken}
+        if progress and dead:
+            progress(len(dead) * (self._refine_steps() + 2 * self._recipe_steps()))  # what they skip
+        done = [i for i in woken if runs[i][-1].strong]  # the probe's image refined to convergence
+        if progress and done:
+            progress(len(done) * 2 * self._recipe_steps())  # the passes they skip
+        rest = [i for i in runs if i not in done]
+        for index, passes in self._passes(rest, None, 1.0, progress).items():
             runs[index] += passes
-        silent = [i for i, tried in runs.items() if not any(r.strong for r in tried)]
-        if progress and len(silent) < len(runs):
-            progress((len(runs) - len(silent)) * self._recipe_steps())  # the start passes they skip
+        silent = [i for i in rest if not any(r.strong for r in runs[i])]
+        if progress and len(silent) < len(rest):
+            progress((len(rest) - len(silent)) * self._recipe_steps())  # the start passes they skip
         start_peak = self._rerun_from_starts(silent, runs, progress) if silent else {}
-        better.update({i: _combine(tried, start_peak.get(i, -math.inf)) for i, tried in runs.items()})
+        better = {i: _combine(tried, start_peak.get(i, -math.inf), probes.get(i)) for i, tried in runs.items()}
+        better.update(dead)
         return [better.get(r.index, r) for r in results], set(better)
 
-    def _probed(self, unfired: dict, progress) -> dict:
-        """{filter: its rescued result} for `unfired` ({filter: its unconverged result}, filters nothing
-        fired yet): dead when its probe does not fire it either, else refined from the probe's image as
-        from a start that fires it (the first pass alone, at START_LR_FACTOR times --lr)."""
-        probes = self._probe(list(unfired), progress)
-        woken = [i for i, probe in probes.items() if probe.peak > 0]
-        if progress:  # the passes they skip
-            progress((len(probes) - len(woken)) * 2 * self._recipe_steps()
-                     + len(woken) * (2 * self._recipe_steps() - self.stages[0][0].steps))
-        runs = {i: [unfired[i]] for i in probes}
+    def _probed(self, unfired: list[int], runs: dict, progress) -> tuple[dict, list[int]]:
+        """Probe `unfired` (filters nothing fired yet) and refine the image of each probe that fired its
+        filter as a start that fires it (the first pass alone, at START_LR_FACTOR times --lr), appending
+        that pass to `runs`; returns ({filter: its probe}, the filters their probe fired)."""
+        probes = self._probe(unfired, progress)
+        woken = [i for i in unfired if probes[i].peak > 0]
         if woken:
             images = {i: probes[i].image / 255.0 for i in woken}
             for index, passes in self._passes(woken, images, START_LR_FACTOR, progress, both=False).items():
                 runs[index] += passes
-        return {i: _combine(tried, self._best_start(i), probes[i]) for i, tried in runs.items()}
+        return probes, woken
 
     def _best_start(self, index: int) -> float:
         """The highest peak any start of the bank gives filter `index`."""

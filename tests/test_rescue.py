@@ -39,7 +39,8 @@ def test_an_unconverged_filter_is_rerun_twice_and_counts_every_step(tiny_model):
     assert rescued == {3}
     assert kept[0] is fine
     assert kept[1].index == 3 and kept[1].steps == 3 * settings.steps
-    assert rescuer.steps(1) == rescue.probe_steps(settings.steps) + 4 * settings.steps  # at most: the probe, 4 passes
+    # at most: the probe, the refinement of its image, 4 passes
+    assert rescuer.steps(1) == rescue.probe_steps(settings.steps) + 5 * settings.steps
     assert kept[1].converged  # plain pixels start this filter of the tiny model
     assert not np.array_equal(kept[1].image, failed.image)
     assert sum(done) == rescuer.steps(1)  # rerun alone (a batch of 1, not padded to 2); skipped passes count as done
@@ -81,8 +82,9 @@ def test_a_filter_only_a_start_can_fire_converges_and_one_nothing_fires_is_dead(
     assert peaks[:, 0].max() > 0  # a start fires it...
     uniform = len(bank) - starts.BANK_TEXTURES  # ...but none of the bank's uniform-noise images does
     assert (peaks[uniform:, 0] == 0).all()
-    kept, rescued = rescuer.rescue([silent, never])
-    assert rescued == {0, 1}
+    done = []
+    kept, rescued = rescuer.rescue([silent, never], progress=done.append)
+    assert rescued == {0, 1} and sum(done) == rescuer.steps(2)  # the steps a filter skips count as done
     assert kept[0].converged and not kept[0].dead and kept[0].activation > 0 and kept[0].peak > 0
     # the keras-vis passes from a near-grey start could not fire it: the start pass is what converged
     assert kept[0].steps == 4 * settings.steps
@@ -127,8 +129,9 @@ def test_a_filter_nothing_fired_but_the_probe_fires_is_rescued_not_dead():
     rescuer = rescue.Rescuer(cut, preprocess, (16, 16, 3), settings, 1)
     _, peaks = rescuer.start_peaks()
     assert peaks.max() <= 0 and rescuer._unfired([silent]) == [0]  # nothing fired it: it gets the probe
-    (kept,), rescued = rescuer.rescue([silent])
-    assert rescued == {0} and not kept.dead and kept.peak > 0
+    done = []
+    (kept,), rescued = rescuer.rescue([silent], progress=done.append)
+    assert rescued == {0} and not kept.dead and kept.peak > 0 and sum(done) == rescuer.steps(1)
     assert kept.converged  # the passes, which the probe let it go through, made it converge
     assert kept.steps > silent.steps + rescue.probe_steps(settings.steps)
 
