@@ -100,7 +100,7 @@ def test_a_class_leads_exactly_when_it_wins_the_argmax_whatever_its_margin():
     np.testing.assert_allclose(own, [leads[0, 0], leads[1, 4]], rtol=1e-6)
     np.testing.assert_allclose(measures.class_leads(logits + 50.0), leads, atol=1e-4)
     pair = tf.constant([[0.4, -0.1], [-2.0, 1.0]])
-    assert (np.sign(measures.class_leads(pair)) == np.sign(measures.class_margins(pair))).numpy().all()
+    assert (np.sign(measures.class_leads(pair).numpy()) == np.sign(measures.class_margins(pair).numpy())).all()
 
 
 def test_gram_similarity_on_hand_made_features():
