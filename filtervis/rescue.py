@@ -23,8 +23,8 @@ on (the passes above cost 5 times). One the probe fires is alive: its probe's im
 that fires it, and when that does not converge it, it goes through the passes as well.
 
 The kept image is the last converged one, else the one furthest above its noise (then the one
-closest to firing; a dead filter keeps its own image). A filter that no image or start drove above 0
-(`peak`, its highest pre-activation, at most 0) is `dead`.
+closest to firing), the probe's among them. A filter that no image or start drove above 0 (`peak`, its
+highest pre-activation, at most 0) is `dead`.
 
 Classes are judged by whether the model puts their picture in them (optimize.FilterResult.lead): a
 class is rerun when it does not, its `peak` is its lead over the runner-up (above 0: it won), and a
@@ -38,6 +38,7 @@ import dataclasses
 import math
 
 import numpy as np
+import tensorflow as tf
 
 from . import optimize, starts, targets
 from .params import Pixels
@@ -148,7 +149,7 @@ class Rescuer:
     def rescue(self, results: list, progress=None) -> tuple[list, set[int]]:
         """`results` with every unconverged filter rerun; returns (results, indices of the rescued filters).
 
-        A rescued result counts the steps and seconds of every pass (and of its probe) and carries the
+        A rescued result counts the steps and seconds of every pass (its probe's too) and carries the
         frames of all of them; its `peak` is the highest over its images and its best start, and `dead`
         tells that it is 0 or less.
         """
@@ -159,11 +160,11 @@ class Rescuer:
         if progress and len(unfired) < len(failed):
             progress((len(failed) - len(unfired)) * (self._probe_steps() + self._refine_steps()))  # they skip
         runs = {r.index: [r] for r in failed}
-        probes, woken = self._probed(unfired, runs, progress) if unfired else ({}, [])
-        dead = {i: _combine(runs.pop(i), self._best_start(i), probes[i]) for i in unfired if i not in woken}
+        woken = self._probed(unfired, runs, progress) if unfired else []
+        dead = {i: _combine(runs.pop(i), self._best_start(i)) for i in unfired if i not in woken}
         if progress and dead:
             progress(len(dead) * (self._refine_steps() + 2 * self._recipe_steps()))  # what they skip
-        done = [i for i in woken if runs[i][-1].strong]  # the probe's image refined to convergence
+        done = [i for i in woken if any(r.strong for r in runs[i][1:])]  # the probe (refined) converged them
         if progress and done:
             progress(len(done) * 2 * self._recipe_steps())  # the passes they skip
         rest = [i for i in runs if i not in done]
@@ -173,21 +174,23 @@ class Rescuer:
         if progress and len(silent) < len(rest):
             progress((len(rest) - len(silent)) * self._recipe_steps())  # the start passes they skip
         start_peak = self._rerun_from_starts(silent, runs, progress) if silent else {}
-        better = {i: _combine(tried, start_peak.get(i, -math.inf), probes.get(i)) for i, tried in runs.items()}
+        better = {i: _combine(tried, start_peak.get(i, -math.inf)) for i, tried in runs.items()}
         better.update(dead)
         return [better.get(r.index, r) for r in results], set(better)
 
-    def _probed(self, unfired: list[int], runs: dict, progress) -> tuple[dict, list[int]]:
+    def _probed(self, unfired: list[int], runs: dict, progress) -> list[int]:
         """Probe `unfired` (filters nothing fired yet) and refine the image of each probe that fired its
         filter as a start that fires it (the first pass alone, at START_LR_FACTOR times --lr), appending
-        that pass to `runs`; returns ({filter: its probe}, the filters their probe fired)."""
+        the probe and that pass to `runs`; returns the filters their probe fired."""
         probes = self._probe(unfired, progress)
+        for i in unfired:
+            runs[i].append(probes[i])
         woken = [i for i in unfired if probes[i].peak > 0]
         if woken:
             images = {i: probes[i].image / 255.0 for i in woken}
             for index, passes in self._passes(woken, images, START_LR_FACTOR, progress, both=False).items():
                 runs[index] += passes
-        return probes, woken
+        return woken
 
     def _best_start(self, index: int) -> float:
         """The highest peak any start of the bank gives filter `index`."""
@@ -202,8 +205,9 @@ class Rescuer:
         return [r.index for r in failed if r.peak <= 0 and self._best_start(r.index) <= 0]
 
     def _probe(self, indices: list[int], progress) -> dict:
-        """{filter: its probe's FilterResult} for `indices` (see the module doc); the probe's `peak` is its
-        image's highest pre-activation over all the units the filter's objective sees."""
+        """{filter: its probe's FilterResult} for `indices` (see the module doc), measured as the filter's
+        own image is: its `activation` and `loss` are the filter's (the first pass's, which has no
+        regularizers), its `peak` the highest pre-activation over all the units the filter's objective sees."""
         settings, target = self.probe
         probes = {}
         for group, batch in self._batches(indices):
@@ -212,9 +216,13 @@ class Rescuer:
                 self.renderers[key] = optimize.Renderer(target, self.preprocess, self.image_shape, batch, settings,
                                                         Pixels(self.image_shape))
             done = self.renderers[key].render(group, progress=progress)
-            climbed = self.target.start_peaks(np.stack([r.image for r in done]).astype(np.float32) / 255.0)
-            probes.update({r.index: dataclasses.replace(r, peak=float(climbed[k, r.index]))
-                           for k, r in enumerate(done)})
+            pixels = np.stack([r.image for r in done]).astype(np.float32) / 255.0
+            (activation,) = optimize.per_image(lambda x, item, i: self.target.objective(x, item, i)[:1],
+                                               self.preprocess(tf.constant(pixels)), tf.constant(group))
+            climbed = self.target.start_peaks(pixels)
+            probes.update({r.index: dataclasses.replace(r, activation=float(a), loss=-float(a) / r.scale,
+                                                        peak=float(climbed[k, r.index]))
+                           for k, (r, a) in enumerate(zip(done, activation.numpy()))})
         return probes
 
     def _rerun_from_starts(self, silent: list[int], runs: dict, progress) -> dict[int, float]:
@@ -240,14 +248,12 @@ def probe_steps(steps: int) -> int:
     return max(PROBE_MIN_STEPS, int(PROBE_SHARE * steps))
 
 
-def _combine(runs, start_peak: float, probe=None):
+def _combine(runs, start_peak: float):
     """The kept image of a rescued filter (`runs`: its first result, then every pass), with the steps,
-    seconds and frames of every pass and of its `probe` (never kept: its objective is not the filter's),
-    its peak over all of them and `start_peak`, and whether it is dead."""
+    seconds and frames of every pass, its peak over all of them and `start_peak`, and whether it is dead."""
     converged = [r for r in runs[1:] if r.strong]
     chosen = converged[-1] if converged else max(runs, key=_rank)
-    tried = (*runs, probe) if probe is not None else tuple(runs)
-    peak = max([p for p in (start_peak, *(r.peak for r in tried)) if not math.isnan(p)], default=math.nan)
+    peak = max([p for p in (start_peak, *(r.peak for r in runs)) if not math.isnan(p)], default=math.nan)
     dead = not chosen.converged and chosen.finite and peak <= 0
-    return dataclasses.replace(chosen, steps=sum(r.steps for r in tried), seconds=sum(r.seconds for r in tried),
-                               frames=tuple(frame for r in tried for frame in r.frames), peak=peak, dead=dead)
+    return dataclasses.replace(chosen, steps=sum(r.steps for r in runs), seconds=sum(r.seconds for r in runs),
+                               frames=tuple(frame for r in runs for frame in r.frames), peak=peak, dead=dead)

@@ -91,7 +91,6 @@ def test_a_filter_only_a_start_can_fire_converges_and_one_nothing_fires_is_dead(
     assert kept[1].dead and not kept[1].converged and kept[1].peak == pytest.approx(DEAD_BIAS)
     # nothing fired it, nor did the probe: dead without the passes (which cost 4 times --steps)
     assert kept[1].steps == settings.steps + rescue.probe_steps(settings.steps) == 1.5 * settings.steps
-    assert np.array_equal(kept[1].image, never.image)  # its own image, not the probe's
 
 
 def test_no_start_fires_a_silent_filter_on_its_own_without_the_rescue():
