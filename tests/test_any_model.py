@@ -419,6 +419,13 @@ def test_a_class_converges_when_its_picture_is_put_in_it_and_one_no_picture_can_
         assert entry["best_lead"] <= trail + 1e-4 and (folder / entry["file"]).is_file()
     page = (tmp_path / "o" / "index.html").read_text()
     assert page.count('data-status="unwinnable"') == 3 and 'data-status="dead"' not in page
+    # without the rescue nothing tells an unwinnable class from one that was not tried hard enough
+    run_ok(run_cli, "--model", path, "--preprocess", "tf", "--layer", "probs", "--steps", 32, "--no-rescue",
+           "--out", tmp_path / "plain")
+    diff = run_cli("diff", tmp_path / "plain", tmp_path / "o", "--json")
+    assert diff.returncode == 0, diff.stderr
+    changes = {c["index"]: c for c in json.loads(diff.stdout)["layers"][0]["changes"]}
+    assert [(changes[i]["old_status"], changes[i]["new_status"]) for i in (0, 3, 4)] == [("failed", "unwinnable")] * 3
 
 
 # --- legacy files --------------------------------------------------------------------------------
