@@ -80,6 +80,23 @@ def class_margins(logits):
     return logits - tf.reduce_logsumexp(others, axis=-1)
 
 
+def class_lead(logits, classes):
+    """How far each image's own class is ahead of the runner-up: its logit minus the highest of the other
+    classes' logits, `logits` [B, K], `classes` [B] int -> [B]. Above 0 exactly when the class alone wins
+    the argmax of the model's output (the softmax keeps the logits' order), whatever the number of
+    classes; 0 on a tie, below 0 when another class wins."""
+    own = tf.gather(logits, classes, axis=1, batch_dims=1)
+    mask = tf.one_hot(classes, tf.shape(logits)[1], on_value=True, off_value=False)
+    return own - tf.reduce_max(tf.where(mask, tf.fill(tf.shape(logits), -float("inf")), logits), axis=1)
+
+
+def class_leads(logits):
+    """Every class's lead (see class_lead) for every image: `logits` [B, K] -> [B, K]."""
+    count = logits.shape[-1]
+    others = logits[:, None, :] + tf.where(tf.eye(count, dtype=tf.bool), -float("inf"), 0.0)  # [B, K (own), K]
+    return logits - tf.reduce_max(others, axis=-1)
+
+
 def gram_similarity(features, group: int, fixed: bool = False):
     """How alike each image's feature statistics are to those of the other images of its group
     (--diversity): `features` [B, ..., C] with B a multiple of `group` (images g*group ... belong

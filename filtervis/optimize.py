@@ -45,22 +45,28 @@ class FilterResult:
     scale: float
     finite: bool = True  # False: a NaN or Inf appeared in the image or loss at some step
     frames: tuple = ()  # [H, W, 3] uint8 snapshots at chunk boundaries, first and last included, when asked
-    peak: float = float("nan")  # highest pre-activation of the filter's units (centre unit: neuron) on `image`;
-    # after a rescue, on every image and start tried (see rescue.py)
-    dead: bool = False  # set by a rescue: no image or start tried, noise included, drove `peak` above 0
+    peak: float = float("nan")  # highest pre-activation of the filter's units (centre unit: neuron) on `image`,
+    # or a class's lead; after a rescue, the highest on every image and start tried (see rescue.py)
+    dead: bool = False  # set by a rescue: no image or start tried, noise included, drove `peak` above 0 (a
+    # channel that never fired; a class that never won)
     alpha: np.ndarray | None = None  # [H, W, 1] uint8 transparency (see `alpha_map`) when settings.alpha
+    lead: float | None = None  # a class's lead over the runner-up on `image` (measures.class_lead: above 0
+    # exactly when the model puts the picture in its class); None for a filter that is not a class
 
     @property
     def converged(self) -> bool:
-        """Finite, above 0 and at least CONVERGENCE_RATIO times what uniform noise gives."""
+        """Finite, and for a class: the model puts the picture in it (`lead` above 0); for a filter:
+        above 0 and at least CONVERGENCE_RATIO times what uniform noise gives."""
+        if self.lead is not None:
+            return bool(self.finite and self.lead > 0)
         return (self.finite and self.activation > CONVERGENCE_FLOOR * self.scale
                 and self.activation >= CONVERGENCE_RATIO * self.noise_activation)
 
     @property
     def strong(self) -> bool:
-        """Converged, and clearly so: above RESCUE_FLOOR of the filter's typical response. The rescue
-        reruns filters that are not (a filter can fire only in a few places and be worth another try)."""
-        return self.converged and self.activation > RESCUE_FLOOR * self.scale
+        """Converged, and for a filter clearly so: above RESCUE_FLOOR of its typical response. The rescue
+        reruns those that are not (a filter can fire only in a few places and be worth another try)."""
+        return self.converged and (self.lead is not None or self.activation > RESCUE_FLOOR * self.scale)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -227,7 +233,8 @@ class Renderer:
     @tf.function(reduce_retracing=True)
     def measure(self, images):
         """(activation, loss, TV, Lp, peak) of each image as it is, no transform, [B] each (values only:
-        no gradient). `peak` is the highest pre-activation of its filter (see targets.LayerFilters.peak)."""
+        no gradient). `peak` is the highest pre-activation of its filter, or a class's lead (see
+        targets.LayerFilters.peak)."""
         inputs, items = self.preprocess(images), self.items.read_value()
         activation, _ = self._objective(inputs, items, 0)
         tv, lp = measures.total_variation(images), measures.lp_norm(images, self.lp_p)
@@ -265,7 +272,7 @@ class Renderer:
         return [FilterResult(int(items[i]), pixels[i], float(activation[i]), float(noise[items[i]]),
                              float(loss[i]), float(tv[i]), float(lp[i]), int(ran[i]), seconds,
                              float(scales[items[i]]), bool(finite[i]), tuple(frame[i] for frame in frames),
-                             float(peak[i]), alpha=alphas[i])
+                             float(peak[i]), alpha=alphas[i], lead=float(peak[i]) if self.target.classes else None)
                 for i in range(real)]
 
     def _optimize(self, real: int, progress) -> tuple[np.ndarray, list]:

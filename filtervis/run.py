@@ -17,7 +17,7 @@ from pathlib import Path
 from . import api, models, records, report, store
 from .errors import Interrupted, SpecError
 from .options import RunSpec
-from .store import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, WITH_PNG
+from .store import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, STATUS_UNWINNABLE, WITH_PNG
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +28,10 @@ class LayerReport:
     folder: Path
     filters: int
     converged: int
-    failed: tuple[int, ...]  # did not converge (includes `faulty`, not `dead`)
+    failed: tuple[int, ...]  # did not converge (includes `faulty`, not `dead` nor `unwinnable`)
     faulty: tuple[int, ...] = ()  # NaN/Inf even after a restart with a smaller step: no PNG
-    dead: tuple[int, ...] = ()  # nothing fired them (see rescue.py): not counted as failures
+    dead: tuple[int, ...] = ()  # channels nothing fired (see rescue.py): not counted as failures
+    unwinnable: tuple[int, ...] = ()  # classes no picture was put in (see rescue.py): not counted as failures
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,10 +246,12 @@ def _render_layer(spec: RunSpec, plan_: Plan, manifest: dict, entries: dict, pro
     _finish(spec, plan_, entries, manifest, name)
     store.write_palette_gif(plan_.folder, plan_.layer, records.movies(result.filters), spec.cols)
     mine = [entries[f] for f in plan_.filters]
-    dead = tuple(e["index"] for e in mine if e["status"] == STATUS_DEAD)
-    failed = tuple(e["index"] for e in mine if not e["converged"] and e["status"] != STATUS_DEAD)
+    apart = (STATUS_DEAD, STATUS_UNWINNABLE)  # counted apart, not as failures
+    dead, unwinnable = (tuple(e["index"] for e in mine if e["status"] == s) for s in apart)
+    failed = tuple(e["index"] for e in mine if not e["converged"] and e["status"] not in apart)
     faulty = tuple(e["index"] for e in mine if e["status"] == STATUS_FAILED)
-    return LayerReport(plan_.layer, plan_.folder, len(mine), len(mine) - len(failed) - len(dead), failed, faulty, dead)
+    converged = len(mine) - len(failed) - len(dead) - len(unwinnable)
+    return LayerReport(plan_.layer, plan_.folder, len(mine), converged, failed, faulty, dead, unwinnable)
 
 
 def _save_batch(spec: RunSpec, folder: Path, batch, entries: dict, manifest: dict, name: str) -> None:

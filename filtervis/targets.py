@@ -176,6 +176,7 @@ class LayerFilters:
                  lp_weight: float = 0.0, lp_norm: float = 6.0):
 
         self.cut, self.preprocess, self.kind = cut, preprocess, kind
+        self.probing = False  # True: the objective is probe_objective (see probe)
         self.tv_weight, self.lp_weight, self.lp_norm = float(tv_weight), float(lp_weight), float(lp_norm)
         self.measure = measures.class_margin if cut.classes else measures.LAYER_MEASURES[kind]
         elementwise = not cut.classes and is_elementwise(cut.activation, (None, *cut.output_shape))
@@ -191,6 +192,11 @@ class LayerFilters:
     def count(self) -> int:
         return self.cut.filters
 
+    @property
+    def classes(self) -> bool:
+        """True when the filters are classes: their pictures are judged by the class they are put in."""
+        return bool(self.cut.classes)
+
     def regularizers(self) -> tuple:
         """(tv weights [count], lp weights [count], p): the objectives' TV and Lp terms (the same for
         every filter)."""
@@ -200,6 +206,13 @@ class LayerFilters:
         """The same filters (cut, scales) with other TV and Lp weights (the rescue's passes)."""
         other = copy.copy(self)
         other.tv_weight, other.lp_weight = float(tv_weight), float(lp_weight)
+        return other
+
+    def probe(self) -> "LayerFilters":
+        """The same filters (cut, scales) with the objective of the rescue's probe (see probe_objective)
+        and no regularizers."""
+        other = self.with_regularizers(0.0, 0.0)
+        other.probing = True
         return other
 
     def _noise_statistics(self, seed, image_shape) -> tuple[np.ndarray, np.ndarray]:
@@ -221,6 +234,9 @@ class LayerFilters:
         feature maps of the same pass that --diversity compares ([b, h, w, c]: the layer's input when
         only the own filter is computed, else the layer's output)."""
         threshold = START_THRESHOLD * tf.gather(self.scales, filters)
+        if self.probing:
+            value = self.probe_objective(inputs, filters, threshold)
+            return value, value
         if self.own is not None:
             pre, maps = self.own(inputs, filters, features=True)  # [b, ..., 1]: only each image's own filter
             own_filter = tf.zeros(tf.shape(filters), tf.int32)  # its index within that slice
@@ -237,15 +253,30 @@ class LayerFilters:
             start = measures.start_objective(self._startable(pre), filters, threshold)
         return (post, start, maps) if features else (post, start)
 
+    def probe_objective(self, inputs, filters, threshold):
+        """What the rescue's probe climbs to find out whether a silent filter can fire, [b]: the
+        pre-activation of each image's own filter at every unit, and once more at its centre unit, each
+        softened as a silent filter's start is (measures.start_objective, at `threshold` [b]). The map's
+        mean moves the whole image towards the filter's pattern, the centre unit rises faster than a mean
+        whose places pull towards shifted copies of it: on VGG16 hed, either alone left filters silent
+        that the other fired, their sum fired every one of them."""
+        if self.own is not None:
+            pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
+        else:
+            pre, index = self.cut.forward(inputs), filters
+        return (measures.start_objective(pre, index, threshold)
+                + measures.start_objective(measures.centre(pre), index, threshold))
+
     def _startable(self, pre):
         """The units a silent filter's start follows: the centre one for `neuron`, else all."""
         return measures.centre(pre) if self.kind == "neuron" else pre
 
     def peak(self, inputs, filters, slot: int = 0):
         """Model input [b, H, W, C], filters [b] -> [b]: the highest pre-activation of each image's own
-        filter over the units its objective sees (see _startable); for classes, the class margin."""
+        filter over the units its objective sees (see _startable); for classes, the class's lead over the
+        runner-up (measures.class_lead: above 0 exactly when the model puts the image in its class)."""
         if self.cut.classes:
-            return self.measure(self.cut.forward(inputs), filters)
+            return measures.class_lead(self.cut.forward(inputs), filters)
         if self.own is not None:
             pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
         else:
@@ -255,10 +286,10 @@ class LayerFilters:
 
     def start_peaks(self, images) -> np.ndarray:
         """[N, filters]: each image's highest pre-activation of every filter over the units its
-        objective sees, or every class's margin (one pass over `images` in [0, 1])."""
+        objective sees, or every class's lead (see peak; one pass over `images` in [0, 1])."""
         pre = self.cut.forward(self.preprocess(tf.constant(images)))
         if self.cut.classes:  # a class fires when the model puts the image in it
-            pre = measures.class_margins(pre)
+            pre = measures.class_leads(pre)
         pre = self._startable(pre)
         return tf.reduce_max(tf.reshape(pre, [pre.shape[0], -1, pre.shape[-1]]), axis=1).numpy()
 
@@ -300,6 +331,11 @@ class ObjectiveBatch:
     @property
     def count(self) -> int:
         return len(self.objectives)
+
+    @property
+    def classes(self) -> bool:
+        """False: an objective's picture is judged by its value, never by a class."""
+        return False
 
     def regularizers(self) -> tuple:
         """(tv weights, lp weights, p) of the objectives' own regularizer terms."""

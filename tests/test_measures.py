@@ -88,6 +88,21 @@ def test_class_margins_are_the_margin_of_each_class_and_ignore_a_common_shift():
     assert (margins[np.arange(2), logits.numpy().argmax(1)] > 0).all()  # the winning class leads
 
 
+def test_a_class_leads_exactly_when_it_wins_the_argmax_whatever_its_margin():
+    """Seven classes: class 0 wins image 0 with a probability below 1/2 (its margin is below 0), image 1
+    ties classes 1 and 2 (neither wins), two classes: the lead is the margin's sign."""
+    logits = tf.constant([[1.0, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7], [0.0, 2.0, 2.0, 0.0, -1.0, 0.0, 0.0]])
+    leads = measures.class_leads(logits).numpy()
+    np.testing.assert_allclose(leads[0], [0.3] + [-0.3] * 6, rtol=1e-5)
+    np.testing.assert_allclose(leads[1], [-2.0, 0.0, 0.0, -2.0, -3.0, -2.0, -2.0], rtol=1e-6)
+    assert measures.class_margins(logits).numpy()[0, 0] < 0 < leads[0, 0]  # it wins all the same
+    own = measures.class_lead(logits, tf.constant([0, 4])).numpy()
+    np.testing.assert_allclose(own, [leads[0, 0], leads[1, 4]], rtol=1e-6)
+    np.testing.assert_allclose(measures.class_leads(logits + 50.0), leads, atol=1e-4)
+    pair = tf.constant([[0.4, -0.1], [-2.0, 1.0]])
+    assert (np.sign(measures.class_leads(pair).numpy()) == np.sign(measures.class_margins(pair).numpy())).all()
+
+
 def test_gram_similarity_on_hand_made_features():
     """Group members with proportional features are alike (cosine 1); members using disjoint channels
     share nothing (0); each image gets the mean over the other members of its own group only."""

@@ -92,6 +92,7 @@ def test_fer_class_images_are_classified_as_their_class(fer_path, fer_model, tmp
     predicted = np.asarray(fer_model([pixels / 127.5 - 1.0])).argmax(axis=1)
     hits = [int(p) == i for i, p in enumerate(predicted)]
     assert sum(hits) >= 6, [FER_CLASSES[p] for p in predicted]
+    assert [e["converged"] for e in record["filters"]] == hits  # converged: the model puts it in its class
 
 
 def test_fer_conv_filters_converge(fer_path, tmp_path):

@@ -52,7 +52,8 @@ def test_index_loads_every_image_counts_match_the_manifest_and_the_filter_shows_
     assert browser.evaluate(UNLOADED) == []
     counts = browser.evaluate("Object.fromEntries([...document.querySelectorAll('[data-count]')]"
                               ".map(e => [e.dataset.count, +e.textContent]))")
-    assert counts == {s: list(statuses.values()).count(s) for s in ("converged", "rescued", "dead", "failed")}
+    assert counts == {s: list(statuses.values()).count(s) for s in ("converged", "rescued", "dead", "unwinnable",
+                                                                      "failed")}
     shown = browser.evaluate("Object.fromEntries([...document.querySelectorAll('.card')]"
                              ".map(c => [c.dataset.index, c.dataset.status]))")
     assert {int(k): v for k, v in shown.items()} == statuses
