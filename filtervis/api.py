@@ -32,9 +32,15 @@ from .records import FilterRecord  # noqa: F401 (part of this module's API)
 from .result import Result
 
 OBJECTIVES_FOLDER = "objectives"  # the layer name (and folder) of a render of objectives
-STEP_OVERHEAD = 1e9  # multiply-adds: what a step costs besides the model's layers (parameterization, transforms,
-# Adam, the per-image passes' ops); fitted on a whole VGG16 run at 64 px, where a block5_conv3 step took about
-# 2x a block1_conv2 step while its layers hold 8x the multiply-adds
+# What one step of one image costs besides the multiply-adds of the layers up to the target, in multiply-adds
+# that take as long: per weight of those layers, per pixel of the image (parameterization, transforms, Adam)
+# and per step. Fitted on this project's CPU (2 cores): VGG16 hed, each of its 18 layers at 64 and 128 px,
+# seconds per image-step against these four counts (the cut's last Conv2D counted for one filter when the
+# target computes only the own one): within 14% rms, 38% at worst. Only their ratios matter: a run's rate is
+# measured as it runs (run.Progress), these weigh one layer's steps against another's.
+STEP_COST_PER_WEIGHT = 70.0
+STEP_COST_PER_PIXEL = 15_000.0
+STEP_COST_FIXED = 27e6
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -223,19 +229,27 @@ class Job:
         return manifest
 
     def step_cost(self) -> float:
-        """What one step of one image costs, in multiply-adds of a forward pass up to the layer (each
-        layer's weights times its output's places, plus its output's values) plus STEP_OVERHEAD: a proxy
-        for the time of a step, to balance shards and estimate a whole run."""
+        """What one step of one image costs, in multiply-adds: those of a forward pass up to the layer
+        (each layer's weights times its output's places; the layer itself for one filter when only each
+        image's own filter is computed, see targets.slices), plus STEP_COST_PER_WEIGHT per weight of those
+        layers, STEP_COST_PER_PIXEL per pixel and STEP_COST_FIXED. A proxy for the time of a step, to
+        balance shards and estimate a whole run."""
         layers = dict(models.walk(self.loaded.model))
-        total = 0.0
+        macs = weights = last = 0.0
         for path, shape in zip(self.paths, self.shapes):
             layer = layers.get(path)
             if layer is None or shape is None or models.graph.children(layer):
                 continue
             size = float(np.prod([d or 1 for d in shape]))
             places = size / (shape[-1] or 1) if len(shape) > 1 else 1.0
-            total += sum(float(np.prod(w.shape)) for w in layer.weights) * places + size
-        return total + STEP_OVERHEAD
+            count = sum(float(np.prod(w.shape)) for w in layer.weights)
+            macs, weights, last = macs + count * places, weights + count, count * places
+        cut = self.cut
+        if (not self.objectives and not cut.classes and targets.slices(cut)
+                and targets.is_elementwise(cut.activation, (None, *cut.output_shape))):
+            macs -= last * (1.0 - 1.0 / cut.filters)
+        pixels = float(np.prod(self.image_shape[:2]))
+        return macs + STEP_COST_PER_WEIGHT * weights + STEP_COST_PER_PIXEL * pixels + STEP_COST_FIXED
 
     def run(self, filters: list[int] | None = None, progress=None, on_batch=None, stop=None) -> "Result":
         """Render `filters` (default: all of the job's) batch by batch.

@@ -139,6 +139,9 @@ def run(spec: RunSpec, stop=None) -> list[LayerReport]:
 
 
 ESTIMATE_MIN_SECONDS = 60.0  # a layer estimated to take longer gets a line on stderr, terminal or not
+ESTIMATE_TELL_SHARE = 0.1  # a run of several layers tells its estimate once the finished ones hold this share of
+# its work (the rate is then measured on layers of several depths: the step-cost proxy is off by up to ~40% for
+# one layer, within ~14% on average), or when its last layer begins
 
 
 class Progress:
@@ -146,11 +149,12 @@ class Progress:
     output-size steps (the bar's unit); `start(layer)` says which layer the steps are of.
 
     The estimate weighs each layer's steps by what a step of it costs (api.Job.step_cost): after a
-    layer's first chunk (which traces the step), chunks are timed; what is left is its cost at the
-    seconds per cost measured so far, plus, for each layer not started yet, the start-up the started
-    ones took (their first chunk's time beyond its cost). It is in the bar's description, and on stderr
-    once (with the plan) when it is long: for one layer after its first clean chunk, for several when
-    the first is done."""
+    layer's first chunk (which traces the step), chunks are timed, giving the seconds per cost. What a
+    layer takes beyond its steps at that rate (tracing, measuring, writing its files) is its overhead:
+    each layer not finished yet is counted at the mean overhead of the finished ones (before one is
+    finished, at what the current one took so far). The estimate is in the bar's description, and on
+    stderr once (with the plan) when it is long: for one layer after its first clean chunk, for several
+    once the finished layers hold ESTIMATE_TELL_SHARE of the run's work, or its last layer began."""
 
     def __init__(self, bar, label: str, filters: int, layers: list[tuple[str, float, float]], plan_text: str,
                  quiet: bool):
@@ -158,18 +162,33 @@ class Progress:
         self.bar, self.label, self.filters, self.plan_text, self.quiet = bar, label, filters, plan_text, quiet
         self.cost = {name: cost for name, _, cost in layers}
         self.left = {name: steps * cost for name, steps, cost in layers}  # cost of the steps left, per layer
-        self.pending = [name for name, steps, _ in layers if steps > 0]  # layers not started
-        self.layer, self.first, self.first_chunk, self.told = None, True, None, False
-        self.timed_cost = self.timed_seconds = self.startup = 0.0
-        self.startups = 0
+        self.pending = [name for name, steps, _ in layers if steps > 0]  # layers not finished (the current one too)
+        self.work, self.finished = sum(self.left.values()), 0.0  # the run's cost, that of the finished layers
+        self.layer, self.first, self.told = None, True, False
+        self.timed_cost = self.timed_seconds = 0.0
+        self.overheads: list[float] = []  # seconds beyond its steps, per finished layer
+        self.began = self.spent = 0.0  # when the current layer began, the cost of its steps so far
         self.last = time.perf_counter()
 
     def start(self, layer: str) -> None:
-        if self.layer is not None and self.timed_cost:  # a layer done: the estimate has its start-up too
-            self._estimate(tell=True)
-        self.layer, self.first, self.last = layer, True, time.perf_counter()
-        if layer in self.pending:
-            self.pending.remove(layer)
+        now = time.perf_counter()
+        if self.layer is not None:  # a layer done: its overhead is known, and the estimate has it
+            self._finish(now)
+            if self.timed_cost:
+                share = self.finished >= ESTIMATE_TELL_SHARE * self.work
+                self._estimate(tell=share or self.pending == [layer])
+        self.layer, self.first, self.last, self.began, self.spent = layer, True, now, now, 0.0
+
+    def _finish(self, now: float) -> None:
+        if self.timed_cost:
+            self.overheads.append(self._overhead(now))
+        self.finished += self.spent
+        if self.layer in self.pending:
+            self.pending.remove(self.layer)
+
+    def _overhead(self, now: float) -> float:
+        """What the current layer took so far beyond its steps at the measured rate."""
+        return max(now - self.began - self.spent * self.timed_seconds / self.timed_cost, 0.0)
 
     def __call__(self, count: int, more: int = 0) -> None:
         if self.layer is None:
@@ -183,24 +202,25 @@ class Progress:
         now = time.perf_counter()
         seconds, spent = now - self.last, count * cost
         self.left[self.layer] = max(self.left[self.layer] - spent, 0.0)
-        if self.first:  # tracing: the start-up is what this chunk took beyond its cost (known after a clean one)
-            self.first, self.first_chunk = False, (seconds, spent)
+        self.spent += spent
+        if self.first:  # tracing: not timed (its excess is the layer's overhead)
+            self.first = False
         else:
-            if self.first_chunk is not None:
-                rate = seconds / spent
-                self.startup += max(self.first_chunk[0] - self.first_chunk[1] * rate, 0.0)
-                self.startups, self.first_chunk = self.startups + 1, None
             self.timed_cost += spent
             self.timed_seconds += seconds
-            self._estimate(tell=len(self.cost) == 1)
+            self._estimate(tell=len(self.cost) == 1, now=now)
         self.last = now
         self.bar.update(count)
 
-    def _estimate(self, tell: bool) -> None:
+    def _estimate(self, tell: bool, now: float | None = None) -> None:
         """Show the estimate; `tell`: also on stderr, once (one layer: after its first clean chunk; a
         whole run: when its first layer is done)."""
+        now = time.perf_counter() if now is None else now
         rate = self.timed_seconds / self.timed_cost
-        left = sum(self.left.values()) * rate + len(self.pending) * self.startup / max(self.startups, 1)
+        current = self._overhead(now) if self.layer in self.pending else 0.0
+        overhead = sum(self.overheads) / len(self.overheads) if self.overheads else current
+        others = len(self.pending) - (self.layer in self.pending)
+        left = sum(self.left.values()) * rate + others * overhead + max(overhead - current, 0.0)
         text = f"~{left / 60:.0f} min" if left >= 90 else f"~{left:.0f} s"
         self.bar.set_description(f"{self.label} ({self.filters} filters, {text})")
         if tell and not self.told:

@@ -462,6 +462,16 @@ def is_elementwise(activation, shape) -> bool:
     return bool(np.allclose(a[..., 1:], b[..., 1:], rtol=0, atol=1e-6))
 
 
+def slices(cut, batch: int = 1) -> bool:
+    """Whether own_channel can slice the cut's last layer (a plain float32 Conv2D of a graph cut with at
+    least twice `batch` filters) so that it computes only the images' own filters."""
+    import keras
+
+    last = cut.model.layers[-1] if cut.model is not None else None
+    return (type(last) is keras.layers.Conv2D and last.groups == 1 and last.data_format == "channels_last"
+            and last.compute_dtype == "float32" and last.filters >= 2 * batch)
+
+
 def own_channel(cut, batch: int):
     """A function (model input [B, H, W, C], filters [B] int, features=False) -> each image's own filter's
     pre-activation, [B, ..., 1] (the layer's spatial axes kept); with features=True also the feature maps
@@ -476,8 +486,7 @@ def own_channel(cut, batch: int):
 
     model = cut.model
     last = model.layers[-1] if model is not None else None
-    if (type(last) is keras.layers.Conv2D and last.groups == 1 and last.data_format == "channels_last"
-            and last.compute_dtype == "float32" and last.filters >= 2 * batch):
+    if slices(cut, batch):
         try:
             prefix = keras.Model(model.inputs, last.input)
         except (ValueError, AttributeError):  # the layer is called more than once
