@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ESTIMATE = re.compile(r"filtervis: (.+?): .*: ~(\d+) (min|s) left")
+ESTIMATE = re.compile(r"filtervis: (.+?): .*: ~(?:(\d+) min)? ?(?:(\d+) s)? left")
 
 
 def main(argv=None):
@@ -42,7 +42,7 @@ def main(argv=None):
         match = ESTIMATE.search(line)
         if match and estimate is None:
             when = time.perf_counter()
-            estimate = float(match.group(2)) * (60.0 if match.group(3) == "min" else 1.0)
+            estimate = 60.0 * float(match.group(2) or 0) + float(match.group(3) or 0)
             print(line.strip(), f"(after {when - began:.0f} s)", flush=True)
     code = process.wait()
     ended = time.perf_counter()

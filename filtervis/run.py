@@ -142,6 +142,10 @@ ESTIMATE_MIN_SECONDS = 60.0  # a layer estimated to take longer gets a line on s
 ESTIMATE_TELL_SHARE = 0.1  # a run of several layers tells its estimate once the finished ones hold this share of
 # its work (the rate is then measured on layers of several depths: the step-cost proxy is off by up to ~40% for
 # one layer, within ~14% on average), or when its last layer begins
+LAYER_OVERHEAD_STEPS = 200.0  # what a layer takes beyond its steps grows with what a step of it costs: about
+# this many image-steps (its measuring passes, tracing a deeper graph) on top of a part every layer takes alike
+# (VGG16 hed at 64 px, 4 filters a layer: 2.8 s beyond the steps at block1_conv2, 3.6 s at block3_conv1, 9 s at
+# block5_conv3)
 
 
 class Progress:
@@ -149,12 +153,14 @@ class Progress:
     output-size steps (the bar's unit); `start(layer)` says which layer the steps are of.
 
     The estimate weighs each layer's steps by what a step of it costs (api.Job.step_cost): after a
-    layer's first chunk (which traces the step), chunks are timed, giving the seconds per cost. What a
-    layer takes beyond its steps at that rate (tracing, measuring, writing its files) is its overhead:
-    each layer not finished yet is counted at the mean overhead of the finished ones (before one is
-    finished, at what the current one took so far). The estimate is in the bar's description, and on
-    stderr once (with the plan) when it is long: for one layer after its first clean chunk, for several
-    once the finished layers hold ESTIMATE_TELL_SHARE of the run's work, or its last layer began."""
+    layer's first chunk (which traces the step), chunks are timed, giving the seconds per cost. A layer
+    not finished yet is counted at that rate, its steps grown by the share the rescue added to the
+    finished layers' plans, plus what a layer takes beyond its steps (tracing, measuring, writing its
+    files): LAYER_OVERHEAD_STEPS of its image-steps and the mean of what the finished layers took beyond
+    theirs and that (before one is finished: what the current one took so far). The estimate is in the
+    bar's description, and on stderr once (with the plan) when it is long: for one layer after its
+    first clean chunk, for several once the finished layers hold ESTIMATE_TELL_SHARE of the run's work,
+    or its last layer began."""
 
     def __init__(self, bar, label: str, filters: int, layers: list[tuple[str, float, float]], plan_text: str,
                  quiet: bool):
@@ -163,11 +169,12 @@ class Progress:
         self.cost = {name: cost for name, _, cost in layers}
         self.left = {name: steps * cost for name, steps, cost in layers}  # cost of the steps left, per layer
         self.pending = [name for name, steps, _ in layers if steps > 0]  # layers not finished (the current one too)
-        self.work, self.finished = sum(self.left.values()), 0.0  # the run's cost, that of the finished layers
+        self.work = sum(self.left.values())  # the run's planned cost
+        self.planned = self.finished = 0.0  # the finished layers' planned cost, and what their steps cost
         self.layer, self.first, self.told = None, True, False
         self.timed_cost = self.timed_seconds = 0.0
-        self.overheads: list[float] = []  # seconds beyond its steps, per finished layer
-        self.began = self.spent = 0.0  # when the current layer began, the cost of its steps so far
+        self.overheads: list[float] = []  # per finished layer: seconds beyond its steps and LAYER_OVERHEAD_STEPS
+        self.began = self.spent = self.layer_plan = 0.0  # the current layer: began, cost of its steps so far, plan
         self.last = time.perf_counter()
 
     def start(self, layer: str) -> None:
@@ -178,17 +185,26 @@ class Progress:
                 share = self.finished >= ESTIMATE_TELL_SHARE * self.work
                 self._estimate(tell=share or self.pending == [layer])
         self.layer, self.first, self.last, self.began, self.spent = layer, True, now, now, 0.0
+        self.layer_plan = self.left.get(layer, 0.0)
 
     def _finish(self, now: float) -> None:
         if self.timed_cost:
-            self.overheads.append(self._overhead(now))
+            self.overheads.append(self._overhead(now) - self._layer_part(self.layer))
         self.finished += self.spent
+        self.planned += self.layer_plan
         if self.layer in self.pending:
             self.pending.remove(self.layer)
 
+    def _rate(self) -> float:
+        return self.timed_seconds / self.timed_cost
+
+    def _layer_part(self, layer: str) -> float:
+        """Seconds of a layer's time beyond its steps that grow with what its step costs."""
+        return LAYER_OVERHEAD_STEPS * self.cost[layer] * self._rate()
+
     def _overhead(self, now: float) -> float:
         """What the current layer took so far beyond its steps at the measured rate."""
-        return max(now - self.began - self.spent * self.timed_seconds / self.timed_cost, 0.0)
+        return max(now - self.began - self.spent * self._rate(), 0.0)
 
     def __call__(self, count: int, more: int = 0) -> None:
         if self.layer is None:
@@ -213,21 +229,35 @@ class Progress:
         self.bar.update(count)
 
     def _estimate(self, tell: bool, now: float | None = None) -> None:
-        """Show the estimate; `tell`: also on stderr, once (one layer: after its first clean chunk; a
-        whole run: when its first layer is done)."""
+        """Show the estimate; `tell`: also on stderr, once (see the class doc)."""
         now = time.perf_counter() if now is None else now
-        rate = self.timed_seconds / self.timed_cost
-        current = self._overhead(now) if self.layer in self.pending else 0.0
-        overhead = sum(self.overheads) / len(self.overheads) if self.overheads else current
-        others = len(self.pending) - (self.layer in self.pending)
-        left = sum(self.left.values()) * rate + others * overhead + max(overhead - current, 0.0)
-        text = f"~{left / 60:.0f} min" if left >= 90 else f"~{left:.0f} s"
+        rate = self._rate()
+        current = self.layer in self.pending
+        so_far = self._overhead(now) if current else 0.0
+        common = (sum(self.overheads) / len(self.overheads) if self.overheads
+                  else max(so_far - self._layer_part(self.layer), 0.0))
+        grown = max(self.finished / self.planned, 1.0) if self.planned else 1.0  # the rescue's share
+        left = (self.left[self.layer] if current else 0.0) * rate
+        left += max(common + self._layer_part(self.layer) - so_far, 0.0) if current else 0.0
+        for name in self.pending:
+            if name != self.layer:
+                left += self.left[name] * grown * rate + max(common + self._layer_part(name), 0.0)
+        text = duration_text(left)
         self.bar.set_description(f"{self.label} ({self.filters} filters, {text})")
         if tell and not self.told:
             if left >= ESTIMATE_MIN_SECONDS and not self.quiet:
                 self.bar.write(f"filtervis: {self.label}: {self.filters} filters, {self.plan_text}: {text} left",
                                file=sys.stderr)
             self.told = True
+
+
+def duration_text(seconds: float) -> str:
+    """`~45 s`, `~3 min 20 s` (under 10 minutes), `~42 min`."""
+    if seconds < 90:
+        return f"~{seconds:.0f} s"
+    if seconds < 600:
+        return f"~{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"~{seconds / 60:.0f} min"
 
 
 def _check_stop(stop, when: str) -> None:

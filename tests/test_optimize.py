@@ -338,29 +338,33 @@ def test_a_whole_run_is_estimated_by_each_layers_step_cost_and_start_up():
 
 
 def test_a_whole_run_counts_each_layers_time_beyond_its_steps_and_tells_once_its_rate_is_known(capsys):
-    """Layers a and b take 1 s beyond their steps each (tracing, writing); c's steps cost 70x theirs.
-    a holds 1% of the work: the estimate is not told when a is done but when c, the last layer, begins:
-    c's steps at the rate measured on a and b (70 s) plus one more layer's time beyond its steps."""
+    """Layers a and b take 1 s beyond their steps each (tracing, writing); c's steps cost 70x theirs. a
+    holds 1.4% of the work: the estimate is not told when a is done but when c, the last layer, begins:
+    c's steps at the rate measured on a and b (70 s), plus what a layer takes beyond its steps: the part
+    every layer takes (a's and b's 1 s less their steps' part) and c's part (LAYER_OVERHEAD_STEPS of its
+    steps: 14 s)."""
     from tqdm import tqdm
 
-    from filtervis.run import Progress
+    from filtervis.run import LAYER_OVERHEAD_STEPS, Progress
 
-    with tqdm(total=300, file=io.StringIO()) as bar:
-        progress = Progress(bar, "3 layers", 12, [("a", 100, 10.0), ("b", 100, 10.0), ("c", 100, 700.0)],
+    with tqdm(total=3000, file=io.StringIO()) as bar:
+        progress = Progress(bar, "3 layers", 12, [("a", 1000, 1.0), ("b", 1000, 1.0), ("c", 1000, 70.0)],
                             "batch per layer", quiet=False)
         for name in ("a", "b"):
             progress.start(name)
-            assert capsys.readouterr().err == ""  # not told when a is done: its rate is of 1% of the work
+            assert capsys.readouterr().err == ""  # not told when a is done: its rate is of 1.4% of the work
             time.sleep(0.5)
-            progress(50)  # the first chunk (tracing): 0.5 s, as its 500 cost takes at the rate
+            progress(500)  # the first chunk (tracing): 0.5 s, as its 500 cost takes at the rate
             time.sleep(0.5)
-            progress(50)  # 0.001 s per cost
+            progress(500)  # 0.001 s per cost
             time.sleep(1.0)  # the layer's measuring and writing
         progress.start("c")
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     seconds = float(lines[0].split("~")[1].split(" s")[0])
-    assert 71 <= seconds <= 73, lines  # 70 s of steps and ~1 s beyond them (70 without it)
+    part = LAYER_OVERHEAD_STEPS * 0.001
+    expected = 70 + (1.0 - part) + 70 * part  # 70 s of steps without what is beyond them
+    assert expected - 1.5 <= seconds <= expected + 2, (lines, expected)
 
 
 # --- transparency (--alpha) and several pictures per filter (--diversity) ---
