@@ -142,10 +142,10 @@ ESTIMATE_MIN_SECONDS = 60.0  # a layer estimated to take longer gets a line on s
 ESTIMATE_TELL_SHARE = 0.1  # a run of several layers tells its estimate once the finished ones hold this share of
 # its work (the rate is then measured on layers of several depths: the step-cost proxy is off by up to ~40% for
 # one layer, within ~14% on average), or when its last layer begins
-LAYER_OVERHEAD_STEPS = 200.0  # what a layer takes beyond its steps grows with what a step of it costs: about
+LAYER_OVERHEAD_STEPS = 60.0  # what a layer takes beyond its steps grows with what a step of it costs: about
 # this many image-steps (its measuring passes, tracing a deeper graph) on top of a part every layer takes alike
-# (VGG16 hed at 64 px, 4 filters a layer: 2.8 s beyond the steps at block1_conv2, 3.6 s at block3_conv1, 9 s at
-# block5_conv3)
+# (VGG16 hed at 64 px, 4 filters a layer, no rescue: 3.0 s beyond the steps at block1_conv2, 3.3 s at
+# block3_conv1, 5-6 s at block5_conv3)
 
 
 class Progress:
@@ -170,11 +170,12 @@ class Progress:
         self.left = {name: steps * cost for name, steps, cost in layers}  # cost of the steps left, per layer
         self.pending = [name for name, steps, _ in layers if steps > 0]  # layers not finished (the current one too)
         self.work = sum(self.left.values())  # the run's planned cost
-        self.planned = self.finished = 0.0  # the finished layers' planned cost, and what their steps cost
+        self.finished = 0.0  # what the finished layers' steps cost
+        self.planned_steps = self.finished_steps = 0.0  # the finished layers' planned steps, and the steps they took
         self.layer, self.first, self.told = None, True, False
         self.timed_cost = self.timed_seconds = 0.0
         self.overheads: list[float] = []  # per finished layer: seconds beyond its steps and LAYER_OVERHEAD_STEPS
-        self.began = self.spent = self.layer_plan = 0.0  # the current layer: began, cost of its steps so far, plan
+        self.began = self.spent = self.steps = self.plan = 0.0  # the current layer: began, cost and steps so far, plan
         self.last = time.perf_counter()
 
     def start(self, layer: str) -> None:
@@ -184,14 +185,15 @@ class Progress:
             if self.timed_cost:
                 share = self.finished >= ESTIMATE_TELL_SHARE * self.work
                 self._estimate(tell=share or self.pending == [layer])
-        self.layer, self.first, self.last, self.began, self.spent = layer, True, now, now, 0.0
-        self.layer_plan = self.left.get(layer, 0.0)
+        self.layer, self.first, self.last, self.began, self.spent, self.steps = layer, True, now, now, 0.0, 0.0
+        self.plan = self.left.get(layer, 0.0) / self.cost[layer] if layer in self.cost else 0.0
 
     def _finish(self, now: float) -> None:
         if self.timed_cost:
             self.overheads.append(self._overhead(now) - self._layer_part(self.layer))
         self.finished += self.spent
-        self.planned += self.layer_plan
+        self.planned_steps += self.plan
+        self.finished_steps += self.steps
         if self.layer in self.pending:
             self.pending.remove(self.layer)
 
@@ -219,6 +221,7 @@ class Progress:
         seconds, spent = now - self.last, count * cost
         self.left[self.layer] = max(self.left[self.layer] - spent, 0.0)
         self.spent += spent
+        self.steps += count
         if self.first:  # tracing: not timed (its excess is the layer's overhead)
             self.first = False
         else:
@@ -236,7 +239,7 @@ class Progress:
         so_far = self._overhead(now) if current else 0.0
         common = (sum(self.overheads) / len(self.overheads) if self.overheads
                   else max(so_far - self._layer_part(self.layer), 0.0))
-        grown = max(self.finished / self.planned, 1.0) if self.planned else 1.0  # the rescue's share
+        grown = max(self.finished_steps / self.planned_steps, 1.0) if self.planned_steps else 1.0  # the rescue's
         left = (self.left[self.layer] if current else 0.0) * rate
         left += max(common + self._layer_part(self.layer) - so_far, 0.0) if current else 0.0
         for name in self.pending:
