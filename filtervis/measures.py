@@ -155,6 +155,20 @@ def total_variation(images):
     return dx + dy
 
 
+RANGE_LOGIT = 4.0  # colour values whose logit lies beyond +-this (below 4.6 or above 250.4 of 255) are out of range
+
+
+def range_excess(images):
+    """Per image: the mean, over its channel values, of the square of how far each value's logit lies
+    beyond +-RANGE_LOGIT (0 inside): a penalty on it keeps colours off 0 and 255 (clipped colour) while
+    leaving every value inside alone. The logit's gradient undoes a sigmoid's, so with a sigmoid
+    parameterization the penalty acts on the parameters' colour directly, where the objective's gradient
+    has vanished."""
+    values = tf.clip_by_value(images, 1e-6, 1.0 - 1e-6)
+    logits = exact.per_image(lambda x: tf.math.log(x) - tf.math.log1p(-x), values)
+    return tf.reduce_mean(tf.square(tf.nn.relu(tf.abs(logits) - RANGE_LOGIT)), axis=[1, 2, 3])
+
+
 def lp_norm(images, p: float):
     """(mean |2 (x - 0.5)|^p)^(1/p) per image, in [0, 1]: 0 for mid-grey, 1 when saturated everywhere.
     A whole `p` (the default 6) is raised by repeated multiplication: the same value, three times

@@ -34,6 +34,19 @@ def test_lp_norm_is_zero_for_grey_and_one_when_saturated():
     np.testing.assert_allclose(measures.lp_norm(tf.constant(half), 2.0), [np.sqrt(0.5)], atol=1e-6)
 
 
+def test_range_excess_is_zero_inside_the_range_and_pushes_values_back_beyond_it():
+    logits = np.array([0.0, 3.9, -3.9, 6.0, -5.0, 4.0, 0.5, -0.5], np.float32)  # 6 and -5: 2 and 1 beyond
+    images = tf.constant(1.0 / (1.0 + np.exp(-logits)), shape=[1, 2, 2, 2])
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        excess = measures.range_excess(images)
+    np.testing.assert_allclose(excess, [(2.0**2 + 1.0**2) / 8], rtol=1e-3)
+    grad = tape.gradient(excess, images).numpy().reshape(-1)
+    assert grad[3] > 0 and grad[4] < 0  # descending it moves the bright value down, the dark one up
+    assert (grad[[0, 1, 2, 5, 6, 7]] == 0).all()  # values in range are left alone
+    np.testing.assert_allclose(measures.range_excess(tf.fill([2, 4, 4, 3], 0.5)), [0.0, 0.0])
+
+
 def test_soft_relu_approaches_relu_and_keeps_a_gradient():
     x = tf.constant([-30.0, -1.0, 0.0, 50.0])
     with tf.GradientTape() as tape:
