@@ -119,6 +119,7 @@ class Renderer:
         self.preprocess = preprocess
         self.image_shape, self.batch, self.settings = tuple(image_shape), batch, settings
         self.param = param or Pixels(self.image_shape)
+        self.colour_range = not isinstance(self.param, Pixels)  # the colour-range penalty (targets.range_penalty)
         self.transform = transforms.build(settings.transforms, settings.jitter)
         self.regularizers = self.target.regularizers()  # (tv weights, lp weights, p)
         self.tv_weights, self.lp_weights, self.lp_p = self.regularizers
@@ -216,9 +217,15 @@ class Renderer:
             else:
                 post, start = self._objective(self.preprocess(seen), items, first)
             loss = targets.loss(self.target, images, items, post, start, maps if self.group > 1 else None,
-                                self.group, self.regularizers if self.regularized else None)
+                                self.group, self.regularizers if self.regularized else None, self.colour_range)
             total = tf.reduce_sum(loss)
-        if self.settings.alpha:  # one backward pass gives both
+        if self.settings.alpha and self.colour_range:  # one backward pass gives both
+            grad, image_grad = tape.gradient(total, [params, images])
+            with tf.GradientTape() as range_tape:  # where the picture matters to the filter, not to its colour range
+                range_tape.watch(images)
+                penalty = tf.reduce_sum(targets.range_penalty(self.target, images, items, tf.stop_gradient(post)))
+            attribution = attribution + tf.abs(image_grad - range_tape.gradient(penalty, images))
+        elif self.settings.alpha:
             grad, image_grad = tape.gradient(total, [params, images])
             attribution = attribution + tf.abs(image_grad)
         else:

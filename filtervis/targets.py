@@ -78,7 +78,7 @@ def as_target(target, preprocess, image_shape, settings):
                         settings.lp_weight, settings.lp_norm)
 
 
-def loss(target, images, items, post, start, maps=None, group: int = 1, regularizers=None):
+def loss(target, images, items, post, start, maps=None, group: int = 1, regularizers=None, colour_range: bool = True):
     """What the optimizer minimizes for each image of a batch, [b]: the sum of its terms.
 
     - the objective (`post`, softened into `start` while the filter is silent, see measures.started),
@@ -86,7 +86,8 @@ def loss(target, images, items, post, start, maps=None, group: int = 1, regulari
     - with `group` > 1 (--diversity: consecutive groups of pictures of one filter), the pictures' Gram
       similarity to the others of their group (`maps`: each image's feature maps), DIVERSITY_SHARE
       times the objective's size, gated by DIVERSITY_GATE;
-    - RANGE_WEIGHT times the colour out of range (measures.range_excess);
+    - with `colour_range` (a sigmoid parameterization), RANGE_WEIGHT times the colour out of range once
+      the filter fires (see range_penalty);
     - with `regularizers` ((tv weights, lp weights, p) per item), TV and the Lp norm of `images`, once
       the filter fires (above START_THRESHOLD of its scale).
     """
@@ -96,12 +97,22 @@ def loss(target, images, items, post, start, maps=None, group: int = 1, regulari
         size = tf.stop_gradient(tf.abs(value))
         gate = measures.gate(measures.share_of_best(post, group), *DIVERSITY_GATE)
         value += gate * DIVERSITY_SHARE * size * measures.gram_similarity(maps, group, fixed=True)
-    value += RANGE_WEIGHT * measures.range_excess(images)
+    if colour_range:
+        value += range_penalty(target, images, items, post)
     if regularizers is not None:  # the defaults need neither TV nor Lp, nor their gradients
         tv_weights, lp_weights, p = regularizers
         penalty = measures.penalty(images, tf.gather(tv_weights, items), tf.gather(lp_weights, items), p)
         value += tf.cast(post > threshold, tf.float32) * penalty
     return value
+
+
+def range_penalty(target, images, items, post):
+    """[b]: RANGE_WEIGHT times each image's colour out of range (measures.range_excess), once its filter
+    fires (above START_THRESHOLD of its scale: a silent filter's start is left to find it first). For
+    sigmoid parameterizations only: on clipped pixels the logit's gradient grows without bound near 0
+    and 1 and fights the objective (a filter that wants white then fell short of converging)."""
+    fires = tf.cast(post > START_THRESHOLD * tf.gather(target.scales, items), tf.float32)
+    return fires * RANGE_WEIGHT * measures.range_excess(images)
 
 
 # --- objectives compiled ---------------------------------------------------------------------------
