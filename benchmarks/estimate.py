@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/estimate.py                       # block3_conv1, every filter, 96 px
     PYTHONPATH=. python benchmarks/estimate.py --layer block5_conv3 --filters 0-63 --size 128
+    PYTHONPATH=. python benchmarks/estimate.py --layer all --filters random:4 --size 64   # the whole model
 
 Runs `filtervis run --weights hed` (VGG16, offline) in a subprocess, notes when the estimate line
 ("filtervis: LAYER: N filters, ...: ~T left") reaches stderr, and compares T with the time from that
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ESTIMATE = re.compile(r"filtervis: (\S+): .*: ~(\d+) (min|s) left")
+ESTIMATE = re.compile(r"filtervis: (.+?): .*: ~(?:(\d+) min)? ?(?:(\d+) s)? left")
 
 
 def main(argv=None):
@@ -41,7 +42,7 @@ def main(argv=None):
         match = ESTIMATE.search(line)
         if match and estimate is None:
             when = time.perf_counter()
-            estimate = float(match.group(2)) * (60.0 if match.group(3) == "min" else 1.0)
+            estimate = 60.0 * float(match.group(2) or 0) + float(match.group(3) or 0)
             print(line.strip(), f"(after {when - began:.0f} s)", flush=True)
     code = process.wait()
     ended = time.perf_counter()

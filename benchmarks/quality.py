@@ -14,6 +14,11 @@ filter's activation (after its ReLU).
 - retention: min of target after a 10% zoom, a 1-pixel Gaussian blur and a 5-degree rotation, / target.
 - cost:      whole-process seconds per filter / seconds of one bare forward + input-gradient pass per
              filter-step (the cut model, same batch), measured in this run between the tools.
+- repeat, clipped, shared: what a person sees, from the pictures' pixels alone (filtervis.appearance):
+             median correlation of a picture with itself shifted by half its width and height (1.0: made
+             of 2x2 copies), median share of channel values at 0-2 or 253-255, and the mean correlation
+             between the pictures of different filters (a mark at a fixed place in every picture raises
+             it). The row "natural best crops" measures the photo crops that drive each filter most.
 - specificity: each picture's response of every filter of the layer (spatial mean after the ReLU), each
              divided by that filter's best response to the natural crops (floored at the layer's
              SPECIFICITY_FLOOR percentile of those bests, so that filters natural images barely drive do
@@ -523,12 +528,29 @@ def run_tfkv_model(subject: Subject, layer, filters, out) -> tuple[float, dict |
     return seconds, _read_pngs(Path(out), filters, subject.channels)
 
 
-def summarize(name, scores, seconds, bare, steps="", spec: dict | None = None) -> dict:
+def looks(images) -> dict:
+    """What a person sees (filtervis.appearance) of {filter: uint8 picture}: median repeat, median
+    clipped, and shared (the mean correlation between different filters' pictures)."""
+    from filtervis import appearance
+
+    pictures = [images[f] for f in sorted(images)]
+    return {"repeat": float(np.median([appearance.repeat(p) for p in pictures])),
+            "clipped": float(np.median([appearance.clipped(p) for p in pictures])),
+            "shared": appearance.shared(pictures)}
+
+
+def looks_text(row) -> str:
+    """The table cells `| repeat | clipped | shared |` of a row with looks()."""
+    return f" {row['repeat']:.2f} | {100 * row['clipped']:.1f}% | {row['shared']:.2f} |"
+
+
+def summarize(name, scores, seconds, bare, steps="", spec: dict | None = None, images=None) -> dict:
     values = list(scores.values())
     row = {"tool": name, "converged": f"{sum(v['converged'] for v in values)}/{len(values)}",
            "strength": float(np.median([v["strength"] for v in values])),
            "retention": float(np.median([v["retention"] for v in values])),
-           "cost": seconds / len(values) / bare, "seconds_per_filter": seconds / len(values), "steps": steps}
+           "cost": seconds / len(values) / bare, "seconds_per_filter": seconds / len(values), "steps": steps,
+           **looks(images)}
     if spec is not None:
         row.update(own_first=f"{spec['own_first']}/{len(values)}", median_rank=spec["median_rank"],
                    sameness=spec["sameness"])
@@ -543,8 +565,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=None, help="vgg16 only [128]; fer and onet take their own")
     parser.add_argument("--filters", default="random:16")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tools", default=None, help="[vgg16: filtervis,before,tf-keras-vis (also: untiled, "
-                                                      "filtervis --no-tile); "
+    parser.add_argument("--tools", default=None, help="[vgg16: filtervis,before,tf-keras-vis (also: tiled, "
+                                                      "filtervis --tile); "
                                                       "fer, onet: filtervis,tf-keras-vis]")
     parser.add_argument("--keep", default=None, help="Folder to keep the PNGs in (default: a temporary one).")
     parser.add_argument("--json", default=None, help="Also write the per-filter scores here.")
@@ -592,9 +614,9 @@ def main(argv=None):
             seconds, images, manifest = run_filtervis(args.layer, args.size, args.filters, args.seed,
                                                       work / "float32", extra + ("--precision", "float32"))
             steps = sum(f["steps"] for f in manifest["filters"]) / len(filters)
-        elif tool == "untiled":  # filtervis with every step at the output size (before the tile start)
+        elif tool == "tiled":  # filtervis with the tile start: 3/4 of the steps on a half-size tile repeated 2x2
             seconds, images, manifest = run_filtervis(args.layer, args.size, args.filters, args.seed,
-                                                      work / "untiled", extra + ("--no-tile",))
+                                                      work / "tiled", extra + ("--tile",))
             steps = sum(f["steps"] for f in manifest["filters"]) / len(filters)
         elif tool == "before":
             seconds, images, manifest = run_filtervis(args.layer, args.size, args.filters, args.seed, work / "before", (
@@ -611,23 +633,25 @@ def main(argv=None):
         scores = scorer.score(images, noise, natural)
         specs[tool] = specificity(scorer.last_responses, sorted(images), natural)
         detail[tool] = scores
-        rows.append((tool, scores, seconds, steps))
+        rows.append((tool, scores, seconds, steps, images))
     bare_s = float(np.median(bare))
-    table = [summarize(tool, scores, seconds, bare_s, steps, specs[tool]) for tool, scores, seconds, steps in rows]
+    table = [summarize(tool, scores, seconds, bare_s, steps, specs[tool], images)
+             for tool, scores, seconds, steps, images in rows]
     crops = scorer.natural_crops_best()[1][filters]
+    natural_looks = looks(dict(enumerate(crops)))
     natural_spec = specificity(scorer.targets(crops), filters, natural)
     print(f"VGG16 --weights hed, {args.layer}, {args.size} px, {len(filters)} filters ({args.filters}, seed {args.seed}); "
           f"bare forward+input-gradient pass {bare_s * 1000:.1f} ms per filter-step"
           + (f"; filtervis {' '.join(extra)}" if extra else ""))
     print("| tool | converged | median strength | median retention | own first | median rank | sameness "
-          "| cost (bare steps per filter) | steps per filter |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| cost (bare steps per filter) | steps per filter | repeat | clipped | shared |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in table:
         print(f"| {row['tool']} | {row['converged']} | {row['strength']:.2f} | {row['retention']:.2f} | "
               f"{row['own_first']} | {row['median_rank']:.1f} | {row['sameness']:.2f} | "
-              f"{row['cost']:.0f} | {row['steps']:.0f} |")
+              f"{row['cost']:.0f} | {row['steps']:.0f} |" + looks_text(row))
     print(f"| natural best crops | | 1.00 | | {natural_spec['own_first']}/{len(filters)} | "
-          f"{natural_spec['median_rank']:.1f} | {natural_spec['sameness']:.2f} | | |")
+          f"{natural_spec['median_rank']:.1f} | {natural_spec['sameness']:.2f} | | |" + looks_text(natural_looks))
     if "tf-keras-vis" in tools and "filtervis" in tools:
         ours = next(r for r in table if r["tool"] == "filtervis")
         theirs = next(r for r in table if r["tool"] == "tf-keras-vis")
@@ -639,12 +663,14 @@ def main(argv=None):
         print(f"filtervis (--precision {args.precision or 'default'}) / float32: converged {ours['converged']} vs "
               f"{full['converged']}, strength {ours['strength'] / max(full['strength'], 1e-9):.2f}x, retention "
               f"{ours['retention']:.2f} vs {full['retention']:.2f}, cost {ours['cost'] / full['cost']:.2f}x")
-    if "untiled" in tools and "filtervis" in tools:
-        ours = next(r for r in table if r["tool"] == "filtervis")
-        before = next(r for r in table if r["tool"] == "untiled")
-        print(f"filtervis / untiled (--no-tile): cost {ours['cost'] / before['cost']:.2f}x, strength "
+    if "tiled" in tools and "filtervis" in tools:
+        ours = next(r for r in table if r["tool"] == "tiled")
+        before = next(r for r in table if r["tool"] == "filtervis")
+        print(f"tiled (--tile) / filtervis: cost {ours['cost'] / before['cost']:.2f}x, strength "
               f"{ours['strength'] / max(before['strength'], 1e-9):.2f}x, retention {ours['retention']:.2f} vs "
-              f"{before['retention']:.2f}, sameness {ours['sameness']:.2f} vs {before['sameness']:.2f}")
+              f"{before['retention']:.2f}, sameness {ours['sameness']:.2f} vs {before['sameness']:.2f}, repeat "
+              f"{ours['repeat']:.2f} vs {before['repeat']:.2f}, clipped {100 * ours['clipped']:.1f}% vs "
+              f"{100 * before['clipped']:.1f}%")
     diverse = main_diversity(args, filters, extra, scorer, noise, natural, work) if args.diversity > 1 else None
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": table, "diversity": diverse,
@@ -749,9 +775,10 @@ def main_model(args):
             for f, predicted in scorer.classified(images).items():
                 scores[f]["class"] = predicted
         detail[tool] = scores
-        rows.append((tool, scores, seconds, steps))
+        rows.append((tool, scores, seconds, steps, images))
     bare_s = float(np.median(bare))
-    table = [summarize(tool, scores, seconds, bare_s, steps) for tool, scores, seconds, steps in rows]
+    table = [summarize(tool, scores, seconds, bare_s, steps, images=images)
+             for tool, scores, seconds, steps, images in rows]
     path = "graph cut" if scorer.cut.model is not None else "captured"
     target = ("the own class's margin (log-odds of its softmax probability); strength = margin - best margin "
               "over the natural crops" if scorer.classes else "spatial mean of the output")
@@ -760,14 +787,15 @@ def main_model(args):
           f"pass of the cut {bare_s * 1000:.2f} ms per filter-step")
     classes = " median p(own class) | classified as own class |" if scorer.classes else ""
     print(f"| tool | converged | median strength | median retention | median target | cost (bare steps per filter) "
-          f"| steps per filter |{classes}")
-    print("|---|---|---|---|---|---|---|" + ("---|---|" if scorer.classes else ""))
-    for (tool, scores, _, _), row in zip(rows, table):
+          f"| steps per filter | repeat | clipped | shared |{classes}")
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if scorer.classes else ""))
+    for (tool, scores, _, _, _), row in zip(rows, table):
         values = list(scores.values())
         own = (f" {float(np.median([v['probability'] for v in values])):.3f} | "
                f"{sum(v['class'] == f for f, v in scores.items())}/{len(values)} |" if scorer.classes else "")
         print(f"| {row['tool']} | {row['converged']} | {row['strength']:.2f} | {row['retention']:.2f} | "
-              f"{float(np.median([v['target'] for v in values])):.3g} | {row['cost']:.0f} | {row['steps']:.0f} |{own}")
+              f"{float(np.median([v['target'] for v in values])):.3g} | {row['cost']:.0f} | {row['steps']:.0f} |"
+              + looks_text(row) + own)
         row["classified"] = (f"{sum(v['class'] == f for f, v in scores.items())}/{len(values)}"
                              if scorer.classes else None)
     tools = [r["tool"] for r in table]

@@ -32,6 +32,15 @@ from .records import FilterRecord  # noqa: F401 (part of this module's API)
 from .result import Result
 
 OBJECTIVES_FOLDER = "objectives"  # the layer name (and folder) of a render of objectives
+# What one step of one image costs besides the multiply-adds of the layers up to the target, in multiply-adds
+# that take as long: per weight of those layers, per pixel of the image (parameterization, transforms, Adam)
+# and per step. Fitted on this project's CPU (2 cores): VGG16 hed, each of its 18 layers at 64 and 128 px,
+# seconds per image-step against these four counts (the cut's last Conv2D counted for one filter when the
+# target computes only the own one): within 14% rms, 38% at worst. Only their ratios matter: a run's rate is
+# measured as it runs (run.Progress), these weigh one layer's steps against another's.
+STEP_COST_PER_WEIGHT = 70.0
+STEP_COST_PER_PIXEL = 15_000.0
+STEP_COST_FIXED = 27e6
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -84,7 +93,7 @@ def _load_named(spec: RunSpec) -> models.LoadedModel:
     loaded = models.load(spec.model, spec.weights, spec.preprocess, spec.size, unsafe=spec.unsafe_model,
                          input_name=spec.input)
     names = {path for path, _ in models.walk(loaded.model)}
-    missing = [layer for layer in spec.layers if layer not in names and layer != "-"]
+    missing = [layer for layer in spec.layers if layer not in names and layer != "-" and not models.is_pattern(layer)]
     if missing and spec.model in models.APPLICATIONS:
         app = models.APPLICATIONS[spec.model]
         top = models.load(spec.model, "none", spec.preprocess, top=True)
@@ -161,6 +170,8 @@ class Job:
     objectives: tuple = ()  # objectives.Objective per image, when rendering objectives
     batch: int | None = None  # None until `run` chose it (see memory.plan_memory)
     memory: object = None  # memory.MemoryPlan when the batch was chosen automatically
+    paths: tuple = ()  # the paths of `shapes`' layers
+    clipped: str | None = None  # what --filters asked for past the layer's filters (a pattern's layer), left out
     precision: object = None  # models.Precision: what the model's layers compute in (None: float32, as loaded)
     original: object = None  # the LoadedModel before --precision rebuilt it (the float32 fallback's)
     _tile: object = dataclasses.field(default=None, repr=False)  # tiles.Tile, () when none; see tile()
@@ -215,10 +226,39 @@ class Job:
                  "layer_kind": "objectives" if self.objectives else self.cut.kind,
                  "classes": False if self.objectives else self.cut.classes,
                  "precision": self.precision.manifest() if self.precision is not None else None}
+        if not self.objectives:  # the model's overview (report.py) shows each layer's type and shape, in order
+            model.update(layer_type=type(models.find_layer(loaded.model, self.layer)[-1]).__name__,
+                         layer_shape=[None, *self.cut.output_shape], layer_order=len(self.paths) - 1)
         if isinstance(spec.model, str) and Path(spec.model).is_file():
             model["sha256"] = store.file_digest(spec.model)
-        return store.new_manifest(self.layer, model, params, list(self.filters if planned is None else planned),
-                                  list(self.filters if part is None else part), self.tile_note(), self.memory)
+        manifest = store.new_manifest(self.layer, model, params, list(self.filters if planned is None else planned),
+                                      list(self.filters if part is None else part), self.tile_note(), self.memory)
+        if self.clipped:
+            manifest["clipped"] = self.clipped
+        return manifest
+
+    def step_cost(self) -> float:
+        """What one step of one image costs, in multiply-adds: those of a forward pass up to the layer
+        (each layer's weights times its output's places; the layer itself for one filter when only each
+        image's own filter is computed, see targets.slices), plus STEP_COST_PER_WEIGHT per weight of those
+        layers, STEP_COST_PER_PIXEL per pixel and STEP_COST_FIXED. A proxy for the time of a step, to
+        balance shards and estimate a whole run."""
+        layers = dict(models.walk(self.loaded.model))
+        macs = weights = last = 0.0
+        for path, shape in zip(self.paths, self.shapes):
+            layer = layers.get(path)
+            if layer is None or shape is None or models.graph.children(layer):
+                continue
+            size = float(np.prod([d or 1 for d in shape]))
+            places = size / (shape[-1] or 1) if len(shape) > 1 else 1.0
+            count = sum(float(np.prod(w.shape)) for w in layer.weights)
+            macs, weights, last = macs + count * places, weights + count, count * places
+        cut = self.cut
+        if (not self.objectives and not cut.classes and targets.slices(cut)
+                and targets.is_elementwise(cut.activation, (None, *cut.output_shape))):
+            macs -= last * (1.0 - 1.0 / cut.filters)
+        pixels = float(np.prod(self.image_shape[:2]))
+        return macs + STEP_COST_PER_WEIGHT * weights + STEP_COST_PER_PIXEL * pixels + STEP_COST_FIXED
 
     def run(self, filters: list[int] | None = None, progress=None, on_batch=None, stop=None) -> "Result":
         """Render `filters` (default: all of the job's) batch by batch.
@@ -327,10 +367,12 @@ def signal_name(number: int) -> str:
 
 
 def prepare(model, layer: str | None = None, filters=None, *, objective=None, spec: RunSpec | None = None,
-            **options) -> Job:
+            clip: bool = False, shapes: dict | None = None, **options) -> Job:
     """Check a render and build its Job, without optimizing anything: the model, the layer, the
     filters, the seed images. Arguments as for `render`; or `spec`, a whole RunSpec (`filtervis run`'s),
-    in place of the options."""
+    in place of the options. With `clip` (a layer chosen by a pattern or `all`), filter indices past the
+    layer's are left out instead of refused (the manifest says so). `shapes`: the model's
+    models.layer_shapes, when known."""
     goals = _objective_list(objective)
     if goals is not None and options.get("diversity", 1) != 1 or spec is not None and goals and spec.diversity != 1:
         raise SpecError("--diversity renders several pictures of a layer's filters; it does not take objective=...")
@@ -349,7 +391,7 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
     if spec.alpha and image_shape[2] == 4:
         raise SpecError("--alpha needs a model with 1 or 3 input channels: this model's images have 4, so their "
                         "PNGs have no channel left for transparency; drop --alpha")
-    shapes = models.layer_shapes(loaded)
+    shapes = models.layer_shapes(loaded) if shapes is None else shapes
     if goals is not None:
         layers = obj_layers(goals)
         for name in layers:
@@ -364,11 +406,13 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
             targets.check_objective(goal, cuts)
         return job
     count = models.check_visualizable(loaded, layer, shapes)
-    indices = parse_filters(spec.filters).resolve(count, spec.seed, layer)
+    wanted = parse_filters(spec.filters)
+    indices = wanted.resolve(count, spec.seed, layer, clip=clip)
     starts = seed_images(spec.seed_image, indices, image_shape) if spec.seed_image and indices else None
     upto = list(shapes)[:list(shapes).index(layer) + 1]
     return Job(spec, loaded, layer, image_shape, indices, _cut(loaded, original, layer, shapes),
-               tuple(shapes[path] for path in upto), starts, precision=precision, original=original)
+               tuple(shapes[path] for path in upto), starts, paths=tuple(upto),
+               clipped=wanted.clipped(count) if clip else None, precision=precision, original=original)
 
 
 def _cut(loaded, original, layer: str, shapes):
@@ -407,12 +451,21 @@ def render(model, layer: str | None = None, filters=None, *, objective=None, pro
            stop=None, **options) -> "Result":
     """Render filters of one layer of `model`, or objectives (see the module doc).
 
-    `layer` and `filters` (None: all; an index; a list of indices; or `--filters` text such as "0-7" or
-    "random:16"), or `objective=`: a filtervis.objectives value, or a list of them (one image each);
+    `layer` and `filters` (None: all; an index; a list of indices; or `--filters` text such as "0-7",
+    "first:8" or "random:16"); a `layer` of "all" or a shell-style pattern ("block*_conv*") renders every
+    layer it matches and returns {layer: Result} in the model's order (indices past a layer's filters
+    are left out). Or `objective=`: a filtervis.objectives value, or a list of them (one image each);
     `objective="neuron"` keeps the CLI's meaning (each filter's centre unit). `**options` are the CLI's
     (steps, lr, size, tv_weight, ..., seed, batch); `progress`, `on_batch` and `stop` as for Job.run.
     Deterministic: the same call gives the same images.
     """
+    if isinstance(layer, str) and models.is_pattern(layer) and objective is None:
+        spec = spec_of(model, layer, filters, options)
+        loaded = load(model, spec)
+        shapes = models.layer_shapes(loaded)
+        return {name: prepare(loaded, name, filters, clip=not explicit, shapes=shapes, **options).run(
+                    progress=progress, on_batch=on_batch, stop=stop)
+                for name, explicit in models.select_layers(loaded, [layer], shapes)}
     job = prepare(model, layer, filters, objective=objective, **options)
     return job.run(progress=progress, on_batch=on_batch, stop=stop)
 

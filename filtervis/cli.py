@@ -168,7 +168,7 @@ def _ci_options(function):
         click.option("--fail-on", type=click.Choice(options.FAIL_ON), default=options.DEFAULT_FAIL_ON,
                      show_default=True,
                      help="Exit with code 4, after everything is written, when a filter is unconverged "
-                          "(dead or failed) or dead."),
+                          "(dead, unwinnable or failed) or dead."),
     ]):
         function = option(function)
     return function
@@ -233,8 +233,9 @@ def run(verbose, as_json, fail_on, **values):
             raise Interrupted(f"{exc}; resume with: {_resume_command(click.get_current_context())}",
                               exc.signal_number) from None
     for report in reports:
-        dead = f", {len(report.dead)} dead" if report.dead else ""
-        line = f"{report.layer}: {report.converged}/{report.filters} filters converged{dead} -> {report.folder}"
+        apart = "".join(f", {len(indices)} {name}" for name, indices in (("dead", report.dead),
+                                                                         ("unwinnable", report.unwinnable)) if indices)
+        line = f"{report.layer}: {report.converged}/{report.filters} filters converged{apart} -> {report.folder}"
         if not as_json:
             click.echo(line)
         slow = [f for f in report.failed if f not in report.faulty]

@@ -28,7 +28,8 @@ def epoch_filename(epoch: int) -> str:
 
 
 class FilterCallback(keras.callbacks.Callback):
-    """Render `filters` of `layer` every `every` epochs during `fit` (see the module doc)."""
+    """Render `filters` of `layer` every `every` epochs during `fit` (see the module doc). `layer` is a
+    layer name, a shell-style pattern ("conv*"), `all`, or a list of them."""
 
     def __init__(self, layer, filters=None, out: str | Path = "filtervis-epochs", every: int = 1,
                  tensorboard: str | Path | None = None, **options):
@@ -55,14 +56,15 @@ class FilterCallback(keras.callbacks.Callback):
         done = epoch + 1
         if done % self.every:
             return
-        for layer in self.layers:
-            result = api.render(self.model, layer, self.filters, **self.options)
-            palette = result.palette_array()
-            path = self.out / store.layer_dirname(layer) / epoch_filename(done)
-            store.write_png(path, palette)
-            self.written.append(path)
-            if self.tensorboard is not None:
-                self._summary(layer, palette, done)
+        for request in self.layers:
+            result = api.render(self.model, request, self.filters, **self.options)
+            for layer, one in (result.items() if isinstance(result, dict) else [(request, result)]):
+                palette = one.palette_array()
+                path = self.out / store.layer_dirname(layer) / epoch_filename(done)
+                store.write_png(path, palette)
+                self.written.append(path)
+                if self.tensorboard is not None:
+                    self._summary(layer, palette, done)
 
     def _summary(self, layer: str, palette, step: int) -> None:
         import tensorflow as tf

@@ -80,6 +80,23 @@ def class_margins(logits):
     return logits - tf.reduce_logsumexp(others, axis=-1)
 
 
+def class_lead(logits, classes):
+    """How far each image's own class is ahead of the runner-up: its logit minus the highest of the other
+    classes' logits, `logits` [B, K], `classes` [B] int -> [B]. Above 0 exactly when the class alone wins
+    the argmax of the model's output (the softmax keeps the logits' order), whatever the number of
+    classes; 0 on a tie, below 0 when another class wins."""
+    own = tf.gather(logits, classes, axis=1, batch_dims=1)
+    mask = tf.one_hot(classes, tf.shape(logits)[1], on_value=True, off_value=False)
+    return own - tf.reduce_max(tf.where(mask, tf.fill(tf.shape(logits), -float("inf")), logits), axis=1)
+
+
+def class_leads(logits):
+    """Every class's lead (see class_lead) for every image: `logits` [B, K] -> [B, K]."""
+    count = logits.shape[-1]
+    others = logits[:, None, :] + tf.where(tf.eye(count, dtype=tf.bool), -float("inf"), 0.0)  # [B, K (own), K]
+    return logits - tf.reduce_max(others, axis=-1)
+
+
 def gram_similarity(features, group: int, fixed: bool = False):
     """How alike each image's feature statistics are to those of the other images of its group
     (--diversity): `features` [B, ..., C] with B a multiple of `group` (images g*group ... belong
@@ -136,6 +153,20 @@ def total_variation(images):
     dy = tf.reduce_mean(tf.abs(images[:, 1:, :, :] - images[:, :-1, :, :]), axis=[1, 2, 3])
     dx = tf.reduce_mean(tf.abs(images[:, :, 1:, :] - images[:, :, :-1, :]), axis=[1, 2, 3])
     return dx + dy
+
+
+RANGE_LOGIT = 4.0  # colour values whose logit lies beyond +-this (below 4.6 or above 250.4 of 255) are out of range
+
+
+def range_excess(images):
+    """Per image: the mean, over its channel values, of the square of how far each value's logit lies
+    beyond +-RANGE_LOGIT (0 inside): a penalty on it keeps colours off 0 and 255 (clipped colour) while
+    leaving every value inside alone. The logit's gradient undoes a sigmoid's, so with a sigmoid
+    parameterization the penalty acts on the parameters' colour directly, where the objective's gradient
+    has vanished."""
+    values = tf.clip_by_value(images, 1e-6, 1.0 - 1e-6)
+    logits = exact.per_image(lambda x: tf.math.log(x) - tf.math.log1p(-x), values)
+    return tf.reduce_mean(tf.square(tf.nn.relu(tf.abs(logits) - RANGE_LOGIT)), axis=[1, 2, 3])
 
 
 def lp_norm(images, p: float):

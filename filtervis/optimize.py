@@ -25,6 +25,8 @@ CONVERGENCE_RATIO = 2.0  # converged: activation at least this times its activat
 CONVERGENCE_FLOOR = 1e-6  # ...and above this share of the filter's typical response (above 0 beyond rounding)
 RESCUE_FLOOR = 1e-3  # a converged filter below this share of its typical response is still rescued (`strong`)
 MIN_EARLY_STOP_STEPS = 4 * DEFAULT_CHUNK  # early stopping never stops a filter before this many steps
+INIT_STREAM, START_STREAM = 0, 2  # a picture's random streams (with its key): its start parameters, and what
+# a start image leaves open (targets.noise_images draws from stream 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,22 +45,28 @@ class FilterResult:
     scale: float
     finite: bool = True  # False: a NaN or Inf appeared in the image or loss at some step
     frames: tuple = ()  # [H, W, 3] uint8 snapshots at chunk boundaries, first and last included, when asked
-    peak: float = float("nan")  # highest pre-activation of the filter's units (centre unit: neuron) on `image`;
-    # after a rescue, on every image and start tried (see rescue.py)
-    dead: bool = False  # set by a rescue: no image or start tried, noise included, drove `peak` above 0
+    peak: float = float("nan")  # highest pre-activation of the filter's units (centre unit: neuron) on `image`,
+    # or a class's lead; after a rescue, the highest on every image and start tried (see rescue.py)
+    dead: bool = False  # set by a rescue: no image or start tried, noise included, drove `peak` above 0 (a
+    # channel that never fired; a class that never won)
     alpha: np.ndarray | None = None  # [H, W, 1] uint8 transparency (see `alpha_map`) when settings.alpha
+    lead: float | None = None  # a class's lead over the runner-up on `image` (measures.class_lead: above 0
+    # exactly when the model puts the picture in its class); None for a filter that is not a class
 
     @property
     def converged(self) -> bool:
-        """Finite, above 0 and at least CONVERGENCE_RATIO times what uniform noise gives."""
+        """Finite, and for a class: the model puts the picture in it (`lead` above 0); for a filter:
+        above 0 and at least CONVERGENCE_RATIO times what uniform noise gives."""
+        if self.lead is not None:
+            return bool(self.finite and self.lead > 0)
         return (self.finite and self.activation > CONVERGENCE_FLOOR * self.scale
                 and self.activation >= CONVERGENCE_RATIO * self.noise_activation)
 
     @property
     def strong(self) -> bool:
-        """Converged, and clearly so: above RESCUE_FLOOR of the filter's typical response. The rescue
-        reruns filters that are not (a filter can fire only in a few places and be worth another try)."""
-        return self.converged and self.activation > RESCUE_FLOOR * self.scale
+        """Converged, and for a filter clearly so: above RESCUE_FLOOR of its typical response. The rescue
+        reruns those that are not (a filter can fire only in a few places and be worth another try)."""
+        return self.converged and (self.lead is not None or self.activation > RESCUE_FLOOR * self.scale)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -111,6 +119,7 @@ class Renderer:
         self.preprocess = preprocess
         self.image_shape, self.batch, self.settings = tuple(image_shape), batch, settings
         self.param = param or Pixels(self.image_shape)
+        self.colour_range = not isinstance(self.param, Pixels)  # the colour-range penalty (targets.range_penalty)
         self.transform = transforms.build(settings.transforms, settings.jitter)
         self.regularizers = self.target.regularizers()  # (tv weights, lp weights, p)
         self.tv_weights, self.lp_weights, self.lp_p = self.regularizers
@@ -131,15 +140,21 @@ class Renderer:
         if batch % self.group:
             raise ValueError(f"batch {batch} must be a multiple of the pictures per filter ({self.group})")
         self.chains = chain_bounds(batch, group=self.group)
+        # One step of one chain, as a function of its own that `steps` calls (see NO_INLINE)
+        self._chain_step = tf.function(self._step, experimental_attributes=NO_INLINE)
 
     # --- one batch's start ----------------------------------------------------------------------
 
     def _reset(self, items: list[int], keys: list[int], starts) -> None:
-        """Load a batch (padded to `batch`): its items, random keys and start parameters; zero Adam."""
+        """Load a batch (padded to `batch`): its items, random keys and start parameters; zero Adam.
+        A start image can leave parameters open (maco: the phases of what the image lacks); those draw
+        from the picture's own stream, one apart from its `init`'s (a tile start's full-size image
+        would otherwise reuse the numbers its tile started from)."""
         if starts is None:
-            init = [self.param.init(np.random.default_rng([k, 0])) for k in keys]
+            init = [self.param.init(np.random.default_rng([k, INIT_STREAM])) for k in keys]
         else:
-            init = [self.param.from_image(img) for img in starts]
+            init = [self.param.from_image(img, np.random.default_rng([k, START_STREAM]))
+                    for img, k in zip(starts, keys)]
         self.items.assign(items)
         self.keys.assign(keys)
         self.params.assign(np.stack(init))
@@ -168,7 +183,7 @@ class Renderer:
 
         def body(i, chains):
             t = t0 + tf.cast(i, tf.float32)
-            return i + 1, tuple(self._step(*chain, t, items[a:b], keys[a:b], rates[a:b], a)
+            return i + 1, tuple(self._chain_step(*chain, t, items[a:b], keys[a:b], rates[a:b], a)
                                 for chain, (a, b) in zip(chains, self.chains))
 
         _, chains = tf.while_loop(lambda i, _: i < count, body, (tf.constant(0), chains))
@@ -202,9 +217,15 @@ class Renderer:
             else:
                 post, start = self._objective(self.preprocess(seen), items, first)
             loss = targets.loss(self.target, images, items, post, start, maps if self.group > 1 else None,
-                                self.group, self.regularizers if self.regularized else None)
+                                self.group, self.regularizers if self.regularized else None, self.colour_range)
             total = tf.reduce_sum(loss)
-        if self.settings.alpha:  # one backward pass gives both
+        if self.settings.alpha and self.colour_range:  # one backward pass gives both
+            grad, image_grad = tape.gradient(total, [params, images])
+            with tf.GradientTape() as range_tape:  # where the picture matters to the filter, not to its colour range
+                range_tape.watch(images)
+                penalty = tf.reduce_sum(targets.range_penalty(self.target, images, items, tf.stop_gradient(post)))
+            attribution = attribution + tf.abs(image_grad - range_tape.gradient(penalty, images))
+        elif self.settings.alpha:
             grad, image_grad = tape.gradient(total, [params, images])
             attribution = attribution + tf.abs(image_grad)
         else:
@@ -219,7 +240,8 @@ class Renderer:
     @tf.function(reduce_retracing=True)
     def measure(self, images):
         """(activation, loss, TV, Lp, peak) of each image as it is, no transform, [B] each (values only:
-        no gradient). `peak` is the highest pre-activation of its filter (see targets.LayerFilters.peak)."""
+        no gradient). `peak` is the highest pre-activation of its filter, or a class's lead (see
+        targets.LayerFilters.peak)."""
         inputs, items = self.preprocess(images), self.items.read_value()
         exact = getattr(self.target, "exact", None)  # float32 measures of a model computing in a lower type
         if exact is None:
@@ -262,7 +284,7 @@ class Renderer:
         return [FilterResult(int(items[i]), pixels[i], float(activation[i]), float(noise[items[i]]),
                              float(loss[i]), float(tv[i]), float(lp[i]), int(ran[i]), seconds,
                              float(scales[items[i]]), bool(finite[i]), tuple(frame[i] for frame in frames),
-                             float(peak[i]), alpha=alphas[i])
+                             float(peak[i]), alpha=alphas[i], lead=float(peak[i]) if self.target.classes else None)
                 for i in range(real)]
 
     def _optimize(self, real: int, progress) -> tuple[np.ndarray, list]:
@@ -306,6 +328,14 @@ def _adam(params, m, v, grad, t, rate):
 
 
 CHAINS = 2  # a batch runs as this many independent chains of images (see chain_bounds)
+# A chain's step is a function that is not inlined into the loop of `steps`: TensorFlow's oneDNN graph
+# rewrite visits a graph's nodes in DFS order, which in a loop (a graph with cycles) can reach a
+# MaxPoolGrad before its MaxPool, and then leaves that gradient on TensorFlow's own kernel rather than
+# oneDNN's; the two add up the gradients of overlapping pooling windows (3x3, stride 2) in different
+# orders. The order depends on where the graph's edges happen to lie in memory, so every trace (and
+# run) picked its own kernels, and the pictures of fer's or ONet's classes differed from run to run
+# and --batch to --batch. A step's own graph has no cycle: every MaxPool comes before its gradient.
+NO_INLINE = {"_noinline": True}
 
 
 def chain_bounds(batch: int, chains: int = CHAINS, group: int = 1) -> tuple[tuple[int, int], ...]:

@@ -150,7 +150,9 @@ class RunSpec:
     SpecError naming the flag and the fix."""
 
     layers: tuple[str, ...] = option(
-        (), "Layer to visualize (repeatable); nested: outer/inner. `filtervis layers` lists them.  [required]",
+        (), "Layer to visualize (repeatable): a name (nested: outer/inner), a shell-style pattern "
+        "('block*_conv*', '*/conv*') or `all` (every layer `filtervis layers` lists). Rendered in the model's "
+        "order.  [required]",
         RUN, False, flag="--layer", metavar="NAME", multiple=True)
     model: str = option(
         "vgg16", "keras.applications name (vgg16, resnet50, ...), a .keras/.h5 file, or package.module:callable.",
@@ -163,7 +165,8 @@ class RunSpec:
         "(0-255), or package.module:callable.", MODEL, check=_check_preprocess, metavar="MODE",
         default_text="known for applications; required for most model files")
     filters: str = option(
-        "all", "all, 0-63, 3,7,9, 0-7,12 or random:16 (drawn with --seed).", RUN, False, check=_check_filters)
+        "all", "all, 0-63, 3,7,9, 0-7,12, first:8 or random:16 (drawn per layer from --seed and the layer's name); "
+        "resolved per layer: with a pattern or `--layer all`, indices past a layer's filters are left out.", RUN, False, check=_check_filters)
     steps: int = option(128, "Optimization steps per filter.", OPTIMIZER, check=_at_least(1))
     lr: float = option(0.05, "Step size (Adam, image units).", OPTIMIZER, check=_above(0))
     size: tuple[int, int] | None = option(
@@ -193,8 +196,10 @@ class RunSpec:
         True, "Rerun unconverged filters: pixels without regularizers, then with TV from that image.", SCHEDULE,
         flag="--rescue/--no-rescue")
     tile: bool = option(
-        True, "Run 3/4 of --steps on a half-size tile (at 2x --lr), then repeat it 2x2 and finish at the "
-        "output size: about half the compute for a layer's channels. --no-tile: every step at full size.",
+        False, "Run 3/4 of --steps on a half-size tile (at 2x --lr), then repeat it 2x2 and finish at the "
+        "output size: about half the compute for a layer's channels, but every picture shows four copies "
+        "of one (not with --param maco, whose fixed amplitudes a repeated tile cannot hold). Default "
+        "(--no-tile): every step at full size.",
         SCHEDULE, flag="--tile/--no-tile")
     gif: bool = option(False, "Also write filter_NNNN.gif and palette.gif of the image over the steps.", OUTPUT)
     alpha: bool = option(
@@ -300,47 +305,70 @@ def parse_bytes(text) -> int | None:
 # --- filter specs ---------------------------------------------------------------------------------
 
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
-_RANDOM = re.compile(r"^random:(\d+)$")
-_SPEC_HELP = "use all, 0-63, 3,7,9, 0-7,12 or random:16"
+_DRAW = re.compile(r"^(random|first):(\d+)$")
+_SPEC_HELP = "use all, 0-63, 3,7,9, 0-7,12, first:8 or random:16"
 
 
 @dataclasses.dataclass(frozen=True)
 class FilterSpec:
-    """A parsed `--filters` value: `random` > 0 draws that many; otherwise `indices` (None means all)."""
+    """A parsed `--filters` value, resolved per layer: `random` > 0 draws that many (from the seed and the
+    layer's name, so each layer's draw is its own), `first` > 0 takes the first that many; otherwise
+    `indices` (None means all)."""
 
     text: str
     indices: tuple[int, ...] | None = None
     random: int = 0
+    first: int = 0
 
-    def resolve(self, count: int, seed: int, layer: str = "") -> list[int]:
-        """Filter indices for a layer with `count` filters, sorted; raises SpecError past the count."""
+    def resolve(self, count: int, seed: int, layer: str = "", clip: bool = False) -> list[int]:
+        """Filter indices for a layer with `count` filters, sorted. Past the count: SpecError, or with
+        `clip` (a layer chosen by a pattern or `all`) the indices past it are left out and a draw takes
+        at most `count` (see `clipped`)."""
         where = f" '{layer}'" if layer else ""
+        wanted = self.random or self.first
+        if wanted > count and not clip:
+            kind = "random" if self.random else "first"
+            raise SpecError(f"--filters {self.text} asks for {wanted} filters but the layer{where} has only "
+                            f"{count}; use {kind}:{count} or fewer")
         if self.random:
-            if self.random > count:
-                raise SpecError(f"--filters {self.text} asks for {self.random} filters but the layer{where} "
-                                f"has only {count}; use random:{count} or fewer")
+            import zlib
+
             import numpy as np
 
-            return sorted(int(i) for i in np.random.default_rng(seed).choice(count, self.random, replace=False))
+            rng = np.random.default_rng([seed, zlib.crc32(layer.encode())])
+            return sorted(int(i) for i in rng.choice(count, min(self.random, count), replace=False))
+        if self.first:
+            return list(range(min(self.first, count)))
         if self.indices is None:
             return list(range(count))
         bad = [i for i in self.indices if i >= count]
-        if bad:
+        if bad and not clip:
             raise SpecError(f"filter index {bad[0]} is past the {count} filters of layer{where} (valid: 0-{count - 1})")
-        return list(self.indices)
+        return [i for i in self.indices if i < count]
+
+    def clipped(self, count: int) -> str | None:
+        """What `resolve(count, clip=True)` left out, as the manifest says it; None when nothing."""
+        wanted = self.random or self.first
+        if wanted > count:
+            return f"--filters {self.text}: the layer has only {count} filters, all of them taken"
+        past = [i for i in self.indices or () if i >= count]
+        if past:
+            return (f"--filters {self.text}: {len(past)} ind{'ex' if len(past) == 1 else 'ices'} past the layer's "
+                    f"{count} filters left out ({past[0]}{'...' if len(past) > 1 else ''})")
+        return None
 
 
 def parse_filters(text: str) -> FilterSpec:
-    """Parse `all`, `0-63`, `3,7,9`, `0-7,12` or `random:16`; raises SpecError naming the bad part."""
+    """Parse `all`, `0-63`, `3,7,9`, `0-7,12`, `first:8` or `random:16`; raises SpecError naming the bad part."""
     text = str(text).strip()
     if text == "all":
         return FilterSpec(text)
-    match = _RANDOM.match(text)
+    match = _DRAW.match(text)
     if match:
-        n = int(match.group(1))
+        kind, n = match.group(1), int(match.group(2))
         if n < 1:
-            raise SpecError(f"--filters {text}: random needs 1 or more filters; {_SPEC_HELP}")
-        return FilterSpec(text, random=n)
+            raise SpecError(f"--filters {text}: {kind} needs 1 or more filters; {_SPEC_HELP}")
+        return FilterSpec(text, **{kind: n})
     indices: set[int] = set()
     for part in text.split(","):
         match = _RANGE.match(part.strip())
@@ -366,15 +394,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 1 <= k <= n:
         raise SpecError(f"--shard {text}: K must be between 1 and N={n}, but was {k}")
     return k, n
-
-
-def shard_part(items: list, shard: tuple[int, int] | None) -> list:
-    """The K-th of N disjoint parts of `items`: every N-th item from position K-1 (round robin, so the
-    parts differ in length by at most one and depend only on `items`). None means all of them."""
-    if shard is None:
-        return list(items)
-    k, n = shard
-    return list(items[k - 1::n])
 
 
 # --- config files ---------------------------------------------------------------------------------

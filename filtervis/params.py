@@ -1,7 +1,8 @@
 """How the optimized image is parameterized. A parameterization is built for one image shape
 (height, width, channels) and says what shape its parameters have (`shape`), how to start (`init`),
 how to turn parameters into images in [0, 1] (`to_image`, batched, inside the tf.function), how to
-start from a given image (`from_image`) and how to keep parameters valid after each update (`project`).
+start from a given image (`from_image`, with the picture's random stream for whatever the image leaves
+undetermined) and how to keep parameters valid after each update (`project`).
 
 Images are NHWC with 1 (grey), 3 (RGB) or 4 (RGB plus a 4th channel, such as alpha) channels, and
 need not be square.
@@ -78,8 +79,9 @@ class Pixels:
         noise = rng.uniform(-DEFAULT_INIT_AMPLITUDE, DEFAULT_INIT_AMPLITUDE, self.shape)
         return (0.5 + noise).astype(np.float32)
 
-    def from_image(self, image: np.ndarray) -> np.ndarray:
-        """Parameters reproducing `image` ([H, W, C] in [0, 1]; values outside are clipped)."""
+    def from_image(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Parameters reproducing `image` ([H, W, C] in [0, 1]; values outside are clipped). `rng` is
+        unused: the image determines every parameter."""
         return np.clip(_check_image(image, self.image_shape), 0.0, 1.0).astype(np.float32)
 
     def to_image(self, params):
@@ -132,9 +134,10 @@ class Fourier:
         planes = tf.signal.irfft2d(spectrum, fft_length=[height, width])  # [B, C, H, W]
         return exact.per_image(tf.sigmoid, mix_colours(planes, channels))
 
-    def from_image(self, image: np.ndarray) -> np.ndarray:
+    def from_image(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Parameters whose `to_image` is `image` ([H, W, C] in [0, 1]), up to 8-bit rounding (and
-        values within SQUASH_EPSILON of 0 or 1 move to it)."""
+        values within SQUASH_EPSILON of 0 or 1 move to it). `rng` is unused: the image determines every
+        parameter."""
         _check_image(image, self.image_shape)
         channels = self.image_shape[2]
         clipped = np.clip(image.astype(np.float64), SQUASH_EPSILON, 1.0 - SQUASH_EPSILON)
@@ -197,6 +200,9 @@ NATURAL_SPECTRUM = {
 NATURAL_DC = {"colour": (0.2987, 0.4927, 0.321), "grey": (0.1749,)}
 MACO_SLOPE = 4.0  # image = sigmoid(MACO_SLOPE * values): about the values themselves + 0.5 near mid-grey
 MACO_PHASE_GAIN = 1.0  # radians of phase per unit of parameter
+MACO_EMPTY_SHARE = 1e-3  # from_image: a coefficient below this share of its natural amplitude has no phase
+# of its own (exact zeros, such as the odd frequencies of a 2x2 repeated tile, and float rounding of them;
+# 8-bit rounding of a picture leaves about a hundred times more at the highest frequencies)
 
 
 def natural_amplitude(height: int, width: int, channels: int) -> np.ndarray:
@@ -256,20 +262,34 @@ class Maco:
         planes = tf.signal.irfft2d(spectrum, fft_length=[height, width])  # [B, C, H, W]
         return exact.per_image(tf.sigmoid, MACO_SLOPE * mix_colours(planes, channels))
 
-    def from_image(self, image: np.ndarray) -> np.ndarray:
+    def from_image(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The phases of `image` ([H, W, C] in [0, 1]): its arrangement, under the natural amplitudes
-        (so `to_image` gives an image with `image`'s structure, not its exact pixels)."""
+        (so `to_image` gives an image with `image`'s structure, not its exact pixels), [C, H, W//2+1].
+
+        A coefficient the image lacks (below MACO_EMPTY_SHARE of its natural amplitude: a flat image's
+        every one but the mean, 3 in 4 of a 2x2 repeated tile's) has no phase to keep, yet `to_image`
+        gives it the full natural amplitude: it takes a uniform random phase from `rng`, as `init`
+        would. (The angle of a zero is 0: the same phase in every picture, so together the empty
+        coefficients add one fixed pattern to all of them, peaked at the corners.)"""
         _check_image(image, self.image_shape)
         clipped = np.clip(image.astype(np.float64), SQUASH_EPSILON, 1.0 - SQUASH_EPSILON)
         values = _unmix(np.log(clipped / (1.0 - clipped)) / MACO_SLOPE)
         spectrum = np.fft.rfft2(np.transpose(values, (2, 0, 1)))
-        return (np.angle(spectrum) / MACO_PHASE_GAIN).astype(np.float32)
+        empty = np.abs(spectrum) < MACO_EMPTY_SHARE * self._amplitude
+        phases = np.where(empty, self.init(rng) * MACO_PHASE_GAIN, np.angle(spectrum))
+        return (phases / MACO_PHASE_GAIN).astype(np.float32)
 
     def project(self, params):
         return params
 
 
 NAMES = ("pixel", "fft", "maco")  # the parameterizations `build` knows; `resolve` also takes `auto`
+# Parameterizations that never start from a repeated tile (tiles.py): a 2x2 repeated tile has no energy at 3 in 4
+# of the output size's coefficients, which maco holds at the natural amplitude, so under maco the tile's
+# pattern keeps a quarter of the picture's energy and random phases fill the rest (VGG16 hed block5_conv3,
+# 128 px, 8 filters: 64 steps at the output size reached 1.15-2.3x, median 1.25x, the activation of 128
+# steps through the tile, at about the same compute).
+UNTILED = ("maco",)
 
 
 def build(name: str, image_shape, decay: float):

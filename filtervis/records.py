@@ -6,16 +6,20 @@ import dataclasses
 
 import numpy as np
 
-from .store import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, WITH_PNG, filter_filename
+from . import appearance
+from .store import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, STATUS_UNWINNABLE, WITH_PNG, filter_filename
 
 
 @dataclasses.dataclass(frozen=True)
 class FilterRecord:
     """One rendered filter (or objective): what the manifest lists, plus its image.
 
-    `status` is done, dead (nothing fired it; it still has an image) or failed (NaN/Inf even after a
-    restart: `image` is None). `converged`: the image drives the filter above 0 and at least twice as
-    high as uniform noise does."""
+    `status` is done, dead (a channel nothing fired; it still has an image), unwinnable (a class no
+    picture was put in; it still has an image) or failed (NaN/Inf even after a restart: `image` is None).
+    `converged`: the image drives the filter above 0 and at least twice as high as uniform noise does;
+    for a class, the model puts the image in it. `peak_preactivation` (dead) is the highest
+    pre-activation anything tried gave, `best_lead` (unwinnable) the most the class ever led the runner-up
+    (see optimize.FilterResult.peak)."""
 
     index: int
     status: str
@@ -60,8 +64,13 @@ class FilterRecord:
                      rescued=self.rescued)
         if self.float32:  # the run's precision did not converge it; this picture is float32's
             entry["precision"] = "float32"
+        if self.image is not None and not self.variants:  # what a person sees (see appearance.py)
+            entry.update(repeat=round(appearance.repeat(self.image), 4),
+                         clipped=round(appearance.clipped(self.image), 4))
         if self.status == STATUS_DEAD:
             entry["peak_preactivation"] = round(self.peak_preactivation, 6)
+        if self.status == STATUS_UNWINNABLE:
+            entry["best_lead"] = round(self.peak_preactivation, 6)
         if self.variants:
             entry["variants"] = [v.entry() for v in self.variants]
         return entry
@@ -69,11 +78,12 @@ class FilterRecord:
 
 def group_record(index: int, pictures: list) -> FilterRecord:
     """One filter's record over its --diversity pictures (FilterRecords with `variant` set): converged
-    when every picture is; its activation the weakest picture's; failed when any failed; its image picture
-    0's; steps and seconds summed."""
+    when every picture is; its activation the weakest picture's; failed when any failed, dead (unwinnable)
+    when every picture is; its image picture 0's; steps and seconds summed."""
     finite = [p for p in pictures if p.status != STATUS_FAILED]
+    kinds = {p.status for p in pictures}
     status = (STATUS_FAILED if len(finite) < len(pictures) else
-              STATUS_DEAD if all(p.status == STATUS_DEAD for p in pictures) else STATUS_DONE)
+              kinds.pop() if len(kinds) == 1 and kinds <= {STATUS_DEAD, STATUS_UNWINNABLE} else STATUS_DONE)
     weakest = min(finite, key=lambda p: p.activation) if finite else pictures[0]
     return dataclasses.replace(
         weakest, index=index, status=status, converged=all(p.converged for p in pictures),
@@ -103,12 +113,13 @@ def record(result, restarted: bool = False, rescued: bool = False, variant: int 
     image = result.image
     if image is not None and result.alpha is not None:
         image = np.concatenate([image, result.alpha], axis=-1)
-    status = STATUS_DEAD if finite and result.dead else STATUS_DONE if finite else STATUS_FAILED
+    hopeless = STATUS_UNWINNABLE if result.lead is not None else STATUS_DEAD
+    status = hopeless if finite and result.dead else STATUS_DONE if finite else STATUS_FAILED
     return FilterRecord(
         result.index, status, result.activation if finite else None, result.noise_activation,
         bool(result.converged), result.steps, result.seconds, result.loss if finite else None,
         result.tv if finite else None, result.lp if finite else None, result.scale, restarted, rescued,
-        result.peak if status == STATUS_DEAD else None, image if finite else None, result.frames, variant,
+        result.peak if status == hopeless else None, image if finite else None, result.frames, variant,
         float32=float32)
 
 

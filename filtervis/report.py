@@ -7,9 +7,10 @@ so the folder can be zipped or uploaded as it is. A layer folder's manifests are
 first, then the shards by K); a manifest of another command (see `store.compare_params`) is left out
 and named in the layer's warnings.
 
-Each filter gets one of four statuses (disjoint, they add up to the filters listed):
-converged (on the first try), rescued (converged in the rescue), dead (nothing fired it) and failed
-(did not converge, or NaN/Inf: no PNG). Dead and failed filters are the *unconverged* ones.
+Each filter gets one of five statuses (disjoint, they add up to the filters listed):
+converged (on the first try), rescued (converged in the rescue), dead (a channel nothing fired),
+unwinnable (a class no picture was put in) and failed (did not converge, or NaN/Inf: no PNG). Dead,
+unwinnable and failed filters are the *unconverged* ones.
 """
 
 from __future__ import annotations
@@ -25,19 +26,19 @@ from urllib.parse import quote
 
 from . import __version__, store
 from .options import FAIL_ON
-from .store import STATUSES, UNCONVERGED, LayerView, filter_status, read_views
+from .store import STATUS_DEAD, STATUSES, UNCONVERGED, LayerView, filter_status, read_views
 
 INDEX = "index.html"
 
 
 def failed_gate(views: list[LayerView], fail_on: str) -> bool:
-    """True when `--fail-on fail_on` should make the exit code 4: `unconverged` when any filter is dead
-    or failed, `dead` when any is dead, `never` never."""
+    """True when `--fail-on fail_on` should make the exit code 4: `unconverged` when any filter is dead,
+    unwinnable or failed, `dead` when any is dead, `never` never."""
     if fail_on not in FAIL_ON:
         raise ValueError(f"fail_on must be one of {FAIL_ON}, but was {fail_on!r}")
     if fail_on == "never":
         return False
-    kinds = UNCONVERGED if fail_on == "unconverged" else ("dead",)
+    kinds = UNCONVERGED if fail_on == "unconverged" else (STATUS_DEAD,)
     return any(view.counts[kind] for view in views for kind in kinds)
 
 
@@ -107,14 +108,16 @@ section.layer{background:#fff;border:1px solid #ddd;border-radius:6px;padding:1e
 .card .noimage{display:flex;align-items:center;justify-content:center;color:#a00}
 .card.unconverged{border-color:#d33;background:#fff0f0}
 .badge{display:inline-block;padding:0 .45em;border-radius:3px;color:#fff;font-weight:600}
-.converged{background:#2e7d32}.rescued{background:#1565c0}.dead{background:#616161}.failed{background:#c62828}
-.card.converged,.card.rescued,.card.dead,.card.failed{background:#fff}
+.converged{background:#2e7d32}.rescued{background:#1565c0}.dead{background:#616161}.unwinnable{background:#6a1b9a}
+.failed{background:#c62828}
+.card.converged,.card.rescued,.card.dead,.card.unwinnable,.card.failed{background:#fff}
 .card.unconverged{background:#fff0f0}
 .idx{font-weight:700;font-size:13px}
 body.only-unconverged .card:not(.unconverged){display:none}
 .none-note{display:none;color:#2e7d32}
 body.only-unconverged section[data-unconverged="0"] .none-note{display:block}
 details{margin:.4em 0}summary{cursor:pointer;color:#333}
+.strip img{height:32px;width:32px;object-fit:cover;image-rendering:pixelated;margin-right:2px;vertical-align:middle}
 """
 
 SCRIPT = """
@@ -147,11 +150,14 @@ def _where(folder: Path, out: Path) -> Path:
 def render_index(views: list[LayerView], out: Path) -> str:
     """The whole index.html for `views` of OUT (image paths relative to OUT)."""
     total = {s: sum(v.counts[s] for v in views) for s in STATUSES}
-    unconverged = total["dead"] + total["failed"]
+    unconverged = sum(total[s] for s in UNCONVERGED)
     rows = "".join(
-        f'<tr><td><a href="#{_e(_anchor(v))}">{_e(v.layer)}</a></td><td class="n">{len(v.entries)}</td>'
+        f'<tr data-layer="{_e(v.layer)}"><td><a href="#{_e(_anchor(v))}">{_e(v.layer)}</a></td>'
+        f'<td>{_e(v.manifest.get("model", {}).get("layer_type", ""))}</td><td>{_e(_shape(v))}</td>'
+        f'<td class="n">{len(v.entries)}</td>'
         + "".join(f'<td class="n" data-layer="{_e(v.layer)}" data-count="{s}">{v.counts[s]}</td>' for s in STATUSES)
-        + f'<td class="n">{len(v.missing)}</td><td class="n">{v.seconds:.1f}</td></tr>'
+        + f'<td class="n">{len(v.missing)}</td><td class="n">{v.seconds:.1f}</td>'
+        f'<td class="strip"><a href="#{_e(_anchor(v))}">{_strip(v, out)}</a></td></tr>'
         for v in views)
     head = "".join(f'<th class="n">{s}</th>' for s in STATUSES)
     sections = "".join(_section(v, out) for v in views) or "<p>No manifest in this folder yet.</p>"
@@ -165,13 +171,33 @@ def render_index(views: list[LayerView], out: Path) -> str:
 <p class="meta">{len(views)} layer{'s' if len(views) != 1 else ''}, {sum(len(v.entries) for v in views)} filters;
 written {_e(time.strftime('%Y-%m-%d %H:%M:%S %z'))} by filtervis {_e(__version__)} from the manifests in this folder.</p>
 <div class="bar"><label><input type="checkbox" id="only-unconverged"> show only unconverged filters
-(<span id="unconverged-total">{unconverged}</span>: dead or failed)</label></div>
-<table class="totals"><tr><th>layer</th><th class="n">filters</th>{head}<th class="n">missing</th>
-<th class="n">seconds</th></tr>{rows}</table>
+(<span id="unconverged-total">{unconverged}</span>: {_e(_either(UNCONVERGED))})</label></div>
+<table class="totals overview"><tr><th>layer</th><th>type</th><th>output shape</th><th class="n">filters</th>{head}
+<th class="n">missing</th><th class="n">seconds</th><th>pictures</th></tr>{rows}</table>
 {sections}
 <script>{SCRIPT}</script>
 </body></html>
 """
+
+
+STRIP = 8  # pictures of a layer in its row of the overview
+
+
+def _either(names) -> str:
+    """`a, b or c`."""
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
+
+
+def _shape(view: LayerView) -> str:
+    shape = view.manifest.get("model", {}).get("layer_shape")
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")" if shape else ""
+
+
+def _strip(view: LayerView, out: Path) -> str:
+    """The first STRIP pictures of the layer, small, for its row of the overview."""
+    where = _where(view.folder, out)
+    files = [e["file"] for e in view.entries if e.get("file") and (view.folder / e["file"]).is_file()][:STRIP]
+    return "".join(f'<img src="{_href(where / f)}" alt="{_e(view.layer)} {_e(f)}">' for f in files)
 
 
 def _anchor(view: LayerView) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from . import api, models, records, report, store
 from .errors import Interrupted, SpecError
-from .options import RunSpec, shard_part
-from .store import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, WITH_PNG
+from .options import RunSpec
+from .store import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, STATUS_UNWINNABLE, WITH_PNG
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +28,10 @@ class LayerReport:
     folder: Path
     filters: int
     converged: int
-    failed: tuple[int, ...]  # did not converge (includes `faulty`, not `dead`)
+    failed: tuple[int, ...]  # did not converge (includes `faulty`, not `dead` nor `unwinnable`)
     faulty: tuple[int, ...] = ()  # NaN/Inf even after a restart with a smaller step: no PNG
-    dead: tuple[int, ...] = ()  # nothing fired them (see rescue.py): not counted as failures
+    dead: tuple[int, ...] = ()  # channels nothing fired (see rescue.py): not counted as failures
+    unwinnable: tuple[int, ...] = ()  # classes no picture was put in (see rescue.py): not counted as failures
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,25 +55,53 @@ def layers(model: str, weights: str, preprocess: str | None = None, size=None, u
 
 
 def plan(spec: RunSpec, loaded: models.LoadedModel) -> list[Plan]:
-    """Check every layer, filter index and seed image of the run, and choose each layer's batch;
-    nothing is written."""
-    plans, folders = [], {}
-    for layer in dict.fromkeys(spec.layers):
-        job = api.prepare(loaded, layer, spec=dataclasses.replace(spec, seed_image=None))
-        filters = shard_part(job.filters, spec.shard)
-        if spec.seed_image and filters:
-            job.starts = api.seed_images(spec.seed_image, filters, job.image_shape)
+    """Check every layer, filter index and seed image of the run, choose this run's part of the
+    (layer, filter) pairs (--shard) and each layer's batch; nothing is written. The layers are those
+    `--layer` names, patterns and `all` select (models.select_layers), in the model's order."""
+    shapes = models.layer_shapes(loaded)
+    jobs, folders = [], {}
+    for layer, explicit in models.select_layers(loaded, dict.fromkeys(spec.layers), shapes):
+        job = api.prepare(loaded, layer, spec=dataclasses.replace(spec, seed_image=None), clip=not explicit,
+                          shapes=shapes)
         folder = Path(spec.out) / store.layer_dirname(layer)
         if folder in folders:
             raise SpecError(f"layers '{folders[folder]}' and '{layer}' would share the folder {folder}; "
                             "visualize them in separate runs with different --out")
         folders[folder] = layer
+        jobs.append((job, folder))
+    parts = shard_pairs([(job.layer, job.filters, job.step_units() * job.step_cost()) for job, _ in jobs], spec.shard)
+    plans = []
+    for job, folder in jobs:
+        filters = parts[job.layer]
+        if spec.seed_image and filters:
+            job.starts = api.seed_images(spec.seed_image, filters, job.image_shape)
         # Images do not depend on the batch (see exact.py), except, rarely, with TV and Lp both on; so
         # --resume keeps the batch the earlier run chose unless --batch is given.
         earlier = _earlier_batch(folder / store.manifest_name(spec.shard)) if spec.resume else None
         job.choose_batch(len(filters), earlier)  # SpecError when not one image fits the memory budget
         plans.append(Plan(job, filters, folder))
     return plans
+
+
+def shard_pairs(layers: list[tuple[str, list[int], float]], shard: tuple[int, int] | None) -> dict[str, list[int]]:
+    """{layer: its filters in this run's part}: `layers` are (name, filters, cost of one filter) in order;
+    --shard K/N gives the K-th of N parts of all the (layer, filter) pairs, of about equal cost: the pairs,
+    costliest first (then in order), each go to the part with the least cost so far (the first of equals).
+    Pairs of equal cost are dealt round robin, so one layer's filters go to the parts as every N-th
+    filter from the K-th. The parts depend only on `layers`."""
+    if shard is None:
+        return {name: list(filters) for name, filters, _ in layers}
+    k, n = shard
+    pairs = sorted(((cost, i, j, name, f) for i, (name, filters, cost) in enumerate(layers)
+                    for j, f in enumerate(filters)), key=lambda pair: (-pair[0], pair[1], pair[2]))
+    loads, mine = [0.0] * n, {name: [] for name, _, _ in layers}
+    for cost, _, _, name, f in pairs:
+        part = loads.index(min(loads))
+        loads[part] += cost
+        if part == k - 1:
+            mine[name].append(f)
+    order = {name: {f: j for j, f in enumerate(filters)} for name, filters, _ in layers}
+    return {name: sorted(chosen, key=order[name].get) for name, chosen in mine.items()}
 
 
 def run(spec: RunSpec, stop=None) -> list[LayerReport]:
@@ -91,42 +120,147 @@ def run(spec: RunSpec, stop=None) -> list[LayerReport]:
     _check_stop(stop, "before anything was written")
 
     import tensorflow as tf
+    from tqdm import tqdm
 
     tf.random.set_seed(spec.seed)
-    return [_render_layer(spec, p, stop) for p in plans]
+    manifests = {p.layer: p.job.manifest(p.job.filters, p.filters) for p in plans}  # each made once (a model file's digest)
+    resumed = {p.layer: _resumable(p, manifests[p.layer], spec) if spec.resume else {} for p in plans}
+    share = {p.layer: len(set(resumed[p.layer]) & set(p.filters)) / max(len(p.filters), 1) for p in plans}  # done
+    work = [(p.layer, len(p.filters) * p.job.step_units() * spec.diversity, p.job.step_cost()) for p in plans]
+    done = sum(steps * share[name] for name, steps, _ in work)
+    filters = sum(len(p.filters) for p in plans)
+    label = plans[0].layer if len(plans) == 1 else f"{len(plans)} layers"
+    bar = tqdm(total=sum(steps for _, steps, _ in work), initial=done, desc=f"{label} ({filters} filters)",
+               unit="step", disable=spec.quiet or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
+    progress = Progress(bar, label, filters, [(name, steps * (1 - share[name]), cost) for name, steps, cost in work],
+                        _plan_text(plans[0].job) if len(plans) == 1 else "batch per layer", spec.quiet)
+    with bar:
+        return [_render_layer(spec, p, manifests[p.layer], resumed[p.layer], progress, stop) for p in plans]
 
 
 ESTIMATE_MIN_SECONDS = 60.0  # a layer estimated to take longer gets a line on stderr, terminal or not
+ESTIMATE_TELL_SHARE = 0.1  # a run of several layers tells its estimate once the finished ones hold this share of
+# its work (the rate is then measured on layers of several depths: the step-cost proxy is off by up to ~40% for
+# one layer, within ~14% on average), or when its last layer begins
+LAYER_OVERHEAD_STEPS = 60.0  # what a layer takes beyond its steps grows with what a step of it costs: about
+# this many image-steps (its measuring passes, tracing a deeper graph) on top of a part every layer takes alike
+# (VGG16 hed at 64 px, 4 filters a layer, no rescue: 3.0 s beyond the steps at block1_conv2, 3.3 s at
+# block3_conv1, 5-6 s at block5_conv3)
 
 
 class Progress:
-    """Feeds the bar, and after the first chunk timed without tracing, estimates the layer's time: in
-    the bar's description, and on stderr (with the batch and memory plan) when it is long. Called as
-    api.Job.run's `progress(done, more)`."""
+    """One bar and one time estimate for a whole run. Called as api.Job.run's `progress(done, more)` in
+    output-size steps (the bar's unit); `start(layer)` says which layer the steps are of.
 
-    def __init__(self, bar, layer: str, filters: int, steps: float, plan_text: str, quiet: bool):
-        """`steps`: the work of one filter, in output-size steps (api.Job.step_units)."""
-        self.bar, self.layer, self.filters, self.steps = bar, layer, filters, steps
-        self.plan_text, self.quiet = plan_text, quiet
-        self.calls, self.last, self.done = 0, time.perf_counter(), 0
+    The estimate weighs each layer's steps by what a step of it costs (api.Job.step_cost): after a
+    layer's first chunk (which traces the step), chunks are timed, giving the seconds per cost. A layer
+    not finished yet is counted at that rate, its steps grown by the share the rescue added to the
+    finished layers' plans, plus what a layer takes beyond its steps (tracing, measuring, writing its
+    files): LAYER_OVERHEAD_STEPS of its image-steps and the mean of what the finished layers took beyond
+    theirs and that (before one is finished: what the current one took so far). The estimate is in the
+    bar's description, and on stderr once (with the plan) when it is long: for one layer after its
+    first clean chunk, for several once the finished layers hold ESTIMATE_TELL_SHARE of the run's work,
+    or its last layer began."""
+
+    def __init__(self, bar, label: str, filters: int, layers: list[tuple[str, float, float]], plan_text: str,
+                 quiet: bool):
+        """`layers`: (name, steps left, cost of one step) of each layer, in the order they run."""
+        self.bar, self.label, self.filters, self.plan_text, self.quiet = bar, label, filters, plan_text, quiet
+        self.cost = {name: cost for name, _, cost in layers}
+        self.left = {name: steps * cost for name, steps, cost in layers}  # cost of the steps left, per layer
+        self.pending = [name for name, steps, _ in layers if steps > 0]  # layers not finished (the current one too)
+        self.work = sum(self.left.values())  # the run's planned cost
+        self.finished = 0.0  # what the finished layers' steps cost
+        self.planned_steps = self.finished_steps = 0.0  # the finished layers' planned steps, and the steps they took
+        self.layer, self.first, self.told = None, True, False
+        self.timed_cost = self.timed_seconds = 0.0
+        self.overheads: list[float] = []  # per finished layer: seconds beyond its steps and LAYER_OVERHEAD_STEPS
+        self.began = self.spent = self.steps = self.plan = 0.0  # the current layer: began, cost and steps so far, plan
+        self.last = time.perf_counter()
+
+    def start(self, layer: str) -> None:
+        now = time.perf_counter()
+        if self.layer is not None:  # a layer done: its overhead is known, and the estimate has it
+            self._finish(now)
+            if self.timed_cost:
+                share = self.finished >= ESTIMATE_TELL_SHARE * self.work
+                self._estimate(tell=share or self.pending == [layer])
+        self.layer, self.first, self.last, self.began, self.spent, self.steps = layer, True, now, now, 0.0, 0.0
+        self.plan = self.left.get(layer, 0.0) / self.cost[layer] if layer in self.cost else 0.0
+
+    def _finish(self, now: float) -> None:
+        if self.timed_cost:
+            self.overheads.append(self._overhead(now) - self._layer_part(self.layer))
+        self.finished += self.spent
+        self.planned_steps += self.plan
+        self.finished_steps += self.steps
+        if self.layer in self.pending:
+            self.pending.remove(self.layer)
+
+    def _rate(self) -> float:
+        return self.timed_seconds / self.timed_cost
+
+    def _layer_part(self, layer: str) -> float:
+        """Seconds of a layer's time beyond its steps that grow with what its step costs."""
+        return LAYER_OVERHEAD_STEPS * self.cost[layer] * self._rate()
+
+    def _overhead(self, now: float) -> float:
+        """What the current layer took so far beyond its steps at the measured rate."""
+        return max(now - self.began - self.spent * self._rate(), 0.0)
 
     def __call__(self, count: int, more: int = 0) -> None:
+        if self.layer is None:
+            self.start(next(iter(self.cost)))
+        cost = self.cost[self.layer]
         if more:
             self.bar.total += more
+            self.left[self.layer] += more * cost
         if not count:
             return
         now = time.perf_counter()
-        self.calls += 1
-        self.done += count
-        if self.calls == 2:  # the first call includes tracing; the second is a clean chunk
-            left = (self.filters * self.steps - self.done) * (now - self.last) / count
-            text = f"~{left / 60:.0f} min" if left >= 90 else f"~{left:.0f} s"
-            self.bar.set_description(f"{self.layer} ({self.filters} filters, {text})")
-            if left >= ESTIMATE_MIN_SECONDS and not self.quiet:
-                self.bar.write(f"filtervis: {self.layer}: {self.filters} filters, "
-                               f"{self.plan_text}: {text} left", file=sys.stderr)
+        seconds, spent = now - self.last, count * cost
+        self.left[self.layer] = max(self.left[self.layer] - spent, 0.0)
+        self.spent += spent
+        self.steps += count
+        if self.first:  # tracing: not timed (its excess is the layer's overhead)
+            self.first = False
+        else:
+            self.timed_cost += spent
+            self.timed_seconds += seconds
+            self._estimate(tell=len(self.cost) == 1, now=now)
         self.last = now
         self.bar.update(count)
+
+    def _estimate(self, tell: bool, now: float | None = None) -> None:
+        """Show the estimate; `tell`: also on stderr, once (see the class doc)."""
+        now = time.perf_counter() if now is None else now
+        rate = self._rate()
+        current = self.layer in self.pending
+        so_far = self._overhead(now) if current else 0.0
+        common = (sum(self.overheads) / len(self.overheads) if self.overheads
+                  else max(so_far - self._layer_part(self.layer), 0.0))
+        grown = max(self.finished_steps / self.planned_steps, 1.0) if self.planned_steps else 1.0  # the rescue's
+        left = (self.left[self.layer] if current else 0.0) * rate
+        left += max(common + self._layer_part(self.layer) - so_far, 0.0) if current else 0.0
+        for name in self.pending:
+            if name != self.layer:
+                left += self.left[name] * grown * rate + max(common + self._layer_part(name), 0.0)
+        text = duration_text(left)
+        self.bar.set_description(f"{self.label} ({self.filters} filters, {text})")
+        if tell and not self.told:
+            if left >= ESTIMATE_MIN_SECONDS and not self.quiet:
+                self.bar.write(f"filtervis: {self.label}: {self.filters} filters, {self.plan_text}: {text} left",
+                               file=sys.stderr)
+            self.told = True
+
+
+def duration_text(seconds: float) -> str:
+    """`~45 s`, `~3 min 20 s` (under 10 minutes), `~42 min`."""
+    if seconds < 90:
+        return f"~{seconds:.0f} s"
+    if seconds < 600:
+        return f"~{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"~{seconds / 60:.0f} min"
 
 
 def _check_stop(stop, when: str) -> None:
@@ -143,40 +277,34 @@ def _plan_text(job: api.Job) -> str:
     return text
 
 
-def _render_layer(spec: RunSpec, plan_: Plan, stop) -> LayerReport:
-    """Render one layer's part into its folder: resume what an earlier run finished, write each batch
-    as it finishes (see _save_batch), then the palette and the final manifest (also when stopped)."""
-    from tqdm import tqdm
-
+def _render_layer(spec: RunSpec, plan_: Plan, manifest: dict, entries: dict, progress: Progress, stop) -> LayerReport:
+    """Render one layer's part into its folder with its `manifest` (api.Job.manifest): keep `entries` (what
+    an earlier run finished, see _resumable), write each batch as it finishes (see _save_batch), then the
+    palette and the final manifest (also when stopped)."""
     job, name = plan_.job, store.manifest_name(spec.shard)
-    manifest = job.manifest(job.filters, plan_.filters)
-    entries = _resumable(plan_, manifest, name) if spec.resume else {}
     todo = [f for f in plan_.filters if f not in entries]
-    per_filter = job.step_units() * spec.diversity  # in output-size steps (see api.Job.step_units)
-    bar = tqdm(total=len(plan_.filters) * per_filter, initial=(len(plan_.filters) - len(todo)) * per_filter,
-               desc=f"{plan_.layer} ({len(plan_.filters)} filters)", unit="step",
-               disable=spec.quiet or not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
-    progress = Progress(bar, plan_.layer, len(todo), per_filter, _plan_text(job), spec.quiet)
-    with bar:
-        if not bar.disable:
-            bar.write(f"filtervis: {plan_.layer}: {len(plan_.filters)} filters at "
-                      f"{job.image_shape[1]}x{job.image_shape[0]} px, {_plan_text(job)}", file=sys.stderr)
-        try:
-            result = job.run(todo, progress=progress, stop=stop,
-                             on_batch=lambda _, batch: _save_batch(spec, plan_.folder, batch, entries, manifest, name))
-        except Interrupted as exc:
-            _finish(spec, plan_, entries, manifest, name)
-            done = sum(1 for f in plan_.filters if f in entries)
-            raise Interrupted(f"interrupted by {api.signal_name(exc.signal_number)}: {done} of "
-                              f"{len(plan_.filters)} filters of layer '{plan_.layer}' are finished and saved in "
-                              f"{plan_.folder}", exc.signal_number) from None
+    if not progress.bar.disable:
+        progress.bar.write(f"filtervis: {plan_.layer}: {len(plan_.filters)} filters at "
+                           f"{job.image_shape[1]}x{job.image_shape[0]} px, {_plan_text(job)}", file=sys.stderr)
+    progress.start(plan_.layer)
+    try:
+        result = job.run(todo, progress=progress, stop=stop,
+                         on_batch=lambda _, batch: _save_batch(spec, plan_.folder, batch, entries, manifest, name))
+    except Interrupted as exc:
+        _finish(spec, plan_, entries, manifest, name)
+        done = sum(1 for f in plan_.filters if f in entries)
+        raise Interrupted(f"interrupted by {api.signal_name(exc.signal_number)}: {done} of "
+                          f"{len(plan_.filters)} filters of layer '{plan_.layer}' are finished and saved in "
+                          f"{plan_.folder}", exc.signal_number) from None
     _finish(spec, plan_, entries, manifest, name)
     store.write_palette_gif(plan_.folder, plan_.layer, records.movies(result.filters), spec.cols)
     mine = [entries[f] for f in plan_.filters]
-    dead = tuple(e["index"] for e in mine if e["status"] == STATUS_DEAD)
-    failed = tuple(e["index"] for e in mine if not e["converged"] and e["status"] != STATUS_DEAD)
+    apart = (STATUS_DEAD, STATUS_UNWINNABLE)  # counted apart, not as failures
+    dead, unwinnable = (tuple(e["index"] for e in mine if e["status"] == s) for s in apart)
+    failed = tuple(e["index"] for e in mine if not e["converged"] and e["status"] not in apart)
     faulty = tuple(e["index"] for e in mine if e["status"] == STATUS_FAILED)
-    return LayerReport(plan_.layer, plan_.folder, len(mine), len(mine) - len(failed) - len(dead), failed, faulty, dead)
+    converged = len(mine) - len(failed) - len(dead) - len(unwinnable)
+    return LayerReport(plan_.layer, plan_.folder, len(mine), converged, failed, faulty, dead, unwinnable)
 
 
 def _save_batch(spec: RunSpec, folder: Path, batch, entries: dict, manifest: dict, name: str) -> None:
@@ -233,12 +361,12 @@ def _earlier_batch(path: Path) -> int | None:
     return batch if isinstance(batch, int) and batch >= 1 else None
 
 
-def _resumable(plan_, manifest: dict, name: str) -> dict:
-    """Entries of an earlier run in the same folder that this run can keep ({index: entry}).
+def _resumable(plan_, manifest: dict, spec: RunSpec) -> dict:
+    """Entries of an earlier run in the same folder that this run (its `manifest`) can keep ({index: entry}).
 
     SpecError when that run's parameters differ from this one's (see store.compare_params).
     """
-    path = plan_.folder / name
+    path = plan_.folder / store.manifest_name(spec.shard)
     if not path.is_file():
         return {}
     old = store.read_manifest(path)

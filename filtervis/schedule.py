@@ -145,10 +145,13 @@ class Schedule:
 
 
 def build_tile(loaded, layer: str, cut, goals: dict, settings, image_shape, preprocess):
-    """The layer's tiles.Tile when the tile start applies: --tile, a layer of channels whose filters' goals
-    are channels (targets.per_filter), and a model and cut that run at half the size; else None."""
+    """The layer's tiles.Tile when the tile start applies: --tile, a parameterization that takes it (not
+    one of params.UNTILED), a layer of channels whose filters' goals are channels (targets.per_filter), and
+    a model and cut that run at half the size; else None."""
+    if not settings.tile or settings.param in params.UNTILED:
+        return None
     form = targets.per_filter(list(goals.values()), {layer: cut})
-    if not settings.tile or form is None or form.kind != "channel" or cut.kind != models.KIND_CHANNELS:
+    if form is None or form.kind != "channel" or cut.kind != models.KIND_CHANNELS:
         return None
     size = tiles.tile_size(image_shape[:2])
     steps, full_steps = tiles.split_steps(settings.steps)

@@ -30,10 +30,12 @@ from .options import UNCOMPARED
 
 MANIFEST = "manifest.json"
 STATUS_DONE, STATUS_FAILED = "done", "failed"  # failed: NaN/Inf even after the restart; no PNG
-STATUS_DEAD = "dead"  # nothing the rescue tried fired the filter (see rescue.py); it has a PNG all the same
-WITH_PNG = (STATUS_DONE, STATUS_DEAD)
-STATUSES = ("converged", "rescued", "dead", "failed")  # what a reader is told of a filter (filter_status)
-UNCONVERGED = ("dead", "failed")
+STATUS_DEAD = "dead"  # a channel nothing the rescue tried fired (see rescue.py); it has a PNG all the same
+STATUS_UNWINNABLE = "unwinnable"  # a class no image the rescue tried put first (see rescue.py); it has a PNG
+WITH_PNG = (STATUS_DONE, STATUS_DEAD, STATUS_UNWINNABLE)
+# what a reader is told of a filter (filter_status)
+STATUSES = ("converged", "rescued", STATUS_DEAD, STATUS_UNWINNABLE, "failed")
+UNCONVERGED = (STATUS_DEAD, STATUS_UNWINNABLE, "failed")
 PALETTE = "palette.png"
 MAX_DIRNAME = 100  # characters of a layer folder name; longer names are cut and get a hash suffix
 _SHARD_FILE = re.compile(r"^manifest\.shard-(\d+)-of-(\d+)\.json$")
@@ -242,10 +244,12 @@ def new_manifest(layer: str, model: dict, params: dict, planned: list, part: lis
 # --- the manifest's meaning --------------------------------------------------------------------------
 
 def filter_status(entry: dict) -> str:
-    """converged, rescued, dead or failed, from a manifest entry."""
+    """What a manifest entry tells a reader: converged (on the first try), rescued (converged in the
+    rescue), dead (a channel nothing fired), unwinnable (a class no picture put first) or failed (did not
+    converge, or NaN/Inf)."""
     status = entry.get("status", STATUS_DONE)
-    if status == STATUS_DEAD:
-        return "dead"
+    if status in (STATUS_DEAD, STATUS_UNWINNABLE):
+        return status
     if status != STATUS_DONE or not entry.get("converged"):
         return "failed"
     return "rescued" if entry.get("rescued") else "converged"
@@ -386,9 +390,13 @@ class LayerView:
         if nan:
             lines.append(f"{_count(nan)} hit NaN/Inf even after a restart with a smaller step ({_shown(nan)}); "
                          "no PNG")
-        if by_status["dead"]:
-            lines.append(f"{_count(by_status['dead'])} dead ({_shown(by_status['dead'])}): nothing the rescue "
-                         "tried fired them")
+        if by_status[STATUS_DEAD]:
+            lines.append(f"{_count(by_status[STATUS_DEAD])} dead ({_shown(by_status[STATUS_DEAD])}): nothing the "
+                         "rescue tried fired them")
+        if by_status[STATUS_UNWINNABLE]:
+            classes = by_status[STATUS_UNWINNABLE]
+            lines.append(f"{_count(classes, 'class', 'classes')} unwinnable ({_shown(classes)}): no picture the "
+                         "rescue tried was put in its class")
         if self.missing:
             parts = _missing_shards(self.shards)
             where = f" (no manifest from part {', '.join(parts)})" if parts else ""
@@ -396,8 +404,8 @@ class LayerView:
                          "with --resume (and `filtervis stitch` for shards)")
         return lines + list(self.notes)
 
-def _count(indices) -> str:
-    return f"{len(indices)} filter" + ("" if len(indices) == 1 else "s")
+def _count(indices, one: str = "filter", many: str = "filters") -> str:
+    return f"{len(indices)} {one if len(indices) == 1 else many}"
 
 
 def _shown(indices) -> str:
@@ -461,15 +469,21 @@ def read_view(folder: Path, paths: list[Path] | None = None, scope: str = "plann
 
 
 def read_views(out: str | Path) -> list[LayerView]:
-    """A LayerView per layer folder of OUT (see `layer_folders`); a folder none of whose manifests can be
-    read is left out, so a broken folder beside a run never stops the run's page."""
+    """A LayerView per layer folder of OUT (see `layer_folders`), in the model's order (the manifests'
+    `model.layer_order`; then by folder); a folder none of whose manifests can be read is left out, so a
+    broken folder beside a run never stops the run's page."""
     views = []
     for folder in layer_folders(out):
         try:
             views.append(read_view(folder))
         except OutputError:
             continue
-    return views
+
+    def order(view):
+        position = view.manifest.get("model", {}).get("layer_order")
+        return (0, position, view.folder.name) if isinstance(position, int) else (1, 0, view.folder.name)
+
+    return sorted(views, key=order)
 
 
 def written_views(folders, shard: tuple[int, int] | None = None) -> list[LayerView]:

@@ -27,6 +27,8 @@ from .errors import SpecError
 
 START_THRESHOLD = 0.1  # below this share of its scale a filter is started through its pre-activation
 SCALE_IMAGES = 4  # noise images that measure each filter's typical response (and its noise activation)
+RANGE_WEIGHT = 20.0  # the penalty on colour out of range (measures.range_excess), in units of the filter's scale:
+# VGG16 hed block3_conv1 at 224 px, 8 filters: clipped colour from 4.4% to 0.0% (median), activation 0.8% lower
 DIVERSITY_SHARE = 6.0  # --diversity: the penalty is this times the objective's size times the mean Gram
 # cosine to the filter's other pictures (held fixed: each picture moves itself away from them)...
 DIVERSITY_GATE = (0.5, 0.75)  # ...in full while the picture's activation is at least the second share of its
@@ -76,7 +78,7 @@ def as_target(target, preprocess, image_shape, settings):
                         settings.lp_weight, settings.lp_norm)
 
 
-def loss(target, images, items, post, start, maps=None, group: int = 1, regularizers=None):
+def loss(target, images, items, post, start, maps=None, group: int = 1, regularizers=None, colour_range: bool = True):
     """What the optimizer minimizes for each image of a batch, [b]: the sum of its terms.
 
     - the objective (`post`, softened into `start` while the filter is silent, see measures.started),
@@ -84,6 +86,8 @@ def loss(target, images, items, post, start, maps=None, group: int = 1, regulari
     - with `group` > 1 (--diversity: consecutive groups of pictures of one filter), the pictures' Gram
       similarity to the others of their group (`maps`: each image's feature maps), DIVERSITY_SHARE
       times the objective's size, gated by DIVERSITY_GATE;
+    - with `colour_range` (a sigmoid parameterization), RANGE_WEIGHT times the colour out of range once
+      the filter fires (see range_penalty);
     - with `regularizers` ((tv weights, lp weights, p) per item), TV and the Lp norm of `images`, once
       the filter fires (above START_THRESHOLD of its scale).
     """
@@ -93,11 +97,22 @@ def loss(target, images, items, post, start, maps=None, group: int = 1, regulari
         size = tf.stop_gradient(tf.abs(value))
         gate = measures.gate(measures.share_of_best(post, group), *DIVERSITY_GATE)
         value += gate * DIVERSITY_SHARE * size * measures.gram_similarity(maps, group, fixed=True)
+    if colour_range:
+        value += range_penalty(target, images, items, post)
     if regularizers is not None:  # the defaults need neither TV nor Lp, nor their gradients
         tv_weights, lp_weights, p = regularizers
         penalty = measures.penalty(images, tf.gather(tv_weights, items), tf.gather(lp_weights, items), p)
         value += tf.cast(post > threshold, tf.float32) * penalty
     return value
+
+
+def range_penalty(target, images, items, post):
+    """[b]: RANGE_WEIGHT times each image's colour out of range (measures.range_excess), once its filter
+    fires (above START_THRESHOLD of its scale: a silent filter's start is left to find it first). For
+    sigmoid parameterizations only: on clipped pixels the logit's gradient grows without bound near 0
+    and 1 and fights the objective (a filter that wants white then fell short of converging)."""
+    fires = tf.cast(post > START_THRESHOLD * tf.gather(target.scales, items), tf.float32)
+    return fires * RANGE_WEIGHT * measures.range_excess(images)
 
 
 # --- objectives compiled ---------------------------------------------------------------------------
@@ -176,6 +191,7 @@ class LayerFilters:
                  lp_weight: float = 0.0, lp_norm: float = 6.0):
 
         self.cut, self.preprocess, self.kind = cut, preprocess, kind
+        self.probing = False  # True: the objective is probe_objective (see probe)
         self.tv_weight, self.lp_weight, self.lp_norm = float(tv_weight), float(lp_weight), float(lp_norm)
         self.measure = measures.class_margin if cut.classes else measures.LAYER_MEASURES[kind]
         elementwise = not cut.classes and is_elementwise(cut.activation, (None, *cut.output_shape))
@@ -198,6 +214,11 @@ class LayerFilters:
     def count(self) -> int:
         return self.cut.filters
 
+    @property
+    def classes(self) -> bool:
+        """True when the filters are classes: their pictures are judged by the class they are put in."""
+        return bool(self.cut.classes)
+
     def regularizers(self) -> tuple:
         """(tv weights [count], lp weights [count], p): the objectives' TV and Lp terms (the same for
         every filter)."""
@@ -207,6 +228,13 @@ class LayerFilters:
         """The same filters (cut, scales) with other TV and Lp weights (the rescue's passes)."""
         other = copy.copy(self)
         other.tv_weight, other.lp_weight = float(tv_weight), float(lp_weight)
+        return other
+
+    def probe(self) -> "LayerFilters":
+        """The same filters (cut, scales) with the objective of the rescue's probe (see probe_objective)
+        and no regularizers."""
+        other = self.with_regularizers(0.0, 0.0)
+        other.probing = True
         return other
 
     def _noise_statistics(self, seed, image_shape) -> tuple[np.ndarray, np.ndarray]:
@@ -228,6 +256,9 @@ class LayerFilters:
         feature maps of the same pass that --diversity compares ([b, h, w, c]: the layer's input when
         only the own filter is computed, else the layer's output)."""
         threshold = START_THRESHOLD * tf.gather(self.scales, filters)
+        if self.probing:
+            value = self.probe_objective(inputs, filters, threshold)
+            return value, value
         if self.own is not None:
             pre, maps = self.own(inputs, filters, features=True)  # [b, ..., 1]: only each image's own filter
             own_filter = tf.zeros(tf.shape(filters), tf.int32)  # its index within that slice
@@ -244,15 +275,30 @@ class LayerFilters:
             start = measures.start_objective(self._startable(pre), filters, threshold)
         return (post, start, maps) if features else (post, start)
 
+    def probe_objective(self, inputs, filters, threshold):
+        """What the rescue's probe climbs to find out whether a silent filter can fire, [b]: the
+        pre-activation of each image's own filter at every unit, and once more at its centre unit, each
+        softened as a silent filter's start is (measures.start_objective, at `threshold` [b]). The map's
+        mean moves the whole image towards the filter's pattern, the centre unit rises faster than a mean
+        whose places pull towards shifted copies of it: on VGG16 hed, either alone left filters silent
+        that the other fired, their sum fired every one of them."""
+        if self.own is not None:
+            pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
+        else:
+            pre, index = self.cut.forward(inputs), filters
+        return (measures.start_objective(pre, index, threshold)
+                + measures.start_objective(measures.centre(pre), index, threshold))
+
     def _startable(self, pre):
         """The units a silent filter's start follows: the centre one for `neuron`, else all."""
         return measures.centre(pre) if self.kind == "neuron" else pre
 
     def peak(self, inputs, filters, slot: int = 0):
         """Model input [b, H, W, C], filters [b] -> [b]: the highest pre-activation of each image's own
-        filter over the units its objective sees (see _startable); for classes, the class margin."""
+        filter over the units its objective sees (see _startable); for classes, the class's lead over the
+        runner-up (measures.class_lead: above 0 exactly when the model puts the image in its class)."""
         if self.cut.classes:
-            return self.measure(self.cut.forward(inputs), filters)
+            return measures.class_lead(self.cut.forward(inputs), filters)
         if self.own is not None:
             pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
         else:
@@ -264,8 +310,8 @@ class LayerFilters:
         """(activation, peak), [b] each, from one pass: `objective`'s activation and `peak` (how a cut
         computing in a lower type is measured, in float32, see `exact`)."""
         if self.cut.classes:
-            post = self.measure(self.cut.forward(inputs), filters)
-            return post, post
+            logits = self.cut.forward(inputs)
+            return self.measure(logits, filters), measures.class_lead(logits, filters)
         if self.own is not None:
             pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
         else:
@@ -276,10 +322,10 @@ class LayerFilters:
 
     def start_peaks(self, images) -> np.ndarray:
         """[N, filters]: each image's highest pre-activation of every filter over the units its
-        objective sees, or every class's margin (one pass over `images` in [0, 1])."""
+        objective sees, or every class's lead (see peak; one pass over `images` in [0, 1])."""
         pre = self.cut.forward(self.preprocess(tf.constant(images)))
         if self.cut.classes:  # a class fires when the model puts the image in it
-            pre = measures.class_margins(pre)
+            pre = measures.class_leads(pre)
         pre = self._startable(pre)
         return tf.reduce_max(tf.reshape(pre, [pre.shape[0], -1, pre.shape[-1]]), axis=1).numpy()
 
@@ -327,6 +373,11 @@ class ObjectiveBatch:
     @property
     def count(self) -> int:
         return len(self.objectives)
+
+    @property
+    def classes(self) -> bool:
+        """False: an objective's picture is judged by its value, never by a class."""
+        return False
 
     def activation_and_peak(self, inputs, items, slot: int):
         """(activation, peak) [1] of the image in place `slot`: its objective's layer part, twice."""
@@ -458,6 +509,16 @@ def is_elementwise(activation, shape) -> bool:
     return bool(np.allclose(a[..., 1:], b[..., 1:], rtol=0, atol=1e-6))
 
 
+def slices(cut, batch: int = 1) -> bool:
+    """Whether own_channel can slice the cut's last layer (a plain Conv2D of a graph cut with at
+    least twice `batch` filters) so that it computes only the images' own filters."""
+    import keras
+
+    last = cut.model.layers[-1] if cut.model is not None else None
+    return (type(last) is keras.layers.Conv2D and last.groups == 1 and last.data_format == "channels_last"
+            and last.compute_dtype in ("float32", "bfloat16", "float16") and last.filters >= 2 * batch)
+
+
 def own_channel(cut, batch: int):
     """A function (model input [B, H, W, C], filters [B] int, features=False) -> each image's own filter's
     pre-activation, [B, ..., 1] (the layer's spatial axes kept); with features=True also the feature maps
@@ -472,8 +533,7 @@ def own_channel(cut, batch: int):
 
     model = cut.model
     last = model.layers[-1] if model is not None else None
-    if (type(last) is keras.layers.Conv2D and last.groups == 1 and last.data_format == "channels_last"
-            and last.compute_dtype in ("float32", "bfloat16", "float16") and last.filters >= 2 * batch):
+    if slices(cut, batch):
         try:
             prefix = keras.Model(model.inputs, last.input)
         except (ValueError, AttributeError):  # the layer is called more than once

@@ -138,18 +138,25 @@ def pngs(folder):
 
 def check_entries(folder, size, mode, converged):
     """The manifest's entries in `folder`: each has its PNG (`file`) there, `size` (width, height) in `mode`;
-    a finite activation, raised above what noise gives; status 'done' when it converged ('dead' only when
-    nothing fired it: random weights). The filters in `converged` did converge. Returns the entries."""
-    entries = manifest(folder)["filters"]
+    a finite activation, for a channel raised above what noise gives (a class converges when its picture is
+    put in it: its margin can stay where noise puts it); status 'done' when it converged ('dead' only when
+    nothing fired it: random weights; 'unwinnable' a class no picture won). The filters in `converged` did
+    converge. Returns the entries."""
+    record = manifest(folder)
+    entries = record["filters"]
     for entry in entries:
         assert entry["file"] and (folder / entry["file"]).is_file(), entry  # not failed: NaN/Inf has no PNG
         with Image.open(folder / entry["file"]) as image:
             assert (image.mode, image.size) == (mode, size), entry["file"]
-        assert math.isfinite(entry["activation"]) and entry["activation"] > entry["noise_activation"], entry
+        assert math.isfinite(entry["activation"]), entry
+        if not record["model"]["classes"]:
+            assert entry["activation"] > entry["noise_activation"], entry
         if entry["converged"]:
             assert entry["status"] == "done", entry
         if entry["status"] == "dead":
             assert not entry["converged"] and entry["peak_preactivation"] <= 0, entry
+        if entry["status"] == "unwinnable":
+            assert not entry["converged"] and entry["best_lead"] <= 0, entry
     assert {e["index"] for e in entries if e["converged"]} >= set(converged), entries
     return entries
 
@@ -369,9 +376,56 @@ def test_class_status_does_not_depend_on_a_common_logit_shift(tmp_path):
         run_ok(run_cli, "--model", path, "--preprocess", "tf", "--layer", "probs", "--filters", "2",
                "--out", tmp_path / f"o{shift:g}")
         records[shift] = manifest(tmp_path / f"o{shift:g}" / "probs")["filters"]
-    assert not records[0.0][0]["converged"]  # class 2 cannot win
+    assert not records[0.0][0]["converged"] and records[0.0][0]["status"] == "unwinnable"  # class 2 cannot win
     unshifted, shifted = ([(e["status"], e["steps"]) for e in records[k]] for k in (0.0, 50.0))
     assert unshifted == shifted
+
+
+def close_race_head():
+    """Input 16x16x3 -> GAP -> Dense(5, softmax) 'probs', weights set by hand: with 'tf' preprocessing
+    (colour means r, g in [-1, 1]) the logits are 4r, 4r + 1, 4g + 1, 4g + 0.9 and 4g + 0.9. Class 0
+    always trails class 1 and classes 3 and 4 always trail class 2: no picture puts them first. Class 1
+    wins red pictures; class 2 wins green ones, but always with a probability below 1/2 (two runners-up
+    0.1 behind), so its margin stays below 0 when it wins."""
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    dense = keras.layers.Dense(5, activation="softmax", name="probs")
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(inputs)))
+    kernel = np.zeros((3, 5), np.float32)
+    kernel[0, :2], kernel[1, 2:] = 4.0, 4.0
+    dense.set_weights([kernel, np.array([0.0, 1.0, 1.0, 0.9, 0.9], np.float32)])
+    return model
+
+
+def test_a_class_converges_when_its_picture_is_put_in_it_and_one_no_picture_can_win_is_unwinnable(tmp_path):
+    model = close_race_head()
+    path = tmp_path / "race.keras"
+    model.save(path)
+    result = run_ok(run_cli, "--model", path, "--preprocess", "tf", "--layer", "probs", "--steps", 32,
+                    "--out", tmp_path / "o")
+    assert "probs: 2/5 filters converged, 3 unwinnable -> " in result.stdout
+    assert "dead" not in result.stdout  # a class is never dead: nothing about it needs to fire
+    folder = tmp_path / "o" / "probs"
+    entries = manifest(folder)["filters"]
+    predicted = np.asarray(model(as_batch(pngs(folder)) / 127.5 - 1.0)).argmax(axis=1)
+    for entry, winner in zip(entries, predicted):
+        assert entry["converged"] == (winner == entry["index"]), (entry, winner)
+    assert [e["status"] for e in entries] == ["unwinnable", "done", "done", "unwinnable", "unwinnable"]
+    assert [e["index"] for e in entries if e["converged"]] == [1, 2]
+    assert entries[2]["activation"] < 0  # class 2 won with a margin below 0: a probability below 1/2
+    for entry, trail in ((entries[0], -1.0), (entries[3], -0.1), (entries[4], -0.1)):
+        assert entry["rescued"] and not entry["converged"] and "peak_preactivation" not in entry
+        assert entry["best_lead"] <= trail + 1e-4 and (folder / entry["file"]).is_file()
+    page = (tmp_path / "o" / "index.html").read_text()
+    assert page.count('data-status="unwinnable"') == 3 and 'data-status="dead"' not in page
+    # without the rescue nothing tells an unwinnable class from one that was not tried hard enough
+    run_ok(run_cli, "--model", path, "--preprocess", "tf", "--layer", "probs", "--steps", 32, "--no-rescue",
+           "--out", tmp_path / "plain")
+    diff = run_cli("diff", tmp_path / "plain", tmp_path / "o", "--json")
+    assert diff.returncode == 0, diff.stderr
+    changes = {c["index"]: c for c in json.loads(diff.stdout)["layers"][0]["changes"]}
+    assert [(changes[i]["old_status"], changes[i]["new_status"]) for i in (0, 3, 4)] == [("failed", "unwinnable")] * 3
 
 
 # --- legacy files --------------------------------------------------------------------------------

@@ -42,6 +42,22 @@ def test_run_block1_conv2_pngs_drive_their_filters(cli, tmp_path, vgg16_hed):
         assert means[i, i] == pytest.approx(manifest["filters"][i]["activation"], rel=1e-3)
 
 
+def test_the_default_start_gives_pictures_that_are_not_copies_of_a_smaller_one(cli, tmp_path):
+    """The default pictures are each one picture at every place (`--tile`, a half-size tile repeated
+    2 x 2, scores 0.9 or more here), and converged."""
+    from filtervis import appearance
+
+    result = cli("run", "--weights", "hed", "--layer", "block3_conv1", "--filters", "0-3", "--steps", "32",
+                 "--size", "64", "--quiet", "--no-report", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "block3_conv1" / "manifest.json").read_text())
+    assert manifest["tile"] is None and all(f["converged"] for f in manifest["filters"])
+    pictures = [np.asarray(Image.open(tmp_path / "block3_conv1" / f["file"]).convert("RGB"))
+                for f in manifest["filters"]]
+    repeats = [appearance.repeat(p) for p in pictures]
+    assert max(repeats) < 0.4, repeats
+
+
 def test_layers_lists_block5_conv3_with_512_filters(cli):
     result = cli("layers", "--model", "vgg16", "--weights", "hed")
     assert result.returncode == 0, result.stderr

@@ -34,6 +34,19 @@ def test_lp_norm_is_zero_for_grey_and_one_when_saturated():
     np.testing.assert_allclose(measures.lp_norm(tf.constant(half), 2.0), [np.sqrt(0.5)], atol=1e-6)
 
 
+def test_range_excess_is_zero_inside_the_range_and_pushes_values_back_beyond_it():
+    logits = np.array([0.0, 3.9, -3.9, 6.0, -5.0, 4.0, 0.5, -0.5], np.float32)  # 6 and -5: 2 and 1 beyond
+    images = tf.constant(1.0 / (1.0 + np.exp(-logits)), shape=[1, 2, 2, 2])
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        excess = measures.range_excess(images)
+    np.testing.assert_allclose(excess, [(2.0**2 + 1.0**2) / 8], rtol=1e-3)
+    grad = tape.gradient(excess, images).numpy().reshape(-1)
+    assert grad[3] > 0 and grad[4] < 0  # descending it moves the bright value down, the dark one up
+    assert (grad[[0, 1, 2, 5, 6, 7]] == 0).all()  # values in range are left alone
+    np.testing.assert_allclose(measures.range_excess(tf.fill([2, 4, 4, 3], 0.5)), [0.0, 0.0])
+
+
 def test_soft_relu_approaches_relu_and_keeps_a_gradient():
     x = tf.constant([-30.0, -1.0, 0.0, 50.0])
     with tf.GradientTape() as tape:
@@ -86,6 +99,21 @@ def test_class_margins_are_the_margin_of_each_class_and_ignore_a_common_shift():
     own = measures.class_margin(logits, tf.constant([0, 2])).numpy()
     np.testing.assert_allclose(own, [margins[0, 0], margins[1, 2]], rtol=1e-6)
     assert (margins[np.arange(2), logits.numpy().argmax(1)] > 0).all()  # the winning class leads
+
+
+def test_a_class_leads_exactly_when_it_wins_the_argmax_whatever_its_margin():
+    """Seven classes: class 0 wins image 0 with a probability below 1/2 (its margin is below 0), image 1
+    ties classes 1 and 2 (neither wins), two classes: the lead is the margin's sign."""
+    logits = tf.constant([[1.0, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7], [0.0, 2.0, 2.0, 0.0, -1.0, 0.0, 0.0]])
+    leads = measures.class_leads(logits).numpy()
+    np.testing.assert_allclose(leads[0], [0.3] + [-0.3] * 6, rtol=1e-5)
+    np.testing.assert_allclose(leads[1], [-2.0, 0.0, 0.0, -2.0, -3.0, -2.0, -2.0], rtol=1e-6)
+    assert measures.class_margins(logits).numpy()[0, 0] < 0 < leads[0, 0]  # it wins all the same
+    own = measures.class_lead(logits, tf.constant([0, 4])).numpy()
+    np.testing.assert_allclose(own, [leads[0, 0], leads[1, 4]], rtol=1e-6)
+    np.testing.assert_allclose(measures.class_leads(logits + 50.0), leads, atol=1e-4)
+    pair = tf.constant([[0.4, -0.1], [-2.0, 1.0]])
+    assert (np.sign(measures.class_leads(pair).numpy()) == np.sign(measures.class_margins(pair).numpy())).all()
 
 
 def test_gram_similarity_on_hand_made_features():

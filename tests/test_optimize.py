@@ -284,14 +284,17 @@ def test_vgg16_peak_memory_stays_under_the_printed_budget(tmp_path):
     from conftest import ROOT
 
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # The run is started by a small Python that reports its child's peak: a child this (large) test
+    # process spawns itself (vfork) counts this process's resident memory in its own peak.
+    starter = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
     with open(tmp_path / "stderr", "w") as stderr:
-        child = subprocess.Popen([sys.executable, "-m", "filtervis", "run", "--weights", "hed", "--layer",
-                                  "block5_conv3", "--size", "96", "--filters", "0-7", "--steps", "2",
-                                  "--memory-budget", "1.6G", "--out", str(tmp_path / "out")],
-                                 stdout=subprocess.DEVNULL, stderr=stderr, env=env)
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest of all children
-    assert os.waitstatus_to_exitcode(status) == 0, (tmp_path / "stderr").read_text()
-    peak = usage.ru_maxrss * 1024  # KB on Linux
+        done = subprocess.run([sys.executable, "-c", starter, sys.executable, "-m", "filtervis", "run", "--weights",
+                               "hed", "--layer", "block5_conv3", "--size", "96", "--filters", "0-7", "--steps", "2",
+                               "--memory-budget", "1.6G", "--out", str(tmp_path / "out")],
+                              stdout=subprocess.PIPE, stderr=stderr, env=env, text=True)
+    assert done.returncode == 0, (tmp_path / "stderr").read_text()
+    peak = int(done.stdout.split()[-1]) * 1024  # KB on Linux
     memory = json.loads((tmp_path / "out" / "block5_conv3" / "manifest.json").read_text())["memory"]
     assert memory["budget"] == int(1.6 * 2**30)
     assert 0 < peak <= memory["budget"]
@@ -303,7 +306,7 @@ def test_a_long_layer_gets_a_time_estimate(capsys):
     from filtervis.run import Progress
 
     with tqdm(total=512 * 256, file=io.StringIO()) as bar:
-        progress = Progress(bar, "block5_conv3", 512, 256, "batch 8", quiet=False)
+        progress = Progress(bar, "block5_conv3", 512, [("block5_conv3", 512 * 256, 1.0)], "batch 8", quiet=False)
         progress(8 * 16)  # the first chunk (tracing) is not timed
         time.sleep(0.1)
         progress(8 * 16)  # ~0.1 s per 128 filter-steps: about 100 s for the rest
@@ -311,6 +314,57 @@ def test_a_long_layer_gets_a_time_estimate(capsys):
     assert bar.n == 3 * 8 * 16 and "~" in bar.desc
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("filtervis: block5_conv3: 512 filters, batch 8: ~")
+
+
+def test_a_whole_run_is_estimated_by_each_layers_step_cost_and_start_up():
+    """Layer b's steps cost 4x layer a's; a's clean chunks take 0.05 s per 100 steps and its first
+    chunk 0.3 s more (tracing): the estimate after a's second chunk is a's 800 steps left at that rate,
+    b's 1000 steps at 4x it, and one more start-up for b."""
+    from tqdm import tqdm
+
+    from filtervis.run import Progress
+
+    with tqdm(total=2000, file=io.StringIO()) as bar:
+        progress = Progress(bar, "2 layers", 20, [("a", 1000, 1.0), ("b", 1000, 4.0)], "batch per layer", quiet=True)
+        progress.start("a")
+        time.sleep(0.35)
+        progress(100)  # tracing + 100 steps
+        time.sleep(0.05)
+        progress(100)
+    seconds = float(bar.desc.split("~")[1].split(" s")[0])
+    expected = 800 * 0.0005 + 1000 * 4 * 0.0005 + 0.3  # 0.4 + 2.0 + 0.3
+    assert abs(seconds - expected) <= 0.25 * expected + 1  # (printed in whole seconds; sleeps overshoot)
+    assert seconds > 1000 * 0.0005 * 2  # b is not counted at a's cost
+
+
+def test_a_whole_run_counts_each_layers_time_beyond_its_steps_and_tells_once_its_rate_is_known(capsys):
+    """Layers a and b take 1 s beyond their steps each (tracing, writing); c's steps cost 70x theirs. a
+    holds 1.4% of the work: the estimate is not told when a is done but when c, the last layer, begins:
+    c's steps at the rate measured on a and b (70 s), plus what a layer takes beyond its steps: the part
+    every layer takes (a's and b's 1 s less their steps' part) and c's part (LAYER_OVERHEAD_STEPS of its
+    steps: 14 s)."""
+    from tqdm import tqdm
+
+    from filtervis.run import LAYER_OVERHEAD_STEPS, Progress
+
+    with tqdm(total=3000, file=io.StringIO()) as bar:
+        progress = Progress(bar, "3 layers", 12, [("a", 1000, 1.0), ("b", 1000, 1.0), ("c", 1000, 70.0)],
+                            "batch per layer", quiet=False)
+        for name in ("a", "b"):
+            progress.start(name)
+            assert capsys.readouterr().err == ""  # not told when a is done: its rate is of 1.4% of the work
+            time.sleep(0.5)
+            progress(500)  # the first chunk (tracing): 0.5 s, as its 500 cost takes at the rate
+            time.sleep(0.5)
+            progress(500)  # 0.001 s per cost
+            time.sleep(1.0)  # the layer's measuring and writing
+        progress.start("c")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    seconds = float(lines[0].split("~")[1].split(" s")[0])
+    part = LAYER_OVERHEAD_STEPS * 0.001
+    expected = 70 + (1.0 - part) + 70 * part  # 70 s of steps without what is beyond them
+    assert expected - 1.5 <= seconds <= expected + 2, (lines, expected)
 
 
 # --- transparency (--alpha) and several pictures per filter (--diversity) ---

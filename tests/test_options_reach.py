@@ -39,7 +39,7 @@ CHANGES = {
     "transforms": ({}, "none"),
     "objective": ({}, "neuron"),
     "rescue": ({"model": "@dead_filter", "rescue": True}, False),
-    "tile": ({}, False),
+    "tile": ({}, True),
     "gif": ({}, True),
     "alpha": ({}, True),
     "diversity": ({}, 2),

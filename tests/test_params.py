@@ -28,7 +28,7 @@ def test_pixels_init_is_seeded_low_amplitude_noise_around_grey(channels):
 def test_pixels_round_trip_and_projection(channels):
     pixels = Pixels((2, 3, channels))
     image = np.linspace(-0.5, 1.5, 6 * channels, dtype=np.float32).reshape(2, 3, channels)
-    start = pixels.from_image(image)
+    start = pixels.from_image(image, np.random.default_rng(0))
     assert start.shape == (2, 3, channels) and start.min() == 0.0 and start.max() == 1.0
     np.testing.assert_array_equal(pixels.to_image(start[None]), start[None])
     np.testing.assert_allclose(pixels.project(tf.constant(image)), np.clip(image, 0, 1))
@@ -75,7 +75,7 @@ def test_frequency_scale_gives_pixels_of_about_unit_std(height, width):
 def test_fourier_from_image_inverts_to_image(channels, decay):
     fourier = Fourier((*WIDE, channels), decay)
     image = np.random.default_rng(0).uniform(0.05, 0.95, (*WIDE, channels)).astype(np.float32)
-    spectrum = fourier.from_image(image)
+    spectrum = fourier.from_image(image, np.random.default_rng(0))
     assert spectrum.shape == fourier.shape == (channels, 12, 11, 2)
     back = fourier.to_image(tf.constant(spectrum[None])).numpy()
     assert back.shape == (1, *WIDE, channels)
@@ -87,8 +87,8 @@ def test_fourier_inverts_an_odd_width(channels):
     fourier = Fourier((8, 7, channels))
     image = np.random.default_rng(3).uniform(0.05, 0.95, (8, 7, channels)).astype(np.float32)
     assert fourier.shape == (channels, 8, 4, 2)
-    np.testing.assert_allclose(fourier.to_image(tf.constant(fourier.from_image(image)[None])).numpy()[0], image,
-                               atol=1e-4)
+    start = fourier.from_image(image, np.random.default_rng(0))
+    np.testing.assert_allclose(fourier.to_image(tf.constant(start[None])).numpy()[0], image, atol=1e-4)
 
 
 def test_only_rgb_is_colour_mixed():
@@ -136,7 +136,7 @@ def test_start_images_must_have_the_image_shape():
     image = np.full((20, 12, 3), 0.5, np.float32)  # height and width swapped
     for param in (Pixels((*WIDE, 3)), Fourier((*WIDE, 3))):
         with pytest.raises(ValueError, match=r"\(12, 20, 3\)"):
-            param.from_image(image)
+            param.from_image(image, np.random.default_rng(0))
 
 
 def _logits(images):
@@ -312,11 +312,68 @@ def test_maco_from_image_keeps_the_arrangement(channels):
     self-conjugate columns), and a start image's layout survives under the natural amplitudes."""
     maco = params.Maco((16, 16, channels))
     image = maco.to_image(tf.constant(maco.init(np.random.default_rng(3))[None])).numpy()[0]
-    again = maco.to_image(tf.constant(maco.from_image(image)[None])).numpy()[0]
+    again = maco.to_image(tf.constant(maco.from_image(image, np.random.default_rng(4))[None])).numpy()[0]
     assert np.corrcoef(image.ravel(), again.ravel())[0, 1] > 0.9
     ramp = np.broadcast_to(np.linspace(0.1, 0.9, 16)[None, :, None], (16, 16, channels)).astype(np.float32)
-    start = maco.to_image(tf.constant(maco.from_image(ramp)[None])).numpy()[0]
+    start = maco.to_image(tf.constant(maco.from_image(ramp, np.random.default_rng(5))[None])).numpy()[0]
     assert start[:, 12:].mean() > start[:, :4].mean() + 0.05  # dark left, bright right, as the ramp
+
+
+def _maco_tile_starts(size: int, count: int) -> list[np.ndarray]:
+    """The full-size starts of `count` Maco pictures of `size` px through the tile start, uint8
+    [size, size, 3]: each a random Maco tile of half the size (its own key), 8-bit, repeated 2x2, and read
+    back by from_image with a stream of the same key."""
+    from filtervis import tiles
+
+    half, full = params.Maco((size // 2, size // 2, 3)), params.Maco((size, size, 3))
+    starts = []
+    for key in range(count):
+        tile = half.to_image(tf.constant(half.init(np.random.default_rng([key, 0]))[None])).numpy()[0]
+        picture = tiles.repeat(np.round(tile * 255) / 255, (size, size)).astype(np.float32)
+        phases = full.from_image(picture, np.random.default_rng([key, 2]))
+        starts.append(np.round(full.to_image(tf.constant(phases[None])).numpy()[0] * 255).astype(np.uint8))
+    return starts
+
+
+def test_maco_starts_from_repeated_tiles_share_no_pattern():
+    """A 2x2 repeated tile has no energy at 3 in 4 of the full size's coefficients, which Maco gives
+    the natural amplitude: their phases must be each picture's own, not one value in every picture
+    (that adds one fixed pattern, bright at the corners, to all of them). Unrelated tiles give
+    unrelated starts, and their mean has no peak at the corners."""
+    from filtervis import appearance
+
+    starts = _maco_tile_starts(32, 12)
+    assert appearance.shared(starts) < 0.05
+    mean = np.mean(np.stack(starts).astype(np.float64), axis=(0, 3))
+    corners = mean[[0, 0, -1, -1], [0, -1, 0, -1]].mean()
+    assert abs(corners - mean.mean()) < 3 * mean.std()
+
+
+def test_maco_from_image_fills_only_the_coefficients_the_image_lacks():
+    """A picture with energy everywhere keeps all its phases whatever the stream; a flat image's
+    coefficients (all empty but the mean) take the stream's phases, so two streams give two starts."""
+    maco = params.Maco((16, 16, 3))
+    image = maco.to_image(tf.constant(maco.init(np.random.default_rng(3))[None])).numpy()[0]
+    np.testing.assert_array_equal(maco.from_image(image, np.random.default_rng(1)),
+                                  maco.from_image(image, np.random.default_rng(2)))
+    flat = np.full((16, 16, 3), 0.5, np.float32)
+    a, b = (maco.from_image(flat, np.random.default_rng(k)) for k in (1, 2))
+    assert np.mean(np.isclose(a, b)) < 0.01
+    np.testing.assert_array_equal(a, maco.from_image(flat, np.random.default_rng(1)))  # the stream decides
+
+
+def test_maco_pictures_from_one_flat_seed_image_are_each_their_own(tiny_model, tmp_path):
+    """A flat seed image lacks every coefficient but its mean: each filter fills them from its own
+    stream, so the filters' pictures are not one shared start nudged a few steps apart."""
+    import filtervis
+    from PIL import Image
+    from filtervis import appearance
+
+    seed = tmp_path / "flat.png"
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(seed)
+    result = filtervis.render(tiny_model, "conv2", filters="0-5", steps=8, preprocess="tf", param="maco",
+                              seed_image=str(seed), rescue=False)
+    assert appearance.shared(result.images) < 0.1
 
 
 def _natural_misfit(images, channel=0):

@@ -110,9 +110,10 @@ def test_page_shows_every_filter_with_its_status_and_only_relative_images(runs):
         0: "converged", 1: "dead", 2: "converged", 3: "converged"}
     assert [c["class"].split()[-1] == "unconverged" for c in shown.cards] == [False, True, False, False]
     assert shown.counts == {("conv", "converged"): 3, ("conv", "rescued"): 0, ("conv", "dead"): 1,
-                            ("conv", "failed"): 0}
-    assert sorted(shown.images) == ["conv/filter_0000.png", "conv/filter_0001.png", "conv/filter_0002.png",
-                                    "conv/filter_0003.png", "conv/palette.png"]
+                            ("conv", "unwinnable"): 0, ("conv", "failed"): 0}
+    assert sorted(set(shown.images)) == ["conv/filter_0000.png", "conv/filter_0001.png", "conv/filter_0002.png",
+                                         "conv/filter_0003.png", "conv/palette.png"]
+    assert len(shown.images) == 4 + 1 + 4  # the cards, the palette, and the overview's strip of the layer
     assert all((out / src).is_file() for src in shown.images) and shown.sources == []
     assert shown.warnings == ["1 filter dead (1): nothing the rescue tried fired them"]
     text = (out / "index.html").read_text()
@@ -131,12 +132,14 @@ def test_failed_filters_are_marked_and_warned_about(runs):
 
 def _record(index, status="done", converged=True, rescued=False, variant=None):
     """A filter's (or one --diversity picture's) FilterRecord as a run makes it: a failed one hit NaN/Inf
-    (no activation, no PNG), a dead one never fired (peak pre-activation below 0)."""
+    (no activation, no PNG), a dead one never fired (peak pre-activation below 0), an unwinnable class never
+    won (its best lead over the runner-up below 0)."""
     from filtervis.records import FilterRecord
 
     finite = status != "failed"
     return FilterRecord(index, status, 0.5 if finite else None, 0.1, converged, STEPS, 1.0, rescued=rescued,
-                        restarted=not finite, peak_preactivation=-0.5 if status == "dead" else None, variant=variant)
+                        restarted=not finite, peak_preactivation=-0.5 if status in ("dead", "unwinnable") else None,
+                        variant=variant)
 
 
 def _diverse(index, *pictures):
@@ -158,6 +161,8 @@ CASES = [
     (lambda i: _diverse(i, ("dead", False, True), ("dead", False, True)), "dead"),  # no picture fired it
     (lambda i: _diverse(i, ("dead", False, True), ("done", True, False)), "failed"),  # not every picture
     (lambda i: _diverse(i, ("done", True, False), ("failed", False, False)), "failed"),  # one picture NaN
+    (lambda i: _record(i, "unwinnable", False, True), "unwinnable"),  # a class no picture was put in
+    (lambda i: _diverse(i, ("unwinnable", False, True), ("unwinnable", False, True)), "unwinnable"),
 ]
 
 
@@ -173,17 +178,21 @@ def test_each_kind_of_entry_gets_its_status_on_the_page_and_in_the_summary(runs,
     shown = page(out)
     expected = {i: status for i, (_, status) in enumerate(CASES)}
     assert {int(c["data-index"]): c["data-status"] for c in shown.cards} == expected
-    assert [i for i, c in enumerate(shown.cards) if "unconverged" in c["class"].split()] == [2, 3, 4, 6, 7, 8, 9]
+    unconverged = [2, 3, 4, 6, 7, 8, 9, 10, 11]
+    assert [i for i, c in enumerate(shown.cards) if "unconverged" in c["class"].split()] == unconverged
     assert shown.counts == {("conv", "converged"): 1, ("conv", "rescued"): 2, ("conv", "dead"): 2,
-                            ("conv", "failed"): 5}
+                            ("conv", "unwinnable"): 2, ("conv", "failed"): 5}
     assert "conv/filter_0004.png" not in shown.images and "conv/filter_0005_0.png" in shown.images
     assert shown.warnings == [
         "3 filters did not converge (3, 6, 8); try more --steps or another --param",
         "2 filters hit NaN/Inf even after a restart with a smaller step (4, 9); no PNG",
-        "2 filters dead (2, 7): nothing the rescue tried fired them"]
+        "2 filters dead (2, 7): nothing the rescue tried fired them",
+        "2 classes unwinnable (10, 11): no picture the rescue tried was put in its class"]
     (layer,) = summary(read_views(out), out / "index.html", "dead")["layers"]
-    assert {k: layer[k] for k in ("filters", "converged", "rescued", "dead", "failed", "unconverged")} == {
-        "filters": 10, "converged": 1, "rescued": 2, "dead": 2, "failed": 5, "unconverged": [2, 3, 4, 6, 7, 8, 9]}
+    assert {k: layer[k] for k in ("filters", "converged", "rescued", "dead", "unwinnable", "failed",
+                                  "unconverged")} == {
+        "filters": 12, "converged": 1, "rescued": 2, "dead": 2, "unwinnable": 2, "failed": 5,
+        "unconverged": unconverged}
     assert summary(read_views(out), None, "dead")["failed_gate"]
 
 

@@ -48,11 +48,12 @@ def test_index_loads_every_image_counts_match_the_manifest_and_the_filter_shows_
     statuses = {int(e["index"]): filter_status(e) for e in entries}  # (the rule itself: test_report.py)
     assert statuses[1] == ("dead", "failed")[which]
     browser.open((out / "index.html").as_uri())
-    assert browser.evaluate("document.images.length") == len(statuses) + 1  # + the palette
+    assert browser.evaluate("document.querySelectorAll('section img').length") == len(statuses) + 1  # + palette
     assert browser.evaluate(UNLOADED) == []
     counts = browser.evaluate("Object.fromEntries([...document.querySelectorAll('[data-count]')]"
                               ".map(e => [e.dataset.count, +e.textContent]))")
-    assert counts == {s: list(statuses.values()).count(s) for s in ("converged", "rescued", "dead", "failed")}
+    assert counts == {s: list(statuses.values()).count(s) for s in ("converged", "rescued", "dead", "unwinnable",
+                                                                      "failed")}
     shown = browser.evaluate("Object.fromEntries([...document.querySelectorAll('.card')]"
                              ".map(c => [c.dataset.index, c.dataset.status]))")
     assert {int(k): v for k, v in shown.items()} == statuses
@@ -78,3 +79,23 @@ def test_diff_page_loads_both_sides_of_every_filter_in_the_ranked_order(browser,
     assert browser.evaluate("[...document.querySelectorAll('tr.change')].map(r => +r.dataset.index)") == ranked
     assert browser.evaluate("document.querySelector('tr.change td:nth-child(5)').textContent.trim()") \
         == f"{diffs[0].changes[0].distance:.4g}"
+
+
+def test_the_model_overview_lists_every_layer_in_order_and_every_image_loads(browser, tmp_path):
+    from conftest import run_cli, tiny_conv_model
+
+    tiny_conv_model().save(tmp_path / "tiny.keras")
+    out = tmp_path / "out"
+    result = run_cli("run", "--model", tmp_path / "tiny.keras", "--preprocess", "unit", "--layer", "all",
+                     "--filters", "random:2", "--steps", "4", "--no-rescue", "--quiet", "--out", out)
+    assert result.returncode == 0, result.stderr
+    browser.open((out / "index.html").as_uri())
+    assert browser.evaluate(UNLOADED) == []
+    rows = browser.evaluate("[...document.querySelectorAll('table.overview tr[data-layer]')].map(r => r.dataset.layer)")
+    assert rows == ["conv1", "conv2", "gap", "probs"]  # the model's order
+    strips = browser.evaluate("[...document.querySelectorAll('table.overview tr[data-layer]')]"
+                              ".map(r => r.querySelectorAll('.strip img').length)")
+    assert strips == [2, 2, 2, 2]
+    targets = browser.evaluate("[...document.querySelectorAll('table.overview tr[data-layer] td:first-child a')]"
+                               ".map(a => document.getElementById(a.getAttribute('href').slice(1)) !== null)")
+    assert targets == [True] * 4  # each row links to its layer's section

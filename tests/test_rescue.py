@@ -38,7 +38,9 @@ def test_an_unconverged_filter_is_rerun_twice_and_counts_every_step(tiny_model):
     kept, rescued = rescuer.rescue([fine, failed], progress=done.append)
     assert rescued == {3}
     assert kept[0] is fine
-    assert kept[1].index == 3 and kept[1].steps == 3 * settings.steps == rescuer.steps(1) // 2 + settings.steps
+    assert kept[1].index == 3 and kept[1].steps == 3 * settings.steps
+    # at most: the probe, the refinement of its image, 4 passes
+    assert rescuer.steps(1) == rescue.probe_steps(settings.steps) + 5 * settings.steps
     assert kept[1].converged  # plain pixels start this filter of the tiny model
     assert not np.array_equal(kept[1].image, failed.image)
     assert sum(done) == rescuer.steps(1)  # rerun alone (a batch of 1, not padded to 2); skipped passes count as done
@@ -69,7 +71,7 @@ def gated_model(size: int = 16):
 
 
 def test_a_filter_only_a_start_can_fire_converges_and_one_nothing_fires_is_dead():
-    settings = dataclasses.replace(SETTINGS, steps=16)
+    settings = dataclasses.replace(SETTINGS, steps=128)
     cut, preprocess = models.cut(gated_model(), "conv2"), models.preprocess_fn("tf")
     renderer = optimize.Renderer(cut, preprocess, (16, 16, 3), 2, settings)
     silent, never = renderer.render([0, 1])
@@ -80,13 +82,15 @@ def test_a_filter_only_a_start_can_fire_converges_and_one_nothing_fires_is_dead(
     assert peaks[:, 0].max() > 0  # a start fires it...
     uniform = len(bank) - starts.BANK_TEXTURES  # ...but none of the bank's uniform-noise images does
     assert (peaks[uniform:, 0] == 0).all()
-    kept, rescued = rescuer.rescue([silent, never])
-    assert rescued == {0, 1}
+    done = []
+    kept, rescued = rescuer.rescue([silent, never], progress=done.append)
+    assert rescued == {0, 1} and sum(done) == rescuer.steps(2)  # the steps a filter skips count as done
     assert kept[0].converged and not kept[0].dead and kept[0].activation > 0 and kept[0].peak > 0
     # the keras-vis passes from a near-grey start could not fire it: the start pass is what converged
     assert kept[0].steps == 4 * settings.steps
     assert kept[1].dead and not kept[1].converged and kept[1].peak == pytest.approx(DEAD_BIAS)
-    assert kept[1].steps == 5 * settings.steps  # both passes twice, the second time from its best start
+    # nothing fired it, nor did the probe: dead without the passes (which cost 4 times --steps)
+    assert kept[1].steps == settings.steps + rescue.probe_steps(settings.steps) == 1.5 * settings.steps
 
 
 def test_no_start_fires_a_silent_filter_on_its_own_without_the_rescue():
@@ -95,6 +99,73 @@ def test_no_start_fires_a_silent_filter_on_its_own_without_the_rescue():
     cut = models.cut(gated_model(), "conv2")
     (result,) = optimize.Renderer(cut, models.preprocess_fn("tf"), (16, 16, 3), 1, settings).render([0])
     assert result.activation == 0 and not result.converged
+
+
+CHECKER_BIAS = -16.0  # conv fires only on a fine checkerboard: it sums 27 values of +-1 (tf range) under a
+# 3x3 checkerboard of signs, and the bank's flat fields and gratings reach at most 3, its noise about 10
+
+
+def checkerboard_model(size: int = 16):
+    """Input -> conv (1 filter, relu) 'conv': a 3x3 checkerboard of signs in every channel behind
+    CHECKER_BIAS. Alive (a checkerboard of pixels gives 27 + CHECKER_BIAS), but nothing in the bank fires it."""
+    import keras
+
+    inputs = keras.Input((size, size, 3))
+    conv = keras.layers.Conv2D(1, 3, activation="relu", name="conv")
+    model = keras.Model(inputs, conv(inputs))
+    signs = (-1.0) ** np.add.outer(np.arange(3), np.arange(3))
+    conv.set_weights([np.repeat(signs[:, :, None, None], 3, axis=2).astype(np.float32),
+                      np.array([CHECKER_BIAS], np.float32)])
+    return model
+
+
+def test_a_filter_nothing_fired_but_the_probe_fires_is_rescued_not_dead():
+    settings = dataclasses.replace(SETTINGS, steps=32, tv_weight=0.0, lp_weight=0.0)
+    cut, preprocess = models.cut(checkerboard_model(), "conv"), models.preprocess_fn("tf")
+    # a near-grey image (one step from the start) stands for a run that did not fire it
+    (silent,) = optimize.Renderer(cut, preprocess, (16, 16, 3), 1, dataclasses.replace(settings, steps=1)).render([0])
+    assert silent.peak <= 0 and not silent.converged
+    rescuer = rescue.Rescuer(cut, preprocess, (16, 16, 3), settings, 1)
+    _, peaks = rescuer.start_peaks()
+    assert peaks.max() <= 0 and rescuer._unfired([silent]) == [0]  # nothing fired it: it gets the probe
+    done = []
+    (kept,), rescued = rescuer.rescue([silent], progress=done.append)
+    assert rescued == {0} and not kept.dead and kept.peak > 0 and sum(done) == rescuer.steps(1)
+    assert kept.converged  # the passes, which the probe let it go through, made it converge
+    assert kept.steps > silent.steps + rescue.probe_steps(settings.steps)
+
+
+def hopeless_channels_model(size: int = 16):
+    """Input -> conv1 (4 filters, relu) -> conv2 (3 filters, relu): filter 0 weighs conv1 positively (it
+    fires on most pictures); filter 1 has a zero kernel and a negative bias; filter 2 weighs every input
+    negatively behind a negative bias (its inputs are 0 or more: it can only fall below 0, but it has a
+    gradient). Filters 1 and 2 are dead."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((size, size, 3))
+    conv2 = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="conv2")
+    conv1 = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")
+    model = keras.Model(inputs, conv2(conv1(inputs)))
+    kernel = np.abs(np.random.default_rng(3).normal(size=(3, 3, 4, 3))).astype(np.float32)
+    kernel[..., 1], kernel[..., 2] = 0.0, -kernel[..., 2]
+    conv2.set_weights([kernel, np.array([0.0, -1.0, -0.5], np.float32)])
+    return model
+
+
+def test_deciding_a_channel_is_dead_costs_at_most_half_again_a_live_filters_steps(tmp_path):
+    path = tmp_path / "hopeless.keras"
+    hopeless_channels_model().save(path)
+    out = tmp_path / "out"
+    result = run_cli("run", "--model", path, "--preprocess", "tf", "--layer", "conv2", "--size", 16,
+                     "--quiet", "--no-report", "--out", out)  # the default --steps, 128
+    assert result.returncode == 0, result.stderr
+    assert "conv2: 1/3 filters converged, 2 dead -> " in result.stdout
+    live, *dead = json.loads((out / "conv2" / "manifest.json").read_text())["filters"]
+    assert live["status"] == "done" and live["converged"] and not live["rescued"] and live["steps"] == 128
+    for entry in dead:
+        assert entry["status"] == "dead" and entry["peak_preactivation"] <= 0, entry
+        assert entry["steps"] <= 1.5 * live["steps"], entry  # the passes alone would cost 5 times
 
 
 def test_the_manifest_and_summary_report_dead_filters_apart(tmp_path):

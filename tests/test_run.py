@@ -21,12 +21,12 @@ from conftest import ROOT, run_cli
 FILTERS = 16
 SIZE = 24
 STEPS = 160  # long enough that a batch takes a moment, so a signal can land between batches
-BASE = ("--preprocess", "tf", "--layer", "conv2", "--steps", STEPS, "--size", SIZE, "--quiet")
+BASE = ("--preprocess", "tf", "--layer", "conv2", "--steps", STEPS, "--size", SIZE, "--quiet", "--tile")
 
 
 def wide_model():
     """Input(any size, 3) -> conv(8, relu) 'conv1' -> conv(16, relu) 'conv2' -> GAP -> Dense(2). It takes
-    any size, so its runs (at SIZE) start every picture as a half-size tile (tiles.py)."""
+    any size, so its runs (at SIZE, with --tile) start every picture as a half-size tile (tiles.py)."""
     import keras
 
     keras.utils.set_random_seed(3)
@@ -278,14 +278,27 @@ def test_nan_filter_is_restarted_once_then_marked_failed_while_others_go_on(tmp_
 # --- the split itself (pure) ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("count, parts", [(16, 2), (16, 3), (5, 8), (512, 7)])
-def test_shards_are_disjoint_cover_everything_and_balance(count, parts):
-    from filtervis.options import shard_part
+def test_one_layers_shards_are_every_nth_filter(count, parts):
+    from filtervis.run import shard_pairs
 
     items = list(range(100, 100 + count))
-    split = [shard_part(items, (k, parts)) for k in range(1, parts + 1)]
-    assert sorted(sum(split, [])) == items
-    assert max(map(len, split)) - min(map(len, split)) <= 1
-    assert split == [shard_part(items, (k, parts)) for k in range(1, parts + 1)]  # stable
+    split = [shard_pairs([("conv", items, 3.0)], (k, parts))["conv"] for k in range(1, parts + 1)]
+    assert split == [items[k::parts] for k in range(parts)]  # disjoint, all of them, sizes within one
+
+
+def test_shards_of_a_whole_model_balance_cost_across_layers():
+    """Deep layers cost more per filter: the parts get about equal cost, not equal counts."""
+    from filtervis.run import shard_pairs
+
+    layers = [("conv1", list(range(64)), 1.0), ("conv2", list(range(8)), 8.0), ("conv3", list(range(2)), 20.0)]
+    total = sum(len(f) * c for _, f, c in layers)
+    parts = [shard_pairs(layers, (k, 3)) for k in (1, 2, 3)]
+    for name, filters, _ in layers:  # every pair in exactly one part, each part's filters in order
+        assert sorted(sum((part[name] for part in parts), [])) == filters
+        assert all(part[name] == sorted(part[name]) for part in parts)
+    costs = [sum(len(part[name]) * c for name, _, c in layers) for part in parts]
+    assert max(costs) - min(costs) <= 20.0 < total / 3  # within the costliest pair
+    assert parts == [shard_pairs(layers, (k, 3)) for k in (1, 2, 3)]  # stable
 
 
 @pytest.mark.parametrize("text, expected", [("1/2", (1, 2)), (" 3 / 4 ", (3, 4)), ("0/2", None), ("3/2", None),

@@ -2,8 +2,8 @@
 (`preprocess_fn`), find, list and cut its layers (`graph`). Names are handed on from the modules."""
 
 from .describe import CHANNEL_NAMES, IMAGE_CHANNELS, LoadedModel, describe, guess_preprocess, parse_size  # noqa: F401
-from .graph import (KIND_CHANNELS, KIND_UNITS, Cut, LayerInfo, check_visualizable, cut, filter_count,  # noqa: F401
-                    find_layer, layer_shapes, list_layers, walk)
+from .graph import (ALL_LAYERS, KIND_CHANNELS, KIND_UNITS, Cut, LayerInfo, check_visualizable, cut,  # noqa: F401
+                    filter_count, find_layer, is_pattern, layer_shapes, list_layers, select_layers, walk)
 from .load import (APPLICATIONS, HED_WEIGHTS_FILE, OWN_WEIGHTS, Application, at_size, hed_weights_path,  # noqa: F401
                    load, load_hed_weights, runs_on)
 from .preprocess import PREPROCESS_MODES, check_preprocess, preprocess_fn  # noqa: F401

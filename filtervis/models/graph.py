@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import fnmatch
 
 from ..errors import LayerError
 from .describe import LoadedModel, describe
@@ -180,6 +181,48 @@ def list_layers(model, show_all: bool = False) -> list[LayerInfo]:
     if show_all:
         rows += [LayerInfo(path, type(layer).__name__, (), None) for path, layer in layers.items() if path not in shapes]
     return rows
+
+
+PATTERN_CHARACTERS = "*?["  # a --layer with one of these is a shell-style pattern (fnmatch)
+ALL_LAYERS = "all"
+
+
+def is_pattern(request: str) -> bool:
+    """Whether a --layer value names several layers: `all`, or a shell-style pattern."""
+    return request == ALL_LAYERS or any(c in request for c in PATTERN_CHARACTERS)
+
+
+def select_layers(model, requests, shapes: dict | None = None) -> list[tuple[str, bool]]:
+    """The layers `requests` name, in the model's order (that of `list_layers`), each with whether it
+    was named explicitly: `all` gives every layer that can be visualized, a shell-style pattern
+    (`block*_conv*`, `*/conv*`) those whose path matches, and a path itself (checked later, by
+    check_visualizable). LayerError for a pattern that matches nothing (naming the closest layers) and
+    for `all` on a model with nothing to visualize."""
+    loaded = _loaded(model)
+    shapes = layer_shapes(loaded) if shapes is None else shapes
+    layers = dict(walk(loaded.model))
+    order = {path: i for i, path in enumerate(shapes)}
+    visual = [path for path, shape in shapes.items() if path in layers and _visualizable(layers[path], shape)[0]]
+    chosen: dict[str, bool] = {}
+    for request in requests:
+        if request == ALL_LAYERS:
+            if not visual:
+                raise LayerError(f"--layer all: model '{loaded.name}' has no layer with channels or units to "
+                                 "visualize (`filtervis layers --all` lists its layers)")
+            matched = visual
+        elif is_pattern(request):
+            matched = [path for path in visual if fnmatch.fnmatchcase(path, request)]
+            if not matched:
+                close = difflib.get_close_matches(request, visual, n=3, cutoff=0.3)
+                hint = f"closest: {', '.join(close)}; " if close else ""
+                raise LayerError(f"--layer {request!r} matches no layer of model '{loaded.name}' ({hint}"
+                                 "`filtervis layers` lists them)")
+        else:
+            chosen[request] = True
+            continue
+        for path in matched:
+            chosen.setdefault(path, False)
+    return sorted(chosen.items(), key=lambda item: order.get(item[0], len(order)))
 
 
 def find_layer(model, path: str):
