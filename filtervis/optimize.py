@@ -100,6 +100,20 @@ def per_image(function, inputs, items):
     return tuple(tf.concat(values, axis=0) for values in zip(*parts))
 
 
+def batched_passes(target) -> bool:
+    """Whether a step computes a chain's images in one pass rather than one by one (per_image): for a
+    layer's filters (`targets.LayerFilters`, not classes) whose model computes in a lower type
+    (--precision bfloat16 or float16). A pass of one image leaves most of a low-precision matrix unit
+    idle: on a CPU with AMX, four 128 px images cost 1.9x as much one by one as in one pass (VGG16 to
+    block5_conv3), which would undo most of the lower type's gain. oneDNN's bfloat16 kernels tile
+    every image's rows alike and add each output's products in one fixed order, so an image's numbers
+    are the same in a pass of any size: the pictures still do not depend on --batch (tests/
+    test_precision.py checks it at odd sizes). Class heads (a matrix product over the batch) and float32
+    models keep per_image."""
+    return (getattr(target, "exact", None) is not None and isinstance(target, targets.LayerFilters)
+            and not target.classes)
+
+
 class Renderer:
     """Optimizes `batch` images at a time against a target (`targets.LayerFilters` or
     `targets.ObjectiveBatch`, or a `graph.Cut`, rendered by filter): item `items[i]` of the target for
@@ -139,7 +153,10 @@ class Renderer:
         self.group = settings.diversity
         if batch % self.group:
             raise ValueError(f"batch {batch} must be a multiple of the pictures per filter ({self.group})")
-        self.chains = chain_bounds(batch, group=self.group)
+        # A model computing in a lower type (--precision) runs a chain's images in one pass (see
+        # batched_passes); a float32 one runs each image alone (see per_image)
+        self.batched = batched_passes(self.target)
+        self.chains = chain_bounds(batch, 1 if self.batched else CHAINS, group=self.group)
         # One step of one chain, as a function of its own that `steps` calls (see NO_INLINE)
         self._chain_step = tf.function(self._step, experimental_attributes=NO_INLINE)
 
@@ -199,6 +216,8 @@ class Renderer:
     def _objective(self, inputs, items, first: int, features: bool = False):
         """(activation, start) of a chain whose first image is image `first` of the batch, each image alone
         (with `features`, also each image's feature maps, see targets.LayerFilters.objective)."""
+        if self.batched:
+            return self.target.objective(inputs, items, first, features=features)
         if features:
             return per_image(lambda x, item, i: self.target.objective(x, item, first + i, features=True),
                              inputs, items)
