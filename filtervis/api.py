@@ -405,7 +405,7 @@ def _objective_list(objective):
         raise SpecError(f"objective must be channel or neuron, an objective built with filtervis.objectives, "
                         f"or a list of them, but was {objective!r}")
     for goal in goals:
-        if not goal.layer_parts:
+        if not goal.layers:
             raise SpecError(f"objective {goal!r} reads no layer; add a layer term such as channel(layer, k)")
     return goals
 
