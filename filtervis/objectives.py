@@ -26,7 +26,8 @@ Two terms are about how pictures are made rather than what they show; subtract t
   is left out there). `render` adds `- 20 * colour_range()` to an objective without one, as
   `filtervis run` does.
 
-Like TV and the Lp norm, both apply once the objective's layer part fires (see targets.fires).
+In a render, the colour range applies like TV and the Lp norm, once the objective's layer part fires
+(see targets.fires); diversity is gated by how strong each picture is (see targets.loss).
 """
 
 from __future__ import annotations
