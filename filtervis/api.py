@@ -291,12 +291,14 @@ class Job:
 
     def goals(self) -> dict:
         """{unit: objectives.Objective}: each filter's (see targets.unit_goals: its channel, neuron or
-        class margin, minus --tv-weight and --lp-weight), or each place's in `objectives`."""
+        class margin, minus --tv-weight and --lp-weight, the colour range and with --diversity the
+        layer's diversity), or each place's in `objectives` (with the colour range, see targets.ranged)."""
         if self.objectives:
-            return dict(enumerate(self.objectives))
+            return {place: targets.ranged(goal) for place, goal in enumerate(self.objectives)}
         spec = self.spec
         return dict(zip(self.filters, targets.unit_goals(self.layer, self.filters, spec.objective, self.cut.classes,
-                                                         spec.tv_weight, spec.lp_weight, spec.lp_norm)))
+                                                         spec.tv_weight, spec.lp_weight, spec.lp_norm,
+                                                         spec.diversity)))
 
     def schedule(self) -> schedule.Schedule:
         """The schedule.Schedule that renders this job's batches."""
@@ -374,8 +376,10 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
     layer's are left out instead of refused (the manifest says so). `shapes`: the model's
     models.layer_shapes, when known."""
     goals = _objective_list(objective)
-    if goals is not None and options.get("diversity", 1) != 1 or spec is not None and goals and spec.diversity != 1:
-        raise SpecError("--diversity renders several pictures of a layer's filters; it does not take objective=...")
+    pictures = spec.diversity if spec is not None else options.get("diversity", 1)
+    if goals is not None and isinstance(pictures, int) and pictures > 1 and not all(g.group_parts for g in goals):
+        raise SpecError(f"diversity={pictures} with objective=...: give each objective a diversity term, e.g. "
+                        f"objective - 6 * objectives.diversity(layer) (what --diversity adds to a layer's filters)")
     if goals is not None:
         if layer is not None or filters is not None:
             raise SpecError("render() takes either a layer and filters or objective=...; not both")
@@ -404,6 +408,7 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, sp
                   tuple(shapes.values())[:deepest + 1], starts, tuple(goals), precision=precision, original=original)
         for goal in goals:  # the checks of targets.ObjectiveBatch, before anything runs
             targets.check_objective(goal, cuts)
+        targets.check_groups([targets.ranged(goal) for goal in goals], cuts, spec.diversity)
         return job
     count = models.check_visualizable(loaded, layer, shapes)
     wanted = parse_filters(spec.filters)
@@ -438,7 +443,7 @@ def _objective_list(objective):
         raise SpecError(f"objective must be channel or neuron, an objective built with filtervis.objectives, "
                         f"or a list of them, but was {objective!r}")
     for goal in goals:
-        if not goal.layer_parts:
+        if not goal.layers:
             raise SpecError(f"objective {goal!r} reads no layer; add a layer term such as channel(layer, k)")
     return goals
 

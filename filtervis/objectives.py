@@ -6,6 +6,7 @@ numbers.
     obj.channel("block4_conv3", 3) - 0.5 * obj.channel("block4_conv3", 7)   # filter 3 but not filter 7
     obj.neuron("block5_conv3", 12) + obj.class_logit("predictions", 281)    # two layers at once
     obj.channel("conv2", 0) - 0.1 * obj.total_variation()                   # with a regularizer
+    obj.channel("block4_conv3", 3) - 6 * obj.diversity("block4_conv3")     # pictures unlike each other
 
 An `Objective` is immutable: every operation returns a new one and leaves its operands as they were.
 Its value on a batch is the weighted sum of its terms' values (`Objective.value`); `filtervis.render`
@@ -14,6 +15,19 @@ weights mean the same for every filter and layer, as `--tv-weight` does).
 
 Layer terms see the layer's output as the layer gives it, except that a softmax or sigmoid is left
 out (a class term sees logits). Regularizer terms see the image (values in [0, 1]): subtract them.
+
+Two terms are about how pictures are made rather than what they show; subtract them too:
+
+- `diversity(layer)`: how alike a picture's feature statistics at `layer` are to those of the other
+  pictures of its objective (`render(..., diversity=N)` makes N of them, side by side). Its weight
+  is in units of the objective's own size: `- 6 * diversity(layer)` is what `--diversity N` adds.
+- `colour_range()`: how far the picture's colours lie beyond what the image can show, for the
+  parameterizations that map through a sigmoid (fft, maco; pixels are clipped instead, and the term
+  is left out there). `render` adds `- 20 * colour_range()` to an objective without one, as
+  `filtervis run` does.
+
+In a render, the colour range applies like TV and the Lp norm, once the objective's layer part fires
+(see targets.fires); diversity is gated by how strong each picture is (see targets.loss).
 """
 
 from __future__ import annotations
@@ -31,6 +45,8 @@ from .errors import SpecError
 @dataclasses.dataclass(frozen=True)
 class Term:
     """One named quantity of a batch, [B]; subclasses say how it is computed."""
+
+    compares = False  # True: the term compares the pictures of a group with each other (Diversity)
 
     @property
     def layer(self) -> str | None:
@@ -154,6 +170,50 @@ class LpNorm(Term):
         return f"lp_norm({self.p:g})"
 
 
+@dataclasses.dataclass(frozen=True)
+class Diversity(Term):
+    """How alike each picture's feature statistics at the layer are to those of the other pictures of
+    its group, in [0, 1] for non-negative features (lucid's diversity objective): the mean cosine
+    between its flattened Gram matrix (channel by channel products summed over places) and each
+    other picture's. Subtract it to push the pictures apart.
+
+    Its value on a batch takes the batch as one group (0 for a batch of one). A render takes each
+    objective's pictures as a group (`diversity=N`; `filtervis run --diversity N`); there the term is
+    compiled with the objective's filter term (see targets.per_filter), compares the feature maps of
+    the pass that computes the filter (the layer's input when only each picture's own filter is
+    computed, else the layer's output), holds the other pictures fixed, weighs in units of the
+    objective's size and is gated so that no picture gives up its filter to be different (see
+    targets.loss)."""
+
+    layer_name: str
+    compares = True
+
+    @property
+    def layer(self):
+        return self.layer_name
+
+    def value(self, outputs, images):
+        count = outputs.shape[0]
+        if count is None or count < 2:
+            return tf.zeros([tf.shape(outputs)[0]])
+        return measures.gram_similarity(outputs, count)
+
+    def __repr__(self):
+        return f"diversity({self.layer_name!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class ColourRange(Term):
+    """The image's colour out of range: how far its values' logits lie beyond +-measures.RANGE_LOGIT
+    (see measures.range_excess; 0 for colours well inside [0, 1])."""
+
+    def value(self, outputs, images):
+        return measures.range_excess(images)
+
+    def __repr__(self):
+        return "colour_range()"
+
+
 def _indices(outputs, index: int):
     return tf.fill([tf.shape(outputs)[0]], tf.constant(index, tf.int32))
 
@@ -171,7 +231,13 @@ class Objective:
 
     @property
     def layer_parts(self) -> tuple[tuple[float, Term], ...]:
-        return tuple((w, t) for w, t in self.parts if t.layer is not None)
+        """The terms that read a layer for each picture on its own (all but group_parts)."""
+        return tuple((w, t) for w, t in self.parts if t.layer is not None and not t.compares)
+
+    @property
+    def group_parts(self) -> tuple[tuple[float, Term], ...]:
+        """The terms that compare the pictures of a group (diversity)."""
+        return tuple((w, t) for w, t in self.parts if t.compares)
 
     @property
     def image_parts(self) -> tuple[tuple[float, Term], ...]:
@@ -291,6 +357,17 @@ def lp_norm(p: float = 6.0) -> Objective:
     if not isinstance(p, numbers.Real) or isinstance(p, bool) or not p >= 1:
         raise SpecError(f"lp_norm(p): p must be 1 or more, but was {p!r}")
     return Objective(((1.0, LpNorm(float(p))),))
+
+
+def diversity(layer: str) -> Objective:
+    """How alike the pictures of one objective are at `layer` (see Diversity); subtract it
+    (`- 6 * diversity(layer)`) and render several pictures per objective (`diversity=N`)."""
+    return Objective(((1.0, Diversity(_layer_name(layer))),))
+
+
+def colour_range() -> Objective:
+    """The image's colour out of range (see ColourRange); subtract it (`- 20 * colour_range()`)."""
+    return Objective(((1.0, ColourRange()),))
 
 
 def regularized(objective: Objective, tv_weight: float = 0.0, lp_weight: float = 0.0, p: float = 6.0) -> Objective:

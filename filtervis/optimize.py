@@ -133,7 +133,9 @@ class Renderer:
         self.preprocess = preprocess
         self.image_shape, self.batch, self.settings = tuple(image_shape), batch, settings
         self.param = param or Pixels(self.image_shape)
-        self.colour_range = not isinstance(self.param, Pixels)  # the colour-range penalty (targets.range_penalty)
+        # the objectives' colour-range terms (targets.colour_penalty), for sigmoid parameterizations only
+        weights = self.target.colour_weights()
+        self.colour_weights = None if isinstance(self.param, Pixels) or not np.any(weights.numpy()) else weights
         self.transform = transforms.build(settings.transforms, settings.jitter)
         self.regularizers = self.target.regularizers()  # (tv weights, lp weights, p)
         self.tv_weights, self.lp_weights, self.lp_p = self.regularizers
@@ -157,6 +159,7 @@ class Renderer:
         # batched_passes); a float32 one runs each image alone (see per_image)
         self.batched = batched_passes(self.target)
         self.chains = chain_bounds(batch, 1 if self.batched else CHAINS, group=self.group)
+        self.diverse = self.group > 1 and bool(self.target.diversity)  # the objectives' diversity terms apply
         # One step of one chain, as a function of its own that `steps` calls (see NO_INLINE)
         self._chain_step = tf.function(self._step, experimental_attributes=NO_INLINE)
 
@@ -227,23 +230,24 @@ class Renderer:
         """One step of one chain (images `first`... of the batch) at step count `t` (steps done before
         it): its new (params, m, v, finite, total_loss, attribution); `attribution` accumulates
         |d loss / d image| when settings.alpha (else it is passed on as it is)."""
-        with tf.GradientTape() as tape:
+        apart = bool(self.settings.alpha and self.colour_weights is not None)
+        with tf.GradientTape(persistent=apart) as tape:
             tape.watch(params)
             images = self.param.to_image(params)
             seen = images if self.transform is None else self.transform(images, keys, tf.cast(t, tf.int32))
-            if self.group > 1:
+            if self.diverse:
                 post, start, maps = self._objective(self.preprocess(seen), items, first, features=True)
             else:
-                post, start = self._objective(self.preprocess(seen), items, first)
-            loss = targets.loss(self.target, images, items, post, start, maps if self.group > 1 else None,
-                                self.group, self.regularizers if self.regularized else None, self.colour_range)
+                post, start, maps = (*self._objective(self.preprocess(seen), items, first), None)
+            loss = targets.loss(self.target, images, items, post, start, maps, self.group,
+                                self.regularizers if self.regularized else None, self.colour_weights, apart)
+            if apart:
+                loss, colour = loss
+                colour = tf.reduce_sum(colour)
             total = tf.reduce_sum(loss)
-        if self.settings.alpha and self.colour_range:  # one backward pass gives both
+        if apart:  # where the picture matters to the objective, not to its colour range
             grad, image_grad = tape.gradient(total, [params, images])
-            with tf.GradientTape() as range_tape:  # where the picture matters to the filter, not to its colour range
-                range_tape.watch(images)
-                penalty = tf.reduce_sum(targets.range_penalty(self.target, images, items, tf.stop_gradient(post)))
-            attribution = attribution + tf.abs(image_grad - range_tape.gradient(penalty, images))
+            attribution = attribution + tf.abs(image_grad - tape.gradient(colour, images))
         elif self.settings.alpha:
             grad, image_grad = tape.gradient(total, [params, images])
             attribution = attribution + tf.abs(image_grad)

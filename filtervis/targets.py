@@ -71,62 +71,88 @@ def _spread(pre) -> tuple[np.ndarray, np.ndarray]:
 
 def as_target(target, preprocess, image_shape, settings):
     """`target` as it is, or a graph.Cut made into the LayerFilters of `settings` (objective, seed,
-    tv_weight, lp_weight, lp_norm)."""
+    tv_weight, lp_weight, lp_norm, diversity) with the colour range, as `filtervis run` renders it."""
     if isinstance(target, (LayerFilters, ObjectiveBatch)):
         return target
     return LayerFilters(target, preprocess, image_shape, settings.objective, settings.seed, settings.tv_weight,
-                        settings.lp_weight, settings.lp_norm)
+                        settings.lp_weight, settings.lp_norm, diversity=DIVERSITY_SHARE if settings.diversity > 1 else 0.0,
+                        colour_range=RANGE_WEIGHT)
 
 
-def loss(target, images, items, post, start, maps=None, group: int = 1, regularizers=None, colour_range: bool = True):
-    """What the optimizer minimizes for each image of a batch, [b]: the sum of its terms.
+def fires(target, items, post):
+    """[b]: 1.0 where an image's objective fires (`post` above START_THRESHOLD of its scale), else 0.0.
+    The image terms (TV, the Lp norm, the colour range) apply only then: a silent filter's start is
+    left to find it first."""
+    return tf.cast(post > START_THRESHOLD * tf.gather(target.scales, items), tf.float32)
+
+
+def loss(target, images, items, post, start, maps=None, group: int = 1, regularizers=None, colour_weights=None,
+         apart: bool = False):
+    """What the optimizer minimizes for each image of a batch, [b]: the sum of its objective's terms as
+    compiled.
 
     - the objective (`post`, softened into `start` while the filter is silent, see measures.started),
       negated and in units of the filter's typical response (`target.inverse_scales`);
-    - with `group` > 1 (--diversity: consecutive groups of pictures of one filter), the pictures' Gram
-      similarity to the others of their group (`maps`: each image's feature maps), DIVERSITY_SHARE
-      times the objective's size, gated by DIVERSITY_GATE;
-    - with `colour_range` (a sigmoid parameterization), RANGE_WEIGHT times the colour out of range once
-      the filter fires (see range_penalty);
-    - with `regularizers` ((tv weights, lp weights, p) per item), TV and the Lp norm of `images`, once
-      the filter fires (above START_THRESHOLD of its scale).
-    """
+    - its diversity term (`target.diversity`, the term's weight negated) with `group` > 1 (consecutive
+      groups of pictures of one filter): the pictures' Gram similarity to the others of their group
+      (`maps`: each image's feature maps), held fixed, `target.diversity` times the objective's size,
+      gated by DIVERSITY_GATE;
+    - its colour-range term with `colour_weights` (the terms' weights negated, per item; given for a
+      sigmoid parameterization): the weight times the colour out of range (measures.range_excess);
+    - with `regularizers` ((tv weights, lp weights, p) per item), TV and the Lp norm of `images`.
+
+    The image terms apply once the objective fires (see fires). With `apart`, returns (the loss, its
+    colour-range part) (a zero part without `colour_weights`)."""
     threshold = START_THRESHOLD * tf.gather(target.scales, items)
     value = -measures.started(post, start, threshold) * tf.gather(target.inverse_scales, items)
-    if group > 1:  # the pictures of one filter repel each other
+    if group > 1 and target.diversity:  # the pictures of one filter repel each other
         size = tf.stop_gradient(tf.abs(value))
         gate = measures.gate(measures.share_of_best(post, group), *DIVERSITY_GATE)
-        value += gate * DIVERSITY_SHARE * size * measures.gram_similarity(maps, group, fixed=True)
-    if colour_range:
-        value += range_penalty(target, images, items, post)
+        value += gate * target.diversity * size * measures.gram_similarity(maps, group, fixed=True)
+    fired = fires(target, items, post) if colour_weights is not None or regularizers is not None else None
+    colour = tf.zeros_like(value)
+    if colour_weights is not None:
+        colour = colour_penalty(images, tf.gather(colour_weights, items), fired)
+        value += colour
     if regularizers is not None:  # the defaults need neither TV nor Lp, nor their gradients
         tv_weights, lp_weights, p = regularizers
         penalty = measures.penalty(images, tf.gather(tv_weights, items), tf.gather(lp_weights, items), p)
-        value += tf.cast(post > threshold, tf.float32) * penalty
-    return value
+        value += fired * penalty
+    return (value, colour) if apart else value
 
 
-def range_penalty(target, images, items, post):
-    """[b]: RANGE_WEIGHT times each image's colour out of range (measures.range_excess), once its filter
-    fires (above START_THRESHOLD of its scale: a silent filter's start is left to find it first). For
-    sigmoid parameterizations only: on clipped pixels the logit's gradient grows without bound near 0
-    and 1 and fights the objective (a filter that wants white then fell short of converging)."""
-    fires = tf.cast(post > START_THRESHOLD * tf.gather(target.scales, items), tf.float32)
-    return fires * RANGE_WEIGHT * measures.range_excess(images)
+def colour_penalty(images, weights, fired):
+    """[b]: `weights` times each image's colour out of range (measures.range_excess) where its
+    objective fires (`fired`, see fires). For sigmoid parameterizations only: on clipped pixels the
+    logit's gradient grows without bound near 0 and 1 and fights the objective (a filter that wants
+    white then fell short of converging)."""
+    return fired * weights * measures.range_excess(images)
 
 
 # --- objectives compiled ---------------------------------------------------------------------------
 
 def unit_goals(layer: str, indices, kind: str, classes: bool, tv_weight: float = 0.0, lp_weight: float = 0.0,
-               lp_norm: float = 6.0) -> list:
+               lp_norm: float = 6.0, diversity: int = 1) -> list:
     """What `filtervis run` renders for a layer, as objectives: per filter its channel (the spatial mean),
     its neuron (the centre unit) with `kind` "neuron", or its class margin on a layer of classes, minus
-    the regularizers (--tv-weight, --lp-weight, --lp-norm)."""
+    the regularizers (--tv-weight, --lp-weight, --lp-norm), minus RANGE_WEIGHT times the colour range,
+    and with `diversity` (--diversity) above 1 minus DIVERSITY_SHARE times the layer's diversity."""
     if classes:
         make = obj.class_logit
     else:
         make = obj.neuron if kind == "neuron" else obj.channel
-    return [obj.regularized(make(layer, int(i)), tv_weight, lp_weight, lp_norm) for i in indices]
+    extra = ranged(obj.Objective(()))
+    if diversity > 1:
+        extra = extra - DIVERSITY_SHARE * obj.diversity(layer)
+    return [obj.regularized(make(layer, int(i)), tv_weight, lp_weight, lp_norm) + extra for i in indices]
+
+
+def ranged(goal):
+    """`goal` with the colour range: minus RANGE_WEIGHT times objectives.colour_range() unless it has a
+    colour-range term of its own (what `render` renders)."""
+    if any(isinstance(t, obj.ColourRange) for _, t in goal.parts):
+        return goal
+    return goal - RANGE_WEIGHT * obj.colour_range()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,12 +166,15 @@ class PerFilter:
     tv_weight: float
     lp_weight: float
     lp_norm: float | None  # None: no Lp term
+    colour_range: float = 0.0  # the colour-range term's weight, negated (0: none)
+    diversity: float = 0.0  # the diversity term's weight, negated (0: none); it reads `layer`
 
 
 def per_filter(goals, cuts: dict) -> PerFilter | None:
     """The PerFilter form of `goals`, or None when they are not of it: each goal is one term of weight 1
     (a channel, a neuron at the centre, or a class margin on a layer of classes), all of one kind on
-    one layer, each of another filter, with the same regularizer terms."""
+    one layer, each of another filter, with the same image terms (TV, Lp, colour range) and the same
+    diversity term, if any, on that layer."""
     firsts = [goal.layer_parts for goal in goals]
     if not goals or any(len(parts) != 1 or parts[0][0] != 1.0 for parts in firsts):
         return None
@@ -162,12 +191,16 @@ def per_filter(goals, cuts: dict) -> PerFilter | None:
             isinstance(t, obj.Neuron) and (t.y is not None or t.x is not None) for t in terms):
         return None
     image_parts = {goal.image_parts for goal in goals}
-    if len(image_parts) != 1:
+    group_parts = {goal.group_parts for goal in goals}
+    if len(image_parts) != 1 or len(group_parts) != 1:
+        return None
+    shared = goals[0].group_parts
+    if len(shared) > 1 or any(not isinstance(t, obj.Diversity) or t.layer != layer for _, t in shared):
         return None
     tv, lp = _regularizer_weights(goals[0])
     ps = [t.p for _, t in goals[0].image_parts if isinstance(t, obj.LpNorm)]
     return PerFilter(layer, "neuron" if kind is obj.Neuron else "channel", tuple(t.index for t in terms), tv, lp,
-                     ps[0] if ps else None)
+                     ps[0] if ps else None, _colour_weight(goals[0]), float(-sum(w for w, _ in shared)))
 
 
 def compile_layer(goals, cuts: dict, preprocess, image_shape, seed: int, lp_norm: float = 6.0):
@@ -179,20 +212,23 @@ def compile_layer(goals, cuts: dict, preprocess, image_shape, seed: int, lp_norm
     if form is None:
         return None
     target = LayerFilters(cuts[form.layer], preprocess, image_shape, form.kind, seed, form.tv_weight, form.lp_weight,
-                          lp_norm if form.lp_norm is None else form.lp_norm)
+                          lp_norm if form.lp_norm is None else form.lp_norm, form.diversity, form.colour_range)
     return target, form
 
 
 class LayerFilters:
     """One filter of one cut per image: `kind` is "channel" (the filter's mean) or "neuron" (its
-    centre unit); a cut whose units are classes (`cut.classes`) is rendered by class margin."""
+    centre unit); a cut whose units are classes (`cut.classes`) is rendered by class margin. The
+    objectives' other terms, the same for every filter, are weights: `tv_weight`, `lp_weight` (minus
+    the TV and Lp terms' weights), `diversity` and `colour_range` (likewise, 0: no such term)."""
 
     def __init__(self, cut, preprocess, image_shape, kind: str, seed: int, tv_weight: float = 0.0,
-                 lp_weight: float = 0.0, lp_norm: float = 6.0):
+                 lp_weight: float = 0.0, lp_norm: float = 6.0, diversity: float = 0.0, colour_range: float = 0.0):
 
         self.cut, self.preprocess, self.kind = cut, preprocess, kind
         self.probing = False  # True: the objective is probe_objective (see probe)
         self.tv_weight, self.lp_weight, self.lp_norm = float(tv_weight), float(lp_weight), float(lp_norm)
+        self.diversity, self.colour_range = float(diversity), float(colour_range)
         self.measure = measures.class_margin if cut.classes else measures.LAYER_MEASURES[kind]
         elementwise = not cut.classes and is_elementwise(cut.activation, (None, *cut.output_shape))
         # (sliced for one filter: the model runs on each image alone, see optimize.per_image)
@@ -200,7 +236,8 @@ class LayerFilters:
         # a cut computing in a lower type (--precision) is measured in float32: its scales, noise
         # activation, and (optimize.Renderer.measure) each finished picture's numbers
         self.exact = None if cut.exact is None else LayerFilters(cut.exact, preprocess, image_shape, kind, seed,
-                                                                 tv_weight, lp_weight, lp_norm)
+                                                                 tv_weight, lp_weight, lp_norm, diversity,
+                                                                 colour_range)
         if self.exact is None:
             scales, self.noise_activation = self._noise_statistics(seed, image_shape)
         else:
@@ -223,6 +260,10 @@ class LayerFilters:
         """(tv weights [count], lp weights [count], p): the objectives' TV and Lp terms (the same for
         every filter)."""
         return (tf.fill([self.count], self.tv_weight), tf.fill([self.count], self.lp_weight), self.lp_norm)
+
+    def colour_weights(self):
+        """[count]: the colour-range term's weight (negated) of each filter's objective."""
+        return tf.fill([self.count], self.colour_range)
 
     def with_regularizers(self, tv_weight: float, lp_weight: float) -> "LayerFilters":
         """The same filters (cut, scales) with other TV and Lp weights (the rescue's passes)."""
@@ -344,10 +385,12 @@ class ObjectiveBatch:
     def __init__(self, objectives, cuts: dict, preprocess, image_shape, seed: int):
 
         self.objectives, self.cuts, self.preprocess = tuple(objectives), dict(cuts), preprocess
+        self.diversity = 0.0  # no group terms (see check_groups)
         self.elementwise = {layer: not cut.classes and is_elementwise(cut.activation, (None, *cut.output_shape))
                             for layer, cut in self.cuts.items()}
         for objective in self.objectives:
             check_objective(objective, self.cuts)
+        check_groups(self.objectives, None)
         self.lp_p = _one_p(self.objectives)
         noise = tf.constant(scale_noise(seed, image_shape))
         # cuts computing in a lower type (--precision) are measured in float32 (graph.Cut.exact)
@@ -365,6 +408,7 @@ class ObjectiveBatch:
         weights = [_regularizer_weights(o) for o in self.objectives]
         self.tv_weights = tf.constant([w[0] for w in weights], tf.float32)
         self.lp_weights = tf.constant([w[1] for w in weights], tf.float32)
+        self.colour = tf.constant([_colour_weight(o) for o in self.objectives], tf.float32)
         self.exact = None
         if any(cut.exact is not None for cut in self.cuts.values()):
             self.exact = copy.copy(self)
@@ -387,6 +431,10 @@ class ObjectiveBatch:
     def regularizers(self) -> tuple:
         """(tv weights, lp weights, p) of the objectives' own regularizer terms."""
         return self.tv_weights, self.lp_weights, self.lp_p
+
+    def colour_weights(self):
+        """[count]: the colour-range term's weight (negated) of each objective."""
+        return self.colour
 
     def _pre(self, inputs):
         return {layer: cut.forward(inputs) for layer, cut in self.cuts.items()}
@@ -447,6 +495,29 @@ def check_objective(objective, cuts):
         if isinstance(term, obj.ClassLogit) and len(shape) != 1:
             raise SpecError(f"{term!r}: layer '{term.layer}' has output {tuple(shape)}, not (batch, classes); "
                             "use channel() for maps")
+
+
+def check_groups(goals, cuts: dict | None, pictures: int = 1):
+    """SpecError unless the goals' diversity terms can be rendered: they compare the `pictures`
+    pictures of one objective (2 or more), and are compiled with objectives of the per-filter form on
+    the same layer (see per_filter; `cuts` None: the goals are not of it)."""
+    with_terms = [goal for goal in goals if goal.group_parts]
+    if not with_terms:
+        return
+    goal = with_terms[0]
+    term = goal.group_parts[0][1]
+    if cuts is None or per_filter(list(goals), cuts) is None:
+        raise SpecError(f"{goal!r}: {term!r} is rendered with objectives of one filter term each (channel, "
+                        f"neuron or class_logit) on layer '{term.layer}', every one with the same diversity "
+                        "and image terms; render the others without diversity()")
+    if pictures < 2:
+        raise SpecError(f"{goal!r}: {term!r} compares the pictures of one objective; ask for several with "
+                        "diversity=N (2 or more), or leave diversity() out")
+
+
+def _colour_weight(objective) -> float:
+    """Minus the objective's weight of its colour-range term (0: none)."""
+    return float(-sum(w for w, t in objective.image_parts if isinstance(t, obj.ColourRange)))
 
 
 def _one_p(objectives) -> float:

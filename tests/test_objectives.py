@@ -69,6 +69,43 @@ def test_sums_do_not_change_their_operands():
 def test_repr_reads_like_the_expression():
     expr = obj.channel("c", 3) - 0.5 * obj.channel("c", 7) - 0.1 * obj.total_variation()
     assert repr(expr) == "channel('c', 3) - 0.5 * channel('c', 7) - 0.1 * total_variation()"
+    expr = obj.channel("c", 3) - 6 * obj.diversity("c") - 20 * obj.colour_range()
+    assert repr(expr) == "channel('c', 3) - 6 * diversity('c') - 20 * colour_range()"
+
+
+def test_diversity_and_colour_range_combine_like_other_terms():
+    """diversity() reads its layer but compares pictures (a group part, not a layer part); colour_range()
+    reads the image; both add up and cancel like any term."""
+    expr = obj.channel("conv2", 3) - 2 * obj.diversity("conv1") - obj.colour_range()
+    assert expr.layers == ("conv2", "conv1")
+    assert [t for _, t in expr.layer_parts] == [obj.Channel("conv2", 3)]
+    assert expr.group_parts == ((-2.0, obj.Diversity("conv1")),)
+    assert expr.image_parts == ((-1.0, obj.ColourRange()),)
+    assert (expr + 2 * obj.diversity("conv1")).group_parts == ()
+    assert (expr - obj.colour_range()).image_parts == ((-2.0, obj.ColourRange()),)
+
+
+def test_diversity_is_the_gram_similarity_among_the_batch(tiny_model):
+    """Alike pictures are fully similar (1), different ones less; one picture alone has no others (0)."""
+    images = _images(3)
+    same = np.repeat(images[:1], 3, axis=0)
+    div = obj.diversity("conv1")
+    np.testing.assert_allclose(filtervis.evaluate(tiny_model, div, same, preprocess="tf"), 1.0, rtol=1e-5)
+    different = filtervis.evaluate(tiny_model, div, images, preprocess="tf")
+    assert different.shape == (3,) and (different < 0.999).all() and (different > 0).all()
+    np.testing.assert_array_equal(filtervis.evaluate(tiny_model, div, images[:1], preprocess="tf"), [0.0])
+    both = filtervis.evaluate(tiny_model, obj.channel("conv1", 0) - 0.5 * div, images, preprocess="tf")
+    np.testing.assert_allclose(both, filtervis.evaluate(tiny_model, obj.channel("conv1", 0), images,
+                                                        preprocess="tf") - 0.5 * different, rtol=1e-5, atol=1e-6)
+
+
+def test_colour_range_is_zero_inside_and_grows_beyond_it(tiny_model):
+    grey = np.full((1, 16, 16, 3), 0.5, np.float32)
+    clipped = grey.copy()
+    clipped[:, :, :8] = 1.0  # half the picture white: its logit far beyond the range
+    values = [filtervis.evaluate(tiny_model, obj.channel("conv1", 0) + obj.colour_range(), x, preprocess="tf")
+              - filtervis.evaluate(tiny_model, obj.channel("conv1", 0), x, preprocess="tf") for x in (grey, clipped)]
+    assert abs(values[0][0]) < 1e-6 and values[1][0] > 10
 
 
 @pytest.mark.parametrize("make, message", [
@@ -77,6 +114,7 @@ def test_repr_reads_like_the_expression():
     (lambda: obj.neuron("conv2", 1, y=-2), "y index"),
     (lambda: obj.direction("conv2", []), "finite numbers"),
     (lambda: obj.lp_norm(0.5), "1 or more"),
+    (lambda: obj.diversity(None), "layer name"),
     (lambda: obj.channel("conv2", 1) * "2", TypeError),
 ])
 def test_bad_objectives_are_refused_when_built(make, message):
@@ -93,6 +131,7 @@ def test_bad_objectives_are_refused_when_built(make, message):
     (obj.direction("conv2", [1.0, 2.0]), "one weight per filter"),
     (obj.neuron("conv2", 1, y=40, x=0), "outside"),
     (obj.class_logit("conv2", 1), "not \\(batch, classes\\)"),
+    (obj.diversity("conv2") - obj.colour_range(), "reads no layer"),
 ])
 def test_objectives_that_do_not_fit_the_layer_are_refused_before_rendering(tiny_model, objective, message):
     with pytest.raises(SpecError, match=message):
