@@ -130,7 +130,8 @@ class Fourier:
         """[B, C, H, W//2+1, 2] parameters -> [B, H, W, C] images in (0, 1)."""
         height, width, channels = self.image_shape
         scale = tf.constant(self._scale)
-        spectrum = tf.complex(params[..., 0] * scale, params[..., 1] * scale)
+        real, imaginary = tf.unstack(params, axis=-1)  # (its gradient stacks; a slice's scatters into zeros)
+        spectrum = tf.complex(real * scale, imaginary * scale)
         planes = tf.signal.irfft2d(spectrum, fft_length=[height, width])  # [B, C, H, W]
         return exact.per_image(tf.sigmoid, mix_colours(planes, channels))
 
