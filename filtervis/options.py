@@ -238,7 +238,7 @@ class RunSpec:
     input: str | None = option(
         None, "The image input of a multi-input model (the others are held at zeros).", MODEL, metavar="NAME")
     precision: str = option(
-        "float32", "The type the model's layers compute in: float32, bfloat16, float16, or auto (bfloat16 on a CPU "
+        "auto", "The type the model's layers compute in: float32, bfloat16, float16, or auto (bfloat16 on a CPU "
         "with native bfloat16 (AVX512_BF16, AMX) or a GPU that has it, float16 on other GPUs, float32 elsewhere; "
         "a model saved under a mixed policy keeps its own; `filtervis layers` says what auto picks here). The "
         "images, the optimizer and every measure stay float32.", MODEL, choices=PRECISIONS,
