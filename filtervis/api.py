@@ -302,7 +302,7 @@ class Job:
 
     def schedule(self) -> schedule.Schedule:
         """The schedule.Schedule that renders this job's batches."""
-        fallback = None if self.objectives or self.compute_dtype == "float32" else self._float32_schedule
+        fallback = None if self.compute_dtype == "float32" else self._float32_schedule
         return schedule.Schedule(self.spec, self.preprocess, self.image_shape, self.batch, self.param(), self.goals(),
                                  self.cuts, starts=self.starts, tile=self.tile(), fallback=fallback)
 
@@ -312,7 +312,9 @@ class Job:
         original = self.original or self.loaded
         if models.own_precision(original.model) is not None:  # a model of its own mixed policy
             original, _ = models.apply_precision(original, "float32")
-        job = dataclasses.replace(self, loaded=original, cut=models.cut(original, self.layer),
+        cut = ({name: models.cut(original, name) for name in self.cuts} if self.objectives
+               else models.cut(original, self.layer))
+        job = dataclasses.replace(self, loaded=original, cut=cut,
                                   precision=models.Precision(self.spec.precision, "float32", "fallback"),
                                   original=None, batch=None, memory=None, _tile=None)
         job.choose_batch(len(self.filters))

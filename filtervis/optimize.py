@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import measures, targets, transforms
-from .params import Pixels
+from .params import Pixels, squash
 from .targets import filter_key
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
@@ -100,18 +100,32 @@ def per_image(function, inputs, items):
     return tuple(tf.concat(values, axis=0) for values in zip(*parts))
 
 
+# The layers a one-pass step may hold: their bfloat16 kernels gave every image the same numbers in a pass
+# of any size (VGG16 at 37-224 px, batches 1-6). A depthwise or separable convolution or a
+# BatchNormalization (fer's) did not, after 48 steps: their cuts run each image alone.
+BATCHED_LAYERS = ("InputLayer", "Conv2D", "MaxPooling2D", "ReLU", "Activation", "ZeroPadding2D", "Dropout")
+
+
 def batched_passes(target) -> bool:
     """Whether a step computes a chain's images in one pass rather than one by one (per_image): for a
     layer's filters (`targets.LayerFilters`, not classes) whose model computes in a lower type
-    (--precision bfloat16 or float16). A pass of one image leaves most of a low-precision matrix unit
-    idle: on a CPU with AMX, four 128 px images cost 1.9x as much one by one as in one pass (VGG16 to
-    block5_conv3), which would undo most of the lower type's gain. oneDNN's bfloat16 kernels tile
-    every image's rows alike and add each output's products in one fixed order, so an image's numbers
-    are the same in a pass of any size: the pictures still do not depend on --batch (tests/
-    test_precision.py checks it at odd sizes). Class heads (a matrix product over the batch) and float32
-    models keep per_image."""
-    return (getattr(target, "exact", None) is not None and isinstance(target, targets.LayerFilters)
-            and not target.classes)
+    (--precision bfloat16 or float16) and whose cut holds only BATCHED_LAYERS. A pass of one image
+    leaves most of a low-precision matrix unit idle: on a CPU with AMX, four 128 px images cost 1.9x
+    as much one by one as in one pass (VGG16 to block5_conv3), which would undo most of the lower
+    type's gain. The pictures still do not depend on --batch (tests/test_precision.py checks it at odd
+    sizes). Class heads (a matrix product over the batch) and float32 models keep per_image."""
+    if (getattr(target, "exact", None) is None or not isinstance(target, targets.LayerFilters)
+            or target.classes or target.cut.model is None):
+        return False
+    return all(type(layer).__name__ in BATCHED_LAYERS for layer in _leaf_layers(target.cut.model))
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers"):  # a nested model
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
 
 
 class Renderer:
@@ -230,25 +244,22 @@ class Renderer:
         """One step of one chain (images `first`... of the batch) at step count `t` (steps done before
         it): its new (params, m, v, finite, total_loss, attribution); `attribution` accumulates
         |d loss / d image| when settings.alpha (else it is passed on as it is)."""
-        apart = bool(self.settings.alpha and self.colour_weights is not None)
-        with tf.GradientTape(persistent=apart) as tape:
+        with tf.GradientTape() as tape:
             tape.watch(params)
-            images = self.param.to_image(params)
+            if self.colour_weights is None:
+                images, logits = self.param.to_image(params), None
+            else:  # a sigmoid parameterization: the colour range reads its logits
+                logits = self.param.logits(params)
+                images = squash(logits)
             seen = images if self.transform is None else self.transform(images, keys, tf.cast(t, tf.int32))
             if self.diverse:
                 post, start, maps = self._objective(self.preprocess(seen), items, first, features=True)
             else:
                 post, start, maps = (*self._objective(self.preprocess(seen), items, first), None)
             loss = targets.loss(self.target, images, items, post, start, maps, self.group,
-                                self.regularizers if self.regularized else None, self.colour_weights, apart)
-            if apart:
-                loss, colour = loss
-                colour = tf.reduce_sum(colour)
+                                self.regularizers if self.regularized else None, self.colour_weights, logits)
             total = tf.reduce_sum(loss)
-        if apart:  # where the picture matters to the objective, not to its colour range
-            grad, image_grad = tape.gradient(total, [params, images])
-            attribution = attribution + tf.abs(image_grad - tape.gradient(colour, images))
-        elif self.settings.alpha:
+        if self.settings.alpha:  # where the picture matters to the objective (the colour range reads the logits)
             grad, image_grad = tape.gradient(total, [params, images])
             attribution = attribution + tf.abs(image_grad)
         else:

@@ -128,12 +128,16 @@ class Fourier:
 
     def to_image(self, params):
         """[B, C, H, W//2+1, 2] parameters -> [B, H, W, C] images in (0, 1)."""
+        return squash(self.logits(params))
+
+    def logits(self, params):
+        """[B, C, H, W//2+1, 2] parameters -> [B, H, W, C]: the images' values before the sigmoid."""
         height, width, channels = self.image_shape
         scale = tf.constant(self._scale)
         real, imaginary = tf.unstack(params, axis=-1)  # (its gradient stacks; a slice's scatters into zeros)
         spectrum = tf.complex(real * scale, imaginary * scale)
         planes = tf.signal.irfft2d(spectrum, fft_length=[height, width])  # [B, C, H, W]
-        return exact.per_image(tf.sigmoid, mix_colours(planes, channels))
+        return mix_colours(planes, channels)
 
     def from_image(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Parameters whose `to_image` is `image` ([H, W, C] in [0, 1]), up to 8-bit rounding (and
@@ -156,6 +160,12 @@ class Fourier:
 
     def project(self, params):
         return params
+
+
+def squash(logits):
+    """Image values in (0, 1) from their logits: the sigmoid of a sigmoid parameterization (per image,
+    see exact.py)."""
+    return exact.per_image(tf.sigmoid, logits)
 
 
 def mix_colours(planes, channels: int):
@@ -255,13 +265,17 @@ class Maco:
 
     def to_image(self, params):
         """[B, C, H, W//2+1] phases -> [B, H, W, C] images in (0, 1)."""
+        return squash(self.logits(params))
+
+    def logits(self, params):
+        """[B, C, H, W//2+1] phases -> [B, H, W, C]: the images' values before the sigmoid."""
         height, width, channels = self.image_shape
         amplitude = tf.constant(self._amplitude)
         phase = params * MACO_PHASE_GAIN
         # (cos and sin per image: see exact.py)
         spectrum = tf.complex(amplitude * exact.per_image(tf.cos, phase), amplitude * exact.per_image(tf.sin, phase))
         planes = tf.signal.irfft2d(spectrum, fft_length=[height, width])  # [B, C, H, W]
-        return exact.per_image(tf.sigmoid, MACO_SLOPE * mix_colours(planes, channels))
+        return MACO_SLOPE * mix_colours(planes, channels)
 
     def from_image(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The phases of `image` ([H, W, C] in [0, 1]): its arrangement, under the natural amplitudes

@@ -87,7 +87,7 @@ def fires(target, items, post):
 
 
 def loss(target, images, items, post, start, maps=None, group: int = 1, regularizers=None, colour_weights=None,
-         apart: bool = False):
+         logits=None):
     """What the optimizer minimizes for each image of a batch, [b]: the sum of its objective's terms as
     compiled.
 
@@ -98,11 +98,12 @@ def loss(target, images, items, post, start, maps=None, group: int = 1, regulari
       (`maps`: each image's feature maps), held fixed, `target.diversity` times the objective's size,
       gated by DIVERSITY_GATE;
     - its colour-range term with `colour_weights` (the terms' weights negated, per item; given for a
-      sigmoid parameterization): the weight times the colour out of range (measures.range_excess);
+      sigmoid parameterization, with the images' `logits`): the weight times the colour out of range
+      (measures.logit_excess: it reaches the parameters without passing through `images`, so the
+      gradient of the loss by the images leaves it out);
     - with `regularizers` ((tv weights, lp weights, p) per item), TV and the Lp norm of `images`.
 
-    The image terms apply once the objective fires (see fires). With `apart`, returns (the loss, its
-    colour-range part) (a zero part without `colour_weights`)."""
+    The image terms apply once the objective fires (see fires)."""
     threshold = START_THRESHOLD * tf.gather(target.scales, items)
     value = -measures.started(post, start, threshold) * tf.gather(target.inverse_scales, items)
     if group > 1 and target.diversity:  # the pictures of one filter repel each other
@@ -110,23 +111,21 @@ def loss(target, images, items, post, start, maps=None, group: int = 1, regulari
         gate = measures.gate(measures.share_of_best(post, group), *DIVERSITY_GATE)
         value += gate * target.diversity * size * measures.gram_similarity(maps, group, fixed=True)
     fired = fires(target, items, post) if colour_weights is not None or regularizers is not None else None
-    colour = tf.zeros_like(value)
     if colour_weights is not None:
-        colour = colour_penalty(images, tf.gather(colour_weights, items), fired)
-        value += colour
+        value += colour_penalty(logits, tf.gather(colour_weights, items), fired)
     if regularizers is not None:  # the defaults need neither TV nor Lp, nor their gradients
         tv_weights, lp_weights, p = regularizers
         penalty = measures.penalty(images, tf.gather(tv_weights, items), tf.gather(lp_weights, items), p)
         value += fired * penalty
-    return (value, colour) if apart else value
+    return value
 
 
-def colour_penalty(images, weights, fired):
-    """[b]: `weights` times each image's colour out of range (measures.range_excess) where its
-    objective fires (`fired`, see fires). For sigmoid parameterizations only: on clipped pixels the
+def colour_penalty(logits, weights, fired):
+    """[b]: `weights` times each image's colour out of range (measures.logit_excess of its values'
+    `logits`) where its objective fires (`fired`, see fires). For sigmoid parameterizations only: on clipped pixels the
     logit's gradient grows without bound near 0 and 1 and fights the objective (a filter that wants
     white then fell short of converging)."""
-    return fired * weights * measures.range_excess(images)
+    return fired * weights * measures.logit_excess(logits)
 
 
 # --- objectives compiled ---------------------------------------------------------------------------

@@ -47,6 +47,17 @@ def test_range_excess_is_zero_inside_the_range_and_pushes_values_back_beyond_it(
     np.testing.assert_allclose(measures.range_excess(tf.fill([2, 4, 4, 3], 0.5)), [0.0, 0.0])
 
 
+def test_logit_excess_is_range_excess_from_the_logits_and_keeps_pushing_past_the_clip():
+    logits = tf.constant([0.0, 3.9, -3.9, 6.0, -5.0, 4.0, 9.0, -8.0], shape=[1, 2, 2, 2])
+    np.testing.assert_allclose(measures.logit_excess(logits), measures.range_excess(tf.sigmoid(logits)), rtol=1e-3)
+    far = tf.fill([1, 2, 2, 2], 20.0)  # past the clip at 1e-6 from 1 (a logit of 13.8)
+    with tf.GradientTape() as tape:
+        tape.watch(far)
+        excess = measures.logit_excess(far)
+    np.testing.assert_allclose(excess, [16.0**2])
+    assert (tape.gradient(excess, far).numpy() > 0).all()
+
+
 def test_soft_relu_approaches_relu_and_keeps_a_gradient():
     x = tf.constant([-30.0, -1.0, 0.0, 50.0])
     with tf.GradientTape() as tape:

@@ -45,7 +45,7 @@ CHANGES = {
     "diversity": ({}, 2),
     "seed": ({}, 1),
     "early_stop": ({"steps": 96}, 0.5),
-    "precision": ({}, "bfloat16"),
+    "precision": ({"precision": "float32"}, "bfloat16"),
 }
 # Options that do not change the pictures (options.Option.pictures is False), and a value to try.
 UNCHANGING = {"batch": 1, "memory_budget": "3G", "cols": 1}

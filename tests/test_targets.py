@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import filtervis
-from filtervis import appearance, models, objectives as obj, optimize, params, targets
+from filtervis import appearance, measures, models, objectives as obj, optimize, params, targets
 from filtervis.errors import SpecError
 from filtervis.options import RunSpec
 
@@ -110,17 +110,22 @@ def test_the_colour_range_term_applies_to_sigmoid_parameterizations_only(param):
         assert appearance.clipped(pictures[0.0][0]) > 0.02 and appearance.clipped(pictures[targets.RANGE_WEIGHT][0]) == 0
 
 
-def test_the_loss_gives_the_colour_part_apart_and_only_once_the_filter_fires(tiny_model):
+def test_the_loss_adds_the_colour_range_of_the_logits_only_once_the_filter_fires(tiny_model):
     cuts = _cuts(tiny_model, "conv2")
     goals = [obj.channel("conv2", k) - 3 * obj.colour_range() for k in (0, 1)]
     target, _ = targets.compile_layer(goals, cuts, tf.identity, (SIZE, SIZE, 3), 0)
-    images = tf.constant(np.stack([np.full((SIZE, SIZE, 3), 0.999, np.float32)] * 2))  # beyond the range
+    logits = tf.fill([2, SIZE, SIZE, 3], 7.0)  # beyond the range (values of 0.999)
+    images = tf.sigmoid(logits)
     items = tf.constant([0, 1])
     scales = target.scales.numpy()
     post = tf.constant([0.5 * targets.START_THRESHOLD * scales[0], 2 * targets.START_THRESHOLD * scales[1]])
     np.testing.assert_array_equal(targets.fires(target, items, post).numpy(), [0.0, 1.0])
-    value, colour = targets.loss(target, images, items, post, post, colour_weights=target.colour_weights(),
-                                 apart=True)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([images, logits])
+        value = targets.loss(target, images, items, post, post, colour_weights=target.colour_weights(), logits=logits)
     bare = targets.loss(target, images, items, post, post)
-    assert colour.numpy()[0] == 0.0 and colour.numpy()[1] > 0  # silent: left to its start first
-    np.testing.assert_allclose(value.numpy(), (bare + colour).numpy(), rtol=1e-6)
+    colour = (value - bare).numpy()
+    assert colour[0] == 0.0  # silent: left to its start first
+    np.testing.assert_allclose(colour[1], 3 * (7.0 - measures.RANGE_LOGIT) ** 2, rtol=1e-6)
+    assert tape.gradient(value, images) is None  # the colour range reaches the parameters through the logits
+    assert tape.gradient(value, logits).numpy()[1].min() > 0  # pulls the values back into the range

@@ -34,7 +34,9 @@ def _pngs(out: Path) -> dict:
 
 def test_layer_all_renders_every_listed_layer_in_the_models_order_and_clips_filters(model_file, tmp_path):
     listed = run_cli("layers", "--model", model_file, "--preprocess", "unit")
-    rows = [line.split()[0] for line in listed.stdout.splitlines()[2:]]
+    lines = listed.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["layer", "type"])
+    rows = [line.split()[0] for line in lines[header + 1:]]
     assert rows == LAYERS
     out = tmp_path / "out"
     result = run_cli("run", "--model", model_file, *FAST, "--layer", "all", "--filters", "0-4", "--out", out)

@@ -322,8 +322,22 @@ def cut(model, path: str, shapes: dict | None = None) -> Cut:
             return tf.cast(graph(loaded.feed(images), training=False), tf.float32)
     else:
         forward = _captured(loaded, target, how)
+    if getattr(target, "compute_dtype", "float32") != "float32":
+        activation = _in_float32(activation)
     # the pre-activation has the layer's output shape (an activation layer's input is shaped as its output)
     return Cut(forward, activation, shapes[path], graph, loaded.feed, classes)
+
+
+def _in_float32(activation):
+    """`activation` (of a layer computing in a lower type, --precision) giving float32 values, as the
+    objective and every measure take them."""
+    import tensorflow as tf
+
+    def cast(values):
+        return tf.cast(activation(values), tf.float32)
+
+    cast.weights = getattr(activation, "weights", None)  # (a layer's own weights, see targets.is_elementwise)
+    return cast
 
 
 def _graph_cut(loaded, chain, how):

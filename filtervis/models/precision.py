@@ -17,6 +17,7 @@ be cloned (subclassed, or a layer whose config does not rebuild it) computes in 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import weakref
@@ -96,6 +97,25 @@ def _policy(layer, dtype: str):
     return keras.DTypePolicy(dtype)
 
 
+@contextlib.contextmanager
+def _random_streams_kept():
+    """Python's, NumPy's and TensorFlow's global random streams as they were before the block."""
+    import random
+
+    import numpy as np
+    import tensorflow as tf
+
+    python, numpy_state = random.getstate(), np.random.get_state()
+    generator = tf.random.get_global_generator()
+    state = generator.state.numpy().copy()
+    try:
+        yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy_state)
+        generator.state.assign(state)
+
+
 def convert_model(model, dtype: str):
     """A clone of the functional or Sequential `model` whose layers compute in `dtype` (see the module
     doc), its weights copied; raises ValueError (or another Exception) when it cannot be cloned."""
@@ -107,7 +127,8 @@ def convert_model(model, dtype: str):
         config = dict(layer.get_config(), dtype=_policy(layer, dtype))
         return layer.__class__.from_config(config)
 
-    clone = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
+    with _random_streams_kept():  # the clone's initializers draw from Python's and NumPy's global streams
+        clone = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
     old, new = model.weights, clone.weights
     if len(old) != len(new) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(old, new)):
         raise ValueError("the clone's weights do not match the model's")
