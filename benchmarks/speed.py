@@ -188,7 +188,6 @@ def keras_vis(full_model, layer: str, filters, size: int, channels: int = 3):
 
 def measure_case(layer: str, size: int, steps: int, batch: int, repeats: int) -> dict:
     """{method: (best wall s, best CPU s per filter-step, peak bytes, median over rounds of wall / bare wall)}."""
-    import numpy as np
     import tensorflow as tf
 
     from filtervis import api, models
@@ -208,17 +207,26 @@ def measure_case(layer: str, size: int, steps: int, batch: int, repeats: int) ->
         "filtervis": lambda n: renderer.render(filters),
         "tf-keras-vis": keras_vis(loaded.model, layer, filters, size),
     }
+    result = interleaved(methods, steps, repeats, batch * steps, "bare")
+    return result
+
+
+def interleaved(methods: dict, steps: int, repeats: int, per_step: int, reference: str) -> dict:
+    """{method: (best wall s, best CPU s per filter-step, peak bytes, median over rounds of wall /
+    `reference`'s wall)}: every method run `steps` steps per round, the methods taking turns in each of
+    `repeats` rounds (so that a noisy machine slows them alike); `per_step` filter-steps per run."""
+    import numpy as np
+
     rounds = {name: [] for name in methods}
     for _ in range(repeats):
         for name, method in methods.items():
             rounds[name].append(_timed(lambda: method(steps)))
-    per_step = batch * steps
+    base = np.array([t[0] for t in rounds[reference]])
     result = {}
     for name, times in rounds.items():
         walls, cpus, peaks = (np.array(column) for column in zip(*times))
-        bare_walls = np.array([t[0] for t in rounds["bare"]])
         result[name] = (walls.min() / per_step, cpus.min() / per_step, int(peaks.max()),
-                        float(np.median(walls / bare_walls)))
+                        float(np.median(walls / base)))
     return result
 
 
@@ -239,7 +247,6 @@ def mixed_policy_clone(model, policy: str = "mixed_bfloat16"):
 def measure_precision(layer: str, size: int, steps: int, batch: int, repeats: int) -> dict:
     """{method: (best wall s, best CPU s per filter-step, peak bytes, median over rounds of wall / bare
     bfloat16 wall)} of bare float32, bare bfloat16 (mixed policy), filtervis auto and filtervis float32."""
-    import numpy as np
     import tensorflow as tf
 
     from filtervis import api, models
@@ -264,17 +271,7 @@ def measure_precision(layer: str, size: int, steps: int, batch: int, repeats: in
         "filtervis float32": lambda n: renderers["float32"].steps(tf.constant(n, tf.int32)).numpy(),
         "filtervis auto render": lambda n: renderers["auto"].render(filters),
     }
-    rounds = {name: [] for name in methods}
-    for _ in range(repeats):
-        for name, method in methods.items():
-            rounds[name].append(_timed(lambda: method(steps)))
-    per_step = batch * steps
-    reference = np.array([t[0] for t in rounds["bare bfloat16"]])
-    result = {}
-    for name, times in rounds.items():
-        walls, cpus, peaks = (np.array(column) for column in zip(*times))
-        result[name] = (walls.min() / per_step, cpus.min() / per_step, int(peaks.max()),
-                        float(np.median(walls / reference)))
+    result = interleaved(methods, steps, repeats, batch * steps, "bare bfloat16")
     result["auto"] = used["auto"]
     return result
 
@@ -305,7 +302,6 @@ def load_model_case(key: str):
 def measure_model_case(key: str, layer: str, steps: int, batch: int, repeats: int) -> tuple[dict, str]:
     """measure_case for a model case (see the module doc); ratios are to "bare, full model".
     Returns (result, a line describing the case)."""
-    import numpy as np
     import tensorflow as tf
 
     from filtervis import api, models
@@ -340,17 +336,7 @@ def measure_model_case(key: str, layer: str, steps: int, batch: int, repeats: in
             note = f"; tf-keras-vis skipped ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})"
     else:
         note = "; tf-keras-vis skipped (a subclassed model has no inputs/outputs for it)"
-    rounds = {name: [] for name in methods}
-    for _ in range(repeats):
-        for name, method in methods.items():
-            rounds[name].append(_timed(lambda: method(steps)))
-    per_step = batch * steps
-    reference = np.array([t[0] for t in rounds["bare, full model"]])
-    result = {}
-    for name, times in rounds.items():
-        walls, cpus, peaks = (np.array(column) for column in zip(*times))
-        result[name] = (walls.min() / per_step, cpus.min() / per_step, int(peaks.max()),
-                        float(np.median(walls / reference)))
+    result = interleaved(methods, steps, repeats, batch * steps, "bare, full model")
     path = "captured (cut.model is None)" if cut.model is None else "graph cut (fast path)"
     shape = f"{image_shape[1]}x{image_shape[0]}x{image_shape[2]}"
     return result, f"{key} {layer}: {shape} input, {path}, output {cut.output_shape}{note}"

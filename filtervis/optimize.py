@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import measures, targets, transforms
+from .models.graph import walk
 from .params import Pixels, squash
 from .targets import filter_key
 
@@ -117,15 +118,10 @@ def batched_passes(target) -> bool:
     if (getattr(target, "exact", None) is None or not isinstance(target, targets.LayerFilters)
             or target.classes or target.cut.model is None):
         return False
-    return all(type(layer).__name__ in BATCHED_LAYERS for layer in _leaf_layers(target.cut.model))
+    import keras
 
-
-def _leaf_layers(model):
-    for layer in model.layers:
-        if hasattr(layer, "layers"):  # a nested model
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
+    return all(isinstance(layer, keras.Model) or type(layer).__name__ in BATCHED_LAYERS
+               for _, layer in walk(target.cut.model))
 
 
 class Renderer:

@@ -230,7 +230,8 @@ class LayerFilters:
         self.diversity, self.colour_range = float(diversity), float(colour_range)
         self.measure = measures.class_margin if cut.classes else measures.LAYER_MEASURES[kind]
         elementwise = not cut.classes and is_elementwise(cut.activation, (None, *cut.output_shape))
-        # (sliced for one filter: the model runs on each image alone, see optimize.per_image)
+        # (sliced to the filters of a pass: one image's, see optimize.per_image, or with
+        # optimize.batched_passes a chain's, each image keeping its own)
         self.own = own_channel(cut, 1) if elementwise else None
         # a cut computing in a lower type (--precision) is measured in float32: its scales, noise
         # activation, and (optimize.Renderer.measure) each finished picture's numbers
@@ -322,10 +323,7 @@ class LayerFilters:
         mean moves the whole image towards the filter's pattern, the centre unit rises faster than a mean
         whose places pull towards shifted copies of it: on VGG16 hed, either alone left filters silent
         that the other fired, their sum fired every one of them."""
-        if self.own is not None:
-            pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
-        else:
-            pre, index = self.cut.forward(inputs), filters
+        pre, index = self._own_pre(inputs, filters)
         return (measures.start_objective(pre, index, threshold)
                 + measures.start_objective(measures.centre(pre), index, threshold))
 
@@ -339,12 +337,7 @@ class LayerFilters:
         runner-up (measures.class_lead: above 0 exactly when the model puts the image in its class)."""
         if self.cut.classes:
             return measures.class_lead(self.cut.forward(inputs), filters)
-        if self.own is not None:
-            pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
-        else:
-            pre, index = self.cut.forward(inputs), filters
-        values = tf.gather(self._startable(pre), index, axis=-1, batch_dims=1)
-        return tf.reduce_max(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
+        return self._peak(*self._own_pre(inputs, filters))
 
     def activation_and_peak(self, inputs, filters, slot: int = 0):
         """(activation, peak), [b] each, from one pass: `objective`'s activation and `peak` (how a cut
@@ -352,13 +345,20 @@ class LayerFilters:
         if self.cut.classes:
             logits = self.cut.forward(inputs)
             return self.measure(logits, filters), measures.class_lead(logits, filters)
+        pre, index = self._own_pre(inputs, filters)
+        return self.measure(self.cut.activation(pre), index), self._peak(pre, index)
+
+    def _own_pre(self, inputs, filters):
+        """(pre-activations, each image's index into them): each image's own filter only ([b, ..., 1],
+        index 0) when the layer is sliced (see own_channel), else the whole layer and `filters`."""
         if self.own is not None:
-            pre, index = self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
-        else:
-            pre, index = self.cut.forward(inputs), filters
-        post = self.measure(self.cut.activation(pre), index)
+            return self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
+        return self.cut.forward(inputs), filters
+
+    def _peak(self, pre, index):
+        """[b]: the highest of each image's own filter's values over the units its objective sees."""
         values = tf.gather(self._startable(pre), index, axis=-1, batch_dims=1)
-        return post, tf.reduce_max(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
+        return tf.reduce_max(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
 
     def start_peaks(self, images) -> np.ndarray:
         """[N, filters]: each image's highest pre-activation of every filter over the units its
