@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import measures
+from .models import chain
 from . import objectives as obj
 from .errors import SpecError
 
@@ -609,7 +610,9 @@ def own_channel(cut, batch: int):
         except (ValueError, AttributeError):  # the layer is called more than once
             prefix = None
         if prefix is not None:
-            return _sliced_conv(lambda images: prefix(cut.feed(images), training=False), last)
+            layers = chain.layers(prefix)  # a plain chain runs layer by layer, with a cheaper gradient
+            run = chain.forward(layers) if layers else (lambda inputs: prefix(inputs, training=False))
+            return _sliced_conv(lambda images: run(cut.feed(images)), last)
 
     def pick(inputs, filters, features: bool = False):
         pre = cut.forward(inputs)
