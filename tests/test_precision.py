@@ -71,6 +71,18 @@ def test_bfloat16_pictures_do_not_depend_on_the_batch(case):
     assert _pictures(runs[0]) != _pictures(full)
 
 
+def test_a_one_pass_batch_splits_in_two_chains_only_when_each_pass_stays_large():
+    """optimize.SPLIT_POSITIONS: a one-pass step runs two chains when each chain's pass still has that
+    many positions of the layer's output (images x height x width), else one; float32 always two."""
+    for size, batch, chains in [(16, 2, ((0, 1), (1, 2))), (8, 4, ((0, 4),)), (8, 8, ((0, 4), (4, 8))),
+                                (12, 4, ((0, 2), (2, 4))), (11, 4, ((0, 4),))]:
+        job = api.prepare(tiny_conv_model(size), "conv2", "0-3", precision="bfloat16", **{**LOW, "size": size})
+        renderer = job.renderer(batch)
+        assert renderer.batched and renderer.chains == chains, (size, batch, renderer.chains)
+    job = api.prepare(tiny_conv_model(8), "conv2", "0-3", precision="float32", **{**LOW, "size": 8})
+    assert job.renderer(4).chains == ((0, 2), (2, 4))
+
+
 def test_bfloat16_pictures_of_fer_do_not_depend_on_the_batch():
     """fer's separable convolutions and BatchNormalization gave batch-dependent pictures in one pass
     after 48 steps: they run each image alone."""
