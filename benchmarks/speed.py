@@ -21,8 +21,11 @@ For each case (layer:size of the real VGG16, `--weights hed`), in one process an
 - bare, overlapped: the same passes on one fixed input, so that no step waits for the one before;
   TensorFlow then runs consecutive steps' passes partly at the same time (about 10% faster on 2 CPU
   cores). No optimizer can do that; it is printed so that the two limits can be compared.
+- bare, 1 per pass: the same, each image its own pass (the batch split in as many chains as images): the
+  limit of float32's schedule, which runs every image alone (see optimize.per_image).
 - filtervis: `Renderer.render` exactly as `filtervis run` builds it (api.Job.renderer) with the default
-  settings: transforms, regularizers, Adam, start/noise measurements, result read-back.
+  settings but `--precision float32`, the type the bare passes and tf-keras-vis compute in (`--precision`
+  compares the types): transforms, regularizers, Adam, start/noise measurements, result read-back.
 - tf-keras-vis: `ActivationMaximization` with its default input modifiers, regularizers and
   optimizer, on the same model cut at the layer's output, the same filters, steps, batch and size.
 
@@ -58,7 +61,8 @@ input moved along the last step's gradient as in bare:
 - bare, full model, 2 chains: the same, the batch split in two as filtervis splits its own.
 - bare, cut: forward + input-gradient passes of `cut.forward` (the captured layer for ONet, the graph
   cut for fer), each image's own filter's spatial mean; and "bare, cut, 2 chains".
-- filtervis: `Renderer.render` as `filtervis run` builds it (api.Job.renderer), default settings.
+- filtervis: `Renderer.render` as `filtervis run` builds it (api.Job.renderer), default settings but
+  `--precision float32`.
 - tf-keras-vis (fer only, when it can take the model; the subclassed ONet has no inputs/outputs).
 """
 
@@ -193,7 +197,8 @@ def measure_case(layer: str, size: int, steps: int, batch: int, repeats: int) ->
     from filtervis import api, models
     from filtervis.options import RunSpec
 
-    spec = RunSpec(layers=(layer,), model="vgg16", weights="hed", steps=steps, size=size, batch=batch)
+    spec = RunSpec(layers=(layer,), model="vgg16", weights="hed", steps=steps, size=size, batch=batch,
+                   precision="float32")  # as bare and tf-keras-vis compute (--precision compares the types)
     loaded = api.load(spec.model, spec)
     cut = models.cut(loaded.model, layer)
     filters = list(range(batch))
@@ -204,6 +209,7 @@ def measure_case(layer: str, size: int, steps: int, batch: int, repeats: int) ->
         "bare": bare_pass(cut.model, filters, size),
         "bare, 2 chains": bare_pass(cut.model, filters, size, chains=2),
         "bare, overlapped": bare_pass(cut.model, filters, size, overlapped=True),
+        "bare, 1 per pass": bare_pass(cut.model, filters, size, chains=batch),
         "filtervis": lambda n: renderer.render(filters),
         "tf-keras-vis": keras_vis(loaded.model, layer, filters, size),
     }
@@ -312,7 +318,8 @@ def measure_model_case(key: str, layer: str, steps: int, batch: int, repeats: in
     image_shape = tuple(int(d) for d in loaded.input_shape)
     cut = models.cut(loaded, layer)
     filters = [i % cut.filters for i in range(batch)]
-    spec = RunSpec(layers=(layer,), model=key, weights="none", preprocess="tf", steps=steps, batch=batch)
+    spec = RunSpec(layers=(layer,), model=key, weights="none", preprocess="tf", steps=steps, batch=batch,
+                   precision="float32")
     renderer = api.prepare(loaded, layer, spec=spec).renderer(batch)
     renderer.steps(tf.constant(1, tf.int32))
     renderer.measure(tf.zeros([batch, *image_shape]))
