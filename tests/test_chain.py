@@ -118,3 +118,26 @@ def test_subclassed_model_is_not_a_chain():
     net = Net()
     net(np.zeros((1, 8, 8, 3), np.float32))
     assert chain.layers(net) is None
+
+
+def test_a_sequential_model_with_dropout_and_batchnorm_runs_as_keras_runs_it():
+    """Layers other than a pooled ReLU are called as Keras calls them in inference (Dropout passes,
+    BatchNormalization uses its moving statistics)."""
+    import keras
+
+    from filtervis.models import chain
+
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([
+        keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3, activation="relu", padding="same"),
+        keras.layers.MaxPooling2D(), keras.layers.Dropout(0.5), keras.layers.BatchNormalization(),
+        keras.layers.Conv2D(3, 3, activation="relu"), keras.layers.MaxPooling2D()])
+    norm = model.layers[3]
+    norm.moving_mean.assign(np.full(norm.moving_mean.shape, 0.3, np.float32))
+    layers = chain.layers(model)
+    assert [type(layer).__name__ for layer in layers] == [
+        "Conv2D", "MaxPooling2D", "Dropout", "BatchNormalization", "Conv2D", "MaxPooling2D"]
+    images = np.random.default_rng(2).normal(size=(2, 16, 16, 1)).astype(np.float32)
+    fast = _values_and_gradient(chain.forward(layers), images)
+    slow = _values_and_gradient(lambda x: model(x, training=False), images)
+    assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
