@@ -118,7 +118,7 @@ def _conv_relu_pool(conv, pool):
             pooled = pool.call(out)
 
         def gradient(upstream):
-            upstream = upstream * tf.cast(pooled > 0, upstream.dtype)
+            upstream = tf.raw_ops.ReluGrad(gradients=upstream, features=pooled)  # the ReLU's mask, at the pool
             into_pool = tape.gradient(pooled, out, output_gradients=upstream)
             return tape.gradient(pre, x, output_gradients=into_pool)
 
