@@ -107,8 +107,9 @@ def frequency_scale(height: int, width: int, decay: float) -> np.ndarray:
 
 
 class Fourier:
-    """A decorrelated, 1/f-scaled spectrum. Parameters: [C, H, W // 2 + 1, 2] (real, imaginary parts
-    of each channel's rfft2 coefficients). For RGB the channels are the COLOR_MIX directions; a grey
+    """A decorrelated, 1/f-scaled spectrum. Parameters: [2, C, H, W // 2 + 1] (the real parts, then the
+    imaginary parts, of each channel's rfft2 coefficients: each a contiguous block, so that splitting
+    them and stacking their gradient are plain copies). For RGB the channels are the COLOR_MIX directions; a grey
     image's one channel and a 4th channel are themselves (the luminance direction has unit norm too)."""
 
     name = "fft"
@@ -119,22 +120,24 @@ class Fourier:
         self.image_shape = check_image_shape(image_shape)
         self.decay = decay
         height, width, channels = self.image_shape
-        self.shape = (channels, height, width // 2 + 1, 2)
+        self.shape = (2, channels, height, width // 2 + 1)
         self._scale = frequency_scale(height, width, decay) * FOURIER_GAIN
 
     def init(self, rng: np.random.Generator) -> np.ndarray:
-        """Small Gaussian spectrum: a near-grey image with faint low-frequency colour, [C, H, W//2+1, 2]."""
-        return rng.normal(0.0, FOURIER_INIT_STD, self.shape).astype(np.float32)
+        """Small Gaussian spectrum: a near-grey image with faint low-frequency colour, [2, C, H, W//2+1]
+        (drawn as [C, H, W//2+1, 2], each coefficient's real and imaginary part in turn)."""
+        drawn = rng.normal(0.0, FOURIER_INIT_STD, (*self.shape[1:], 2)).astype(np.float32)
+        return np.ascontiguousarray(np.moveaxis(drawn, -1, 0))
 
     def to_image(self, params):
-        """[B, C, H, W//2+1, 2] parameters -> [B, H, W, C] images in (0, 1)."""
+        """[B, 2, C, H, W//2+1] parameters -> [B, H, W, C] images in (0, 1)."""
         return squash(self.logits(params))
 
     def logits(self, params):
-        """[B, C, H, W//2+1, 2] parameters -> [B, H, W, C]: the images' values before the sigmoid."""
+        """[B, 2, C, H, W//2+1] parameters -> [B, H, W, C]: the images' values before the sigmoid."""
         height, width, channels = self.image_shape
         scale = tf.constant(self._scale)
-        real, imaginary = tf.unstack(params, axis=-1)  # (its gradient stacks; a slice's scatters into zeros)
+        real, imaginary = tf.unstack(params, axis=1)  # (its gradient stacks; a slice's scatters into zeros)
         spectrum = tf.complex(real * scale, imaginary * scale)
         planes = tf.signal.irfft2d(spectrum, fft_length=[height, width])  # [B, C, H, W]
         return mix_colours(planes, channels)
@@ -156,7 +159,7 @@ class Fourier:
         else:
             decorrelated = logits
         spectrum = np.fft.rfft2(np.transpose(decorrelated, (2, 0, 1))) / self._scale
-        return np.stack([spectrum.real, spectrum.imag], axis=-1).astype(np.float32)
+        return np.stack([spectrum.real, spectrum.imag]).astype(np.float32)
 
     def project(self, params):
         return params

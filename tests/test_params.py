@@ -76,7 +76,7 @@ def test_fourier_from_image_inverts_to_image(channels, decay):
     fourier = Fourier((*WIDE, channels), decay)
     image = np.random.default_rng(0).uniform(0.05, 0.95, (*WIDE, channels)).astype(np.float32)
     spectrum = fourier.from_image(image, np.random.default_rng(0))
-    assert spectrum.shape == fourier.shape == (channels, 12, 11, 2)
+    assert spectrum.shape == fourier.shape == (2, channels, 12, 11)
     back = fourier.to_image(tf.constant(spectrum[None])).numpy()
     assert back.shape == (1, *WIDE, channels)
     np.testing.assert_allclose(back[0], image, atol=1e-4)
@@ -86,23 +86,23 @@ def test_fourier_from_image_inverts_to_image(channels, decay):
 def test_fourier_inverts_an_odd_width(channels):
     fourier = Fourier((8, 7, channels))
     image = np.random.default_rng(3).uniform(0.05, 0.95, (8, 7, channels)).astype(np.float32)
-    assert fourier.shape == (channels, 8, 4, 2)
+    assert fourier.shape == (2, channels, 8, 4)
     start = fourier.from_image(image, np.random.default_rng(0))
     np.testing.assert_allclose(fourier.to_image(tf.constant(start[None])).numpy()[0], image, atol=1e-4)
 
 
 def test_only_rgb_is_colour_mixed():
     """RGBA = the RGB parameterization of the first 3 channels + the grey one of the 4th."""
-    spectrum = tf.constant(np.random.default_rng(2).normal(0, 0.3, (2, 4, 12, 11, 2)).astype(np.float32))
+    spectrum = tf.constant(np.random.default_rng(2).normal(0, 0.3, (2, 2, 4, 12, 11)).astype(np.float32))
     rgba = Fourier((*WIDE, 4)).to_image(spectrum).numpy()
-    np.testing.assert_allclose(rgba[..., :3], Fourier((*WIDE, 3)).to_image(spectrum[:, :3]).numpy(), atol=1e-6)
-    np.testing.assert_allclose(rgba[..., 3:], Fourier((*WIDE, 1)).to_image(spectrum[:, 3:]).numpy(), atol=1e-6)
-    alpha_only = np.zeros((1, 4, 12, 11, 2), np.float32)
-    alpha_only[0, 3, 0, 0, 0] = 0.5  # a DC offset in the 4th channel alone
+    np.testing.assert_allclose(rgba[..., :3], Fourier((*WIDE, 3)).to_image(spectrum[:, :, :3]).numpy(), atol=1e-6)
+    np.testing.assert_allclose(rgba[..., 3:], Fourier((*WIDE, 1)).to_image(spectrum[:, :, 3:]).numpy(), atol=1e-6)
+    alpha_only = np.zeros((1, 2, 4, 12, 11), np.float32)
+    alpha_only[0, 0, 3, 0, 0] = 0.5  # a DC offset (its real part) in the 4th channel alone
     out = Fourier((*WIDE, 4)).to_image(tf.constant(alpha_only)).numpy()[0]
     np.testing.assert_array_equal(out[..., :3], 0.5)  # the colours do not see it
     assert np.all(out[..., 3] > 0.5)
-    grey = np.zeros((1, 1, 12, 11, 2), np.float32)
+    grey = np.zeros((1, 2, 1, 12, 11), np.float32)
     grey[0, 0, 0, 0, 0] = 0.5
     np.testing.assert_allclose(Fourier((*WIDE, 1)).to_image(tf.constant(grey)).numpy()[0], out[..., 3:], atol=1e-7)
 
@@ -157,7 +157,7 @@ def test_colour_mixing_gives_white_parameters_the_colour_correlation_of_natural_
     spreads = {}
     for direction in range(3):
         alone = np.zeros_like(spectrum)
-        alone[:, direction] = spectrum[:, direction]
+        alone[:, :, direction] = spectrum[:, :, direction]
         pixels = _logits(fourier.to_image(tf.constant(alone)).numpy()).reshape(-1, 3)
         spreads[direction] = np.sqrt(np.mean(np.sum(pixels ** 2, axis=1)))
         against = lambda a, b: np.corrcoef(pixels[:, a], pixels[:, b])[0, 1] < -0.99  # noqa: E731
@@ -174,9 +174,9 @@ def test_luminance_moves_an_rgb_image_as_far_as_a_grey_one(channels):
     move an RGB pixel's three values (before the sigmoid) together, by a vector as long as the grey
     pixel's move, so a parameter step is the same contrast in colour and in grey. Mixing then unmixing
     gives the planes back."""
-    spectrum = np.random.default_rng(1).normal(0.0, 0.1, (2, 1, *WIDE[:1], WIDE[1] // 2 + 1, 2)).astype(np.float32)
+    spectrum = np.random.default_rng(1).normal(0.0, 0.1, (2, 2, 1, *WIDE[:1], WIDE[1] // 2 + 1)).astype(np.float32)
     grey = _logits(Fourier((*WIDE, 1)).to_image(tf.constant(spectrum)).numpy())[..., 0]
-    lifted = np.concatenate([spectrum, np.zeros((2, channels - 1, *spectrum.shape[2:]), np.float32)], axis=1)
+    lifted = np.concatenate([spectrum, np.zeros((2, 2, channels - 1, *spectrum.shape[3:]), np.float32)], axis=2)
     colour = _logits(Fourier((*WIDE, channels)).to_image(tf.constant(lifted)).numpy())
     np.testing.assert_allclose(np.linalg.norm(colour[..., :3], axis=-1), np.abs(grey), rtol=1e-3, atol=1e-5)
     for c in range(3):
@@ -257,7 +257,7 @@ def test_renderer_optimizes_a_fourier_image_and_can_start_from_one(tiny_model):
     settings = RunSpec(steps=16, lr=0.1, tv_weight=0.0, lp_weight=0.0, lp_norm=6.0, jitter=1, seed=0)
     renderer = optimize.Renderer(models.cut(tiny_model, "conv2"), models.preprocess_fn("tf"), (16, 16, 3), 2, settings,
                                  Fourier((16, 16, 3)))
-    assert tuple(renderer.params.shape) == (2, 3, 16, 9, 2)
+    assert tuple(renderer.params.shape) == (2, 2, 3, 16, 9)
     results = renderer.render([1, 4])
     assert all(r.image.shape == (16, 16, 3) and r.activation > r.noise_activation for r in results)
     start = np.full((16, 16, 3), 0.25, np.float32)
