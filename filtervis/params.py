@@ -230,7 +230,7 @@ def natural_amplitude(height: int, width: int, channels: int) -> np.ndarray:
     centres = np.log(np.sqrt(edges[:-1] * edges[1:]))
     f = np.sqrt(np.fft.fftfreq(height)[:, None] ** 2 + np.fft.rfftfreq(width)[None, :] ** 2)
     logf = np.log(np.maximum(f, 1e-12))
-    rows, dcs = [], []
+    rows = []
     kinds = ["colour"] * COLOR_CHANNELS + ["grey"] * (channels - COLOR_CHANNELS) if channels >= COLOR_CHANNELS \
         else ["grey"] * channels
     for c, kind in enumerate(kinds):
