@@ -82,6 +82,24 @@ def test_pooled_relu_gradient_is_the_relus_with_overlapping_windows_and_dead_uni
     assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
 
 
+def test_a_pooled_relu_without_bias_gives_keras_values_and_gradients():
+    import keras
+
+    from filtervis.models import chain
+
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(5, 3, activation="relu", use_bias=False, name="c1")(inputs)
+    model = keras.Model(inputs, keras.layers.MaxPooling2D(name="p1")(x))
+    layers = chain.layers(model)
+    assert chain.pooled_relu(*layers)
+    images = np.random.default_rng(4).normal(size=(2, 12, 12, 3)).astype(np.float32)
+    fast = _values_and_gradient(chain.forward(layers), images)
+    slow = _values_and_gradient(lambda x: model(x, training=False), images)
+    assert np.any(fast[1] != 0)
+    assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+
+
 @pytest.mark.parametrize("build", ["branch", "two_inputs", "shared"])
 def test_models_that_are_not_a_chain_are_refused(build):
     import keras
@@ -103,21 +121,11 @@ def test_models_that_are_not_a_chain_are_refused(build):
 
 
 def test_subclassed_model_is_not_a_chain():
-    import keras
+    from test_graph import subclassed_model
 
     from filtervis.models import chain
 
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.conv = keras.layers.Conv2D(4, 3)
-
-        def call(self, x):
-            return self.conv(x)
-
-    net = Net()
-    net(np.zeros((1, 8, 8, 3), np.float32))
-    assert chain.layers(net) is None
+    assert chain.layers(subclassed_model()) is None
 
 
 def test_a_sequential_model_with_dropout_and_batchnorm_runs_as_keras_runs_it():

@@ -13,7 +13,7 @@ ReLUs' gradients the shallower the cut).
 
 from __future__ import annotations
 
-from .graph import _is_graph
+from .graph import _is_graph, children
 
 
 def layers(model) -> list | None:
@@ -42,7 +42,7 @@ def layers(model) -> list | None:
                 if inner is None:
                     return None
                 found.extend(reversed(inner))
-            elif isinstance(operation, keras.layers.Layer) and not _has_sublayers(operation):
+            elif isinstance(operation, keras.layers.Layer) and not children(operation):
                 found.append(operation)
             else:
                 return None
@@ -53,12 +53,6 @@ def layers(model) -> list | None:
     if not found or len({id(layer) for layer in found}) != len(found):
         return None
     return found
-
-
-def _has_sublayers(layer) -> bool:
-    import keras
-
-    return any(isinstance(child, keras.layers.Layer) for child in getattr(layer, "_layers", []))
 
 
 def pooled_relu(conv, pool) -> bool:
@@ -103,11 +97,11 @@ def _conv_relu_pool(conv, pool):
 
     def run(x):
         # the weights enter as values (the layer casts them to its compute type the same way)
-        kernel = tf.cast(conv.kernel, dtype)
-        bias = tf.cast(conv.bias, dtype) if conv.use_bias else None
-        return block(tf.cast(x, dtype), kernel, bias) if bias is not None else block_unbiased(tf.cast(x, dtype), kernel)
+        weights = [tf.cast(conv.kernel, dtype)] + ([tf.cast(conv.bias, dtype)] if conv.use_bias else [])
+        return block(tf.cast(x, dtype), *weights)
 
-    def compute(x, kernel, bias):
+    @tf.custom_gradient
+    def block(x, kernel, bias=None):
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(x)
             pre = conv.convolution_op(x, kernel)
@@ -117,21 +111,11 @@ def _conv_relu_pool(conv, pool):
             tape.watch(out)
             pooled = pool.call(out)
 
-        def gradient(upstream):
+        def gradient(upstream):  # by x only (the weights get none)
             upstream = tf.raw_ops.ReluGrad(gradients=upstream, features=pooled)  # the ReLU's mask, at the pool
             into_pool = tape.gradient(pooled, out, output_gradients=upstream)
-            return tape.gradient(pre, x, output_gradients=into_pool)
+            return (tape.gradient(pre, x, output_gradients=into_pool),) + (None,) * (2 if bias is not None else 1)
 
         return pooled, gradient
-
-    @tf.custom_gradient
-    def block(x, kernel, bias):
-        pooled, gradient = compute(x, kernel, bias)
-        return pooled, lambda upstream: (gradient(upstream), None, None)
-
-    @tf.custom_gradient
-    def block_unbiased(x, kernel):
-        pooled, gradient = compute(x, kernel, None)
-        return pooled, lambda upstream: (gradient(upstream), None)
 
     return run
