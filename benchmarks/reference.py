@@ -7,8 +7,10 @@ picture and no manifest.
 
 The runs (real models only): VGG16 `--weights hed` block1_conv2 and block5_conv3 at 64 px (defaults,
 so the tile start is in), fer's grayscale model (a Keras 2 HDF5 file) and its class head, MTCNN's
-subclassed ONet, `--diversity 2`, `--alpha`, `--param maco`, a run sharded in two and stitched, and a
-run stopped by SIGTERM after its first batch and then resumed. Each runs `python -m filtervis` in a
+subclassed ONet, `--diversity 2`, `--alpha`, `--param maco`, `--param fft`, `--precision float32`, a
+two-stage run (`--tv-weight 0`, then `--seed-image` of its folder with TV), `--tile --seed-image`,
+`--layer all` on fer's model, a run sharded in two and stitched, and a run stopped by SIGTERM after its
+first batch and then resumed. Each runs `python -m filtervis` in a
 subprocess with the `filtervis` package that `python` imports (set PYTHONPATH to measure another
 checkout). Exit code 1 when --compare finds a difference.
 """
@@ -59,6 +61,17 @@ def runs() -> dict[str, list[list[str]]]:
                        "--batch", "2"]],
         "hed-maco": [["run", *hed, "--layer", "block5_conv1", "--filters", "0-3", "--param", "maco",
                       "--steps", "64", "--batch", "2"]],
+        "hed-fft": [["run", *hed, "--layer", "block4_conv1", "--filters", "0-3", "--param", "fft",
+                     "--steps", "64", "--batch", "2"]],
+        "hed-float32": [["run", *hed, "--layer", "block5_conv3", "--filters", "0-3", "--precision", "float32",
+                         "--steps", "64", "--batch", "2"]],
+        "hed-seed-two-stage": [["run", *hed, "--layer", "block5_conv2", "--filters", "0-3", "--tv-weight", "0",
+                                "--steps", "48", "--batch", "2", "--out", "{out}/seeds"],
+                               ["run", *hed, "--layer", "block5_conv2", "--filters", "0-3", "--tv-weight", "0.5",
+                                "--steps", "48", "--batch", "2", "--seed-image", "{out}/seeds/block5_conv2"]],
+        "hed-tile-seed": [["run", *hed, "--layer", "block4_conv2", "--filters", "0-3", "--tile", "--steps", "64",
+                           "--batch", "2", "--seed-image", str(TESTS.parent / "docs" / "vgg16-hed-block1_conv2-after.png")]],
+        "fer-whole-model": [["run", *fer, "--layer", "all", "--filters", "0-1", "--steps", "16", "--batch", "2"]],
         "hed-sharded": [["run", *hed, "--layer", "block2_conv2", "--filters", "0-5", "--steps", "48",
                          "--batch", "2", "--shard", "1/2"],
                         ["run", *hed, "--layer", "block2_conv2", "--filters", "0-5", "--steps", "48",
@@ -68,9 +81,11 @@ def runs() -> dict[str, list[list[str]]]:
 
 
 def _cli(args, out: Path, **kwargs):
+    """`filtervis ARGS` into `out` (`{out}` in ARGS stands for it; a run that names its own --out keeps it)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(TESTS)])))
-    return subprocess.Popen([sys.executable, "-m", "filtervis", *args, *(["--out", str(out)] if args[0] == "run"
-                                                                          else [str(out)])],
+    args = [a.replace("{out}", str(out)) for a in args]
+    where = [] if "--out" in args else ["--out", str(out)] if args[0] == "run" else [str(out)]
+    return subprocess.Popen([sys.executable, "-m", "filtervis", *args, *where],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
