@@ -222,7 +222,7 @@ def run(verbose, as_json, fail_on, **values):
     """Optimize an image per filter; write filter PNGs, a labeled palette and a manifest per layer, and
     OUT/index.html."""
     from .report import INDEX
-    from .store import written_views
+    from .views import written_views
     from .run import run as run_spec
 
     spec = options.RunSpec(**{name: values[param_name(name)] for name in options.OPTIONS})
@@ -267,7 +267,7 @@ def stitch(out, sources, cols, report, as_json, fail_on):
     """Merge the parts of a sharded run (--shard K/N) in OUT (and --from folders) into one palette and
     manifest per layer, and OUT/index.html; report filters no part has finished (exit code 3)."""
     from .report import INDEX
-    from .store import written_views
+    from .views import written_views
     from .stitch import stitch as stitch_runs
 
     if cols is not None:

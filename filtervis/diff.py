@@ -1,7 +1,7 @@
 """`filtervis diff OLD NEW`: how far each filter's picture moved between two runs of the same layers
 and filters (two checkpoints, a training change), and how its activation changed.
 
-Runs are read as the page reads them (store.read_views: every manifest of each layer folder) and are
+Runs are read as the page reads them (views.read_views: every manifest of each layer folder) and are
 compared only when they hold the same layers, the same filters and the same image size and channels.
 NEW/diff.html ranks each layer's filters by distance, most changed first, OLD and NEW side by side:
 NEW's images are referenced relatively, OLD's are embedded (data: URLs), so NEW's folder stays whole
@@ -32,10 +32,11 @@ from urllib.parse import quote
 
 import numpy as np
 
-from . import __version__, store
+from . import __version__, files
 from .options import DEFAULT_METRIC, METRICS
 from .errors import FiltervisError, OutputError, SpecError
-from .store import LayerView, filter_status, read_views
+from .records import filter_status
+from .views import LayerView, read_views
 
 DIFF = "diff.html"
 PERCEPTUAL_LAYERS = 3
@@ -131,7 +132,7 @@ def _layer_diff(old: LayerView, new: LayerView, distance) -> LayerDiff:
         pairs.append((before, after, *files))
     both = [(o, n) for _, _, o, n in pairs if o is not None and n is not None]
     if both:
-        shapes = {store.read_png(p).shape for pair in both for p in pair}
+        shapes = {files.read_png(p).shape for pair in both for p in pair}
         if len(shapes) > 1:
             raise SpecError(f"cannot diff layer '{new.layer}': its images have different sizes "
                             f"({', '.join(map(str, sorted(shapes)))}); diff two runs of the same --size")
@@ -149,8 +150,8 @@ def _pixel_distances(pairs) -> list[float]:
     """Root mean square difference, pixels in [0, 1], of each (old PNG, new PNG) pair."""
     distances = []
     for old, new in pairs:
-        a = store.read_png(old).astype(np.float64) / 255.0
-        b = store.read_png(new).astype(np.float64) / 255.0
+        a = files.read_png(old).astype(np.float64) / 255.0
+        b = files.read_png(new).astype(np.float64) / 255.0
         distances.append(round(float(np.sqrt(np.mean((a - b) ** 2))), 6))
     return distances
 
@@ -181,7 +182,7 @@ def _perceptual_distances(view: LayerView):
     def features(paths) -> list[np.ndarray]:
         import tensorflow as tf
 
-        batch = tf.constant(np.stack([store.read_png(p) for p in paths]).astype(np.float32) / 255.0)
+        batch = tf.constant(np.stack([files.read_png(p) for p in paths]).astype(np.float32) / 255.0)
         x = prepare(batch)
         found = []
         for layer in cuts:
@@ -225,7 +226,7 @@ def write_diff(old, new, diffs: list[LayerDiff], metric: str) -> Path:
     """Write NEW/diff.html atomically; returns its path."""
     new = Path(new)
     path = new / DIFF
-    store.atomic_write(path, render_diff(Path(old), new, diffs, metric).encode())
+    files.atomic_write(path, render_diff(Path(old), new, diffs, metric).encode())
     return path
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 
-from . import api, store
+from . import api, files
 from .errors import SpecError
 
 
@@ -46,7 +46,7 @@ class FilterCallback(keras.callbacks.Callback):
             if importlib.util.find_spec("tensorboard") is None:
                 raise SpecError("FilterCallback(tensorboard=...) needs the tensorboard package; "
                                 "pip install tensorboard (or filtervis[tensorboard]), or leave tensorboard out")
-        store.check_writable(out)
+        files.check_writable(out)
         self.layers, self.filters, self.out, self.every = layers, filters, Path(out), every
         self.tensorboard, self.options = tensorboard, dict(options)
         self.written: list[Path] = []  # every palette written, in order
@@ -60,8 +60,8 @@ class FilterCallback(keras.callbacks.Callback):
             result = api.render(self.model, request, self.filters, **self.options)
             for layer, one in (result.items() if isinstance(result, dict) else [(request, result)]):
                 palette = one.palette_array()
-                path = self.out / store.layer_dirname(layer) / epoch_filename(done)
-                store.write_png(path, palette)
+                path = self.out / files.layer_dirname(layer) / epoch_filename(done)
+                files.write_png(path, palette)
                 self.written.append(path)
                 if self.tensorboard is not None:
                     self._summary(layer, palette, done)

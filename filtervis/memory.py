@@ -135,6 +135,18 @@ def auto_batch(shapes, image_shape, count: int, budget: int | None = None, preci
     return int(max(1, min(cap, count, budget // bytes_per_image(shapes, image_shape, precision))))
 
 
+def choose_batch(shapes, image_shape, count: int, group: int, asked: int | None, earlier: int | None,
+                 budget: int | None, precision: str = "float32") -> tuple[int, MemoryPlan | None]:
+    """(batch, the MemoryPlan or None) for `count` filters of `group` pictures each (--diversity: a
+    filter's pictures share a batch): `asked` (--batch), else `earlier` (an earlier run's, kept by
+    --resume), else the memory plan's; the plan is made whenever --batch is not given (SpecError when
+    not even one image fits the budget). The batch is a multiple of `group`, at most the pictures."""
+    count = max(1, count) * group
+    plan = None if asked is not None else plan_memory(shapes, image_shape, count, budget, precision)
+    batch = asked or earlier or plan.batch
+    return max(group, min(batch, count) // group * group), plan
+
+
 def _gb(value: int) -> str:
     return f"{value / 2**30:.2f} GB"
 

@@ -1,4 +1,6 @@
-"""A record per rendered filter: what the manifest lists, with its image (and its --diversity pictures)."""
+"""A record per rendered filter: what the manifest lists, with its image (and its --diversity pictures);
+the statuses a filter can end in, its picture's file name, and the tiles of a palette. Numbers and
+names only: the files are store.py's."""
 
 from __future__ import annotations
 
@@ -7,7 +9,31 @@ import dataclasses
 import numpy as np
 
 from . import appearance
-from .store import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, STATUS_UNWINNABLE, WITH_PNG, filter_filename
+
+STATUS_DONE, STATUS_FAILED = "done", "failed"  # failed: NaN/Inf even after the restart; no PNG
+STATUS_DEAD = "dead"  # a channel nothing the rescue tried fired (see rescue.py); it has a PNG all the same
+STATUS_UNWINNABLE = "unwinnable"  # a class no image the rescue tried put first (see rescue.py); it has a PNG
+WITH_PNG = (STATUS_DONE, STATUS_DEAD, STATUS_UNWINNABLE)
+# what a reader is told of a filter (filter_status)
+STATUSES = ("converged", "rescued", STATUS_DEAD, STATUS_UNWINNABLE, "failed")
+UNCONVERGED = (STATUS_DEAD, STATUS_UNWINNABLE, "failed")
+
+
+def filter_filename(index: int, variant: int | None = None) -> str:
+    """`filter_0007.png`, or `filter_0007_2.png` for picture 2 of filter 7 (--diversity)."""
+    return f"filter_{index:04d}.png" if variant is None else f"filter_{index:04d}_{variant}.png"
+
+
+def filter_status(entry: dict) -> str:
+    """What a manifest entry tells a reader: converged (on the first try), rescued (converged in the
+    rescue), dead (a channel nothing fired), unwinnable (a class no picture put first) or failed (did not
+    converge, or NaN/Inf)."""
+    status = entry.get("status", STATUS_DONE)
+    if status in (STATUS_DEAD, STATUS_UNWINNABLE):
+        return status
+    if status != STATUS_DONE or not entry.get("converged"):
+        return "failed"
+    return "rescued" if entry.get("rescued") else "converged"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,17 +118,23 @@ def group_record(index: int, pictures: list) -> FilterRecord:
         float32=any(p.float32 for p in pictures), image=pictures[0].image, frames=(), variant=None, variants=tuple(pictures))
 
 
-def palette_tiles(records) -> tuple[list, list]:
-    """(tiles, labels) of a palette of `records` with images: one tile per picture, labeled with the
-    filter index (`7`, or `7_2` for picture 2 of a --diversity run); a failed picture of a filter with
-    others is a black tile, so that every filter keeps its row."""
+def palette_tiles(filters) -> tuple[list, list]:
+    """(tiles, labels) of a palette: `filters` are (index, pictures) pairs, each picture a (variant,
+    image uint8 [H, W, C] or None) pair (variant None unless --diversity). One tile per picture, labeled
+    with the filter index (`7`, or `7_2` for picture 2 of a --diversity run); a missing picture of a
+    filter with others is a black tile, so that every filter keeps its row."""
     tiles, labels = [], []
-    for rec in records:
-        shape = next(p.image.shape for p in rec.pictures if p.image is not None)
-        for p in rec.pictures:
-            tiles.append(p.image if p.image is not None else np.zeros(shape, np.uint8))
-            labels.append(str(rec.index) if p.variant is None else f"{rec.index}_{p.variant}")
+    for index, pictures in filters:
+        shape = next(image.shape for _, image in pictures if image is not None)
+        for variant, image in pictures:
+            tiles.append(image if image is not None else np.zeros(shape, np.uint8))
+            labels.append(str(index) if variant is None else f"{index}_{variant}")
     return tiles, labels
+
+
+def record_tiles(records) -> list[tuple]:
+    """The (index, pictures) pairs of `palette_tiles` for in-memory records."""
+    return [(r.index, [(p.variant, p.image) for p in r.pictures]) for r in records]
 
 
 def record(result, restarted: bool = False, rescued: bool = False, variant: int | None = None,

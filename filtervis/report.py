@@ -24,9 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-from . import __version__, store
+from . import __version__, files
 from .options import FAIL_ON
-from .store import STATUS_DEAD, STATUSES, UNCONVERGED, LayerView, filter_status, read_views
+from .records import STATUS_DEAD, STATUSES, UNCONVERGED, filter_status
+from .views import LayerView, read_views
 
 INDEX = "index.html"
 
@@ -65,7 +66,7 @@ def write_report(out: str | Path) -> Path:
     out = Path(out)
     with _locked(out):
         page = render_index(read_views(out), out)
-        store.atomic_write(out / INDEX, page.encode())
+        files.atomic_write(out / INDEX, page.encode())
     return out / INDEX
 
 
@@ -201,7 +202,7 @@ def _strip(view: LayerView, out: Path) -> str:
 
 
 def _anchor(view: LayerView) -> str:
-    return "layer-" + store.layer_dirname(view.layer)
+    return "layer-" + files.layer_dirname(view.layer)
 
 
 def _section(view: LayerView, out: Path) -> str:

@@ -13,10 +13,11 @@ import dataclasses
 import time
 from pathlib import Path
 
-from . import store
+from . import files, store
 from .errors import OutputError, SpecError
+from .records import STATUS_DONE, WITH_PNG
 from .report import write_report
-from .store import STATUS_DONE, WITH_PNG, compare_params
+from .store import compare_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +50,7 @@ def stitch(out: str | Path, sources: tuple = (), cols: int | None = None, report
     roots = [out, *(Path(s) for s in sources)]
     created = bool(sources) and not out.exists()  # merging other folders into a new one
     if created:
-        store.check_writable(out)
+        files.check_writable(out)
         out.mkdir(parents=True)
     try:
         reports = _stitch(out, roots, cols)
@@ -68,18 +69,18 @@ def _stitch(out: Path, roots: list[Path], cols: int | None) -> list[StitchReport
             raise OutputError(f"{root} is not a folder; give the --out folder of `filtervis run --shard K/N`")
     layers: dict[str, list[_Part]] = {}
     for root in roots:
-        folders = [root] if store.manifest_files(root) else sorted(p for p in root.iterdir() if p.is_dir())
+        folders = [root] if files.manifest_files(root) else sorted(p for p in root.iterdir() if p.is_dir())
         for folder in folders:
-            for path in store.manifest_files(folder):
-                manifest = store.read_manifest(path)
+            for path in files.manifest_files(folder):
+                manifest = files.read_manifest(path)
                 layers.setdefault(str(manifest.get("layer")), []).append(_Part(folder, path, manifest))
     if not layers:
         raise OutputError(f"no manifest found in {', '.join(map(str, roots))}; give the --out folder of "
                           "`filtervis run --shard K/N`")
     for parts in layers.values():  # refuse before anything is written
         _check_parts(parts)
-    single = bool(store.manifest_files(out))
-    return [_stitch_layer(out if single else out / store.layer_dirname(layer), layer, parts, cols)
+    single = bool(files.manifest_files(out))
+    return [_stitch_layer(out if single else out / files.layer_dirname(layer), layer, parts, cols)
             for layer, parts in layers.items()]
 
 
@@ -109,22 +110,14 @@ def _stitch_layer(dest: Path, layer: str, parts: list[_Part], cols: int | None) 
             source = part.folder / str(entry.get("file"))
             if source.is_file():
                 found[index] = (dict(entry, status=status), part.folder)
-    for entry, folder in found.values():
-        for name in [v["file"] for v in entry.get("variants") or [] if v.get("file")] or [entry["file"]]:
-            source, target = folder / name, dest / name
-            if source.is_file() and source.resolve() != target.resolve():
-                store.atomic_write(target, source.read_bytes())
-    done = [i for i in planned if i in found]
     params = first.manifest["params"]
-    palette = store.write_palette(dest, store.PALETTE, [found[i][0] for i in done], layer, params, cols)
     missing = tuple(i for i in planned if i not in found)
     manifest = dict(first.manifest, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), shard=None,
-                    params=dict(params, shard=None), part=planned, complete=not missing,
-                    palette=palette,
-                    stitched_from=[str(p.path) for p in parts],
-                    filters=[found[i][0] for i in sorted(found)])
-    store.write_manifest(dest, manifest)
-    return StitchReport(layer, dest, len(planned), len(done), missing, _missing_shards(parts))
+                    params=dict(params, shard=None), part=planned, stitched_from=[str(p.path) for p in parts])
+    writer = store.LayerWriter(dest, manifest)
+    writer.copy(found)
+    writer.finish(planned, layer, cols, movie=False)
+    return StitchReport(layer, dest, len(planned), len(planned) - len(missing), missing, _missing_shards(parts))
 
 
 def _missing_shards(parts: list[_Part]) -> tuple[str, ...]:

@@ -1,191 +1,30 @@
-"""What a run leaves on disk, per layer under OUT/<layer>/: filter_NNNN.png, palette.png, manifest.json;
-and the manifest's meaning: the filters' statuses, when two runs' manifests are interchangeable, and
-a layer folder's manifests merged into one view (`LayerView`). The one writer of pictures, palettes
-and manifests that `run`, `stitch` and `Result.save` share. It never calls the views (report, diff).
+"""What a run leaves on disk, per layer under OUT/<layer>/: filter_NNNN.png, palette.png, manifest.json
+(and the GIFs with --gif), and the one writer of them (`LayerWriter`) that `run`, `stitch` and
+`Result.save` share: the manifest is made in one place (`new_manifest`), rewritten after each batch
+and lists exactly the PNGs written (a batch whose manifest could not be written is taken back).
+`DiskSink` is the run's sink: it checks the folders and what `--resume` may keep before anything is
+written, and gives each layer its writer. Reading a run's folders back is views.py's; the bytes of
+files and their names are files.py's.
 
 Every file is written to a temporary name in the same folder, flushed to disk and renamed into place,
-so a file on disk is always whole. The manifest is rewritten after each batch and lists exactly the
-PNGs written. A sharded run (`--shard K/N`) names its manifest and palette `manifest.shard-K-of-N.json`
-and `palette.shard-K-of-N.png`, so the N parts can share one folder; `filtervis stitch` merges them.
+so a file on disk is always whole. A sharded run (`--shard K/N`) names its manifest and palette
+`manifest.shard-K-of-N.json` and `palette.shard-K-of-N.png`, so the N parts can share one folder;
+`filtervis stitch` merges them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import errno
-import hashlib
-import io
-import json
-import os
-import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from . import images
-from .errors import OutputError
-from .options import UNCOMPARED
-
-MANIFEST = "manifest.json"
-STATUS_DONE, STATUS_FAILED = "done", "failed"  # failed: NaN/Inf even after the restart; no PNG
-STATUS_DEAD = "dead"  # a channel nothing the rescue tried fired (see rescue.py); it has a PNG all the same
-STATUS_UNWINNABLE = "unwinnable"  # a class no image the rescue tried put first (see rescue.py); it has a PNG
-WITH_PNG = (STATUS_DONE, STATUS_DEAD, STATUS_UNWINNABLE)
-# what a reader is told of a filter (filter_status)
-STATUSES = ("converged", "rescued", STATUS_DEAD, STATUS_UNWINNABLE, "failed")
-UNCONVERGED = (STATUS_DEAD, STATUS_UNWINNABLE, "failed")
-PALETTE = "palette.png"
-MAX_DIRNAME = 100  # characters of a layer folder name; longer names are cut and get a hash suffix
-_SHARD_FILE = re.compile(r"^manifest\.shard-(\d+)-of-(\d+)\.json$")
-
-
-def filter_filename(index: int, variant: int | None = None) -> str:
-    """`filter_0007.png`, or `filter_0007_2.png` for picture 2 of filter 7 (--diversity)."""
-    return f"filter_{index:04d}.png" if variant is None else f"filter_{index:04d}_{variant}.png"
-
-
-def manifest_name(shard: tuple[int, int] | None = None) -> str:
-    """`manifest.json`, or `manifest.shard-K-of-N.json` for shard (K, N)."""
-    return MANIFEST if shard is None else f"manifest.shard-{shard[0]}-of-{shard[1]}.json"
-
-
-def palette_name(shard: tuple[int, int] | None = None) -> str:
-    """`palette.png`, or `palette.shard-K-of-N.png` for shard (K, N)."""
-    return PALETTE if shard is None else f"palette.shard-{shard[0]}-of-{shard[1]}.png"
-
-
-def manifest_files(folder: Path) -> list[Path]:
-    """The manifests in a layer folder: manifest.json first, then shard manifests by K."""
-    folder = Path(folder)
-    shards = sorted((p for p in folder.glob("manifest.shard-*.json") if _SHARD_FILE.match(p.name)),
-                    key=lambda p: tuple(int(g) for g in _SHARD_FILE.match(p.name).groups()[::-1]))
-    main = folder / MANIFEST
-    return ([main] if main.is_file() else []) + shards
-
-
-def layer_dirname(path: str) -> str:
-    """A safe folder name for a layer path: `outer/inner` -> `outer__inner`.
-
-    Only letters, digits, `.`, `_` and `-` survive; never `.`, `..` or a path, and at
-    most MAX_DIRNAME characters (a longer name is cut and gets a hash of the whole name), so the
-    folder always lands directly inside --out.
-    """
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", path.replace("/", "__"))
-    if not name.strip("."):
-        name = "layer_" + name.replace(".", "_")
-    if len(name) > MAX_DIRNAME:
-        name = name[:MAX_DIRNAME - 9] + "_" + hashlib.sha256(path.encode()).hexdigest()[:8]
-    return name
-
-
-def check_writable(out: str | Path) -> None:
-    """Raise OutputError unless `out` is (or can be made) a writable folder. Writes nothing that stays."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out} is a file, not a folder; give a folder path")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise OutputError(f"--out {out}: {probe} is a file, not a folder; give a folder path")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as exc:
-        raise OutputError(f"--out {out}: cannot write in {probe} ({exc.strerror}); choose a writable folder") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_error(path: Path, exc: OSError) -> OutputError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return OutputError(f"no space left on the device writing {path}; free some space (or choose another "
-                           "--out) and rerun with --resume to keep what is finished")
-    return OutputError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --out")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder, fsync and a rename.
-
-    On any failure the temporary file is removed and `path` keeps its old content (or stays absent);
-    an OSError becomes an OutputError saying what to do.
-    """
-    path = Path(path)
-    temp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(handle, 0o666 & ~_umask())  # an ordinary new file's permissions, not mkstemp's 0600
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except OSError as exc:
-        if temp:
-            Path(temp).unlink(missing_ok=True)
-        raise _write_error(path, exc) from None
-    except BaseException:
-        if temp:
-            Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """PNG of a uint8 [H, W, C] image, C 1 -> 8-bit L, 3 -> RGB, 4 -> RGBA (deterministic: same pixels,
-    same bytes). ValueError for any other shape or dtype."""
-    buffer = io.BytesIO()
-    images.to_pil(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    """`png_bytes(image)` written atomically to `path` (see `atomic_write`)."""
-    atomic_write(path, png_bytes(image))
-
-
-def read_png(path: Path, alpha: bool = False) -> np.ndarray:
-    """A PNG as uint8 [H, W, C] keeping its channels: L -> C = 1, RGB -> 3, RGBA -> 4, and with `alpha`
-    (a run's --alpha PNGs) LA -> 2; any other mode (palette, grey with alpha, 16-bit, ...) is converted
-    to RGB."""
-    with Image.open(path) as image:
-        if image.mode not in (images.TILE_MODES if alpha else images.MODES).values():
-            image = image.convert("RGB")
-        return images.from_pil(image)
-
-
-def write_manifest(folder: Path, manifest: dict, name: str = MANIFEST) -> None:
-    atomic_write(Path(folder) / name, (json.dumps(manifest, indent=2) + "\n").encode())
-
-
-def read_manifest(path: Path) -> dict:
-    """A manifest as a dict; OutputError when it is not one filtervis wrote."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OutputError(f"{path} is not a readable manifest ({type(exc).__name__}); delete it and "
-                          "rerun without --resume") from None
-    if not isinstance(data, dict) or not isinstance(data.get("filters"), list) or "params" not in data:
-        raise OutputError(f"{path} is not a filtervis manifest; delete it and rerun without --resume")
-    return data
-
-
-def file_digest(path: str | Path) -> str | None:
-    """sha256 hex digest of a file, None when `path` is not a file."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from . import images, records
+from .errors import SpecError
+from .files import (MANIFEST, PALETTE, atomic_write, check_writable, file_digest, layer_dirname, manifest_name,
+                    palette_name, read_manifest, read_png, write_manifest, write_png)
+from .options import UNCOMPARED, size_text
+from .records import STATUS_DEAD, STATUS_DONE, STATUS_FAILED, STATUS_UNWINNABLE, WITH_PNG
 
 
 # --- the manifest ----------------------------------------------------------------------------------
@@ -198,14 +37,15 @@ ALPHA_NOTE = ("the PNGs' last channel (RGBA, or LA for grey) is not part of the 
               "tiles over a checkerboard")
 
 
-def new_manifest(layer: str, model: dict, params: dict, planned: list, part: list, tile: dict | None,
-                 memory=None) -> dict:
-    """A layer's manifest before any filter is finished. Its fields: the filtervis version, when it was
-    created, the layer, the run's seed and shard (`K/N`), what the model is (`model`), every option
-    (`params`, but UNWRITTEN_PARAMS), the versions of the libraries, the filters the command asks for
-    (`planned`) and this run's part of them (`part`), whether the part is finished (`complete`), the
-    palette's file, the tile start (`tile`), one entry per finished filter (`filters`, see
-    records.FilterRecord.entry), the alpha note with --alpha and the memory plan with an automatic batch."""
+def new_manifest(plan) -> dict:
+    """A layer's manifest before any filter is finished, from its plan.LayerPlan. Its fields: the
+    filtervis version, when it was created, the layer, the run's seed and shard (`K/N`), what the model
+    is (`model`), every option (`params`, but UNWRITTEN_PARAMS; `seed_image` is the source of the start
+    pictures, each filter's entry has its picture's `start_sha256`), the versions of the libraries, the
+    filters the command asks for (`planned`) and this run's part of them (`part`), whether the part is
+    finished (`complete`), the palette's file, the tile start (`tile`), one entry per finished filter
+    (`filters`, see `entry`), the alpha note with --alpha, the memory plan with an automatic batch and
+    what --filters asked for past a pattern's layer (`clipped`)."""
     import platform
     import time
 
@@ -213,54 +53,63 @@ def new_manifest(layer: str, model: dict, params: dict, planned: list, part: lis
     import PIL
     import tensorflow as tf
 
-    from . import __version__
+    from . import __version__, models
 
-    params = {k: v for k, v in params.items() if k not in UNWRITTEN_PARAMS}
-    shard = params.get("shard")
+    spec, loaded = plan.spec, plan.loaded
+    params = {k: v for k, v in dataclasses.asdict(spec).items() if k not in UNWRITTEN_PARAMS}
+    params.update(size=size_text(plan.image_shape[:2]), batch=plan.batch, layers=list(spec.layers),
+                  shard=list(spec.shard) if spec.shard else None, preprocess=loaded.preprocess,
+                  param=plan.param.name, precision=plan.compute_dtype)
+    if plan.objectives:
+        params.update(objective=[repr(o) for o in plan.objectives], filters="all")
+    model = {"name": loaded.name, "weights": loaded.weights, "preprocess": loaded.preprocess,
+             "input_size": size_text(loaded.size) if loaded.size else None, "input": loaded.input_name,
+             "channels": loaded.channels, "image": models.CHANNEL_NAMES[loaded.channels],
+             "layer_kind": "objectives" if plan.objectives else plan.cut.kind,
+             "classes": False if plan.objectives else plan.cut.classes,
+             "precision": plan.precision.manifest() if plan.precision is not None else None}
+    if not plan.objectives:  # the model's overview (report.py) shows each layer's type and shape, in order
+        model.update(layer_type=type(models.find_layer(loaded.model, plan.layer)[-1]).__name__,
+                     layer_shape=[None, *plan.cut.output_shape], layer_order=len(plan.paths) - 1)
+    if isinstance(spec.model, str) and Path(spec.model).is_file():
+        model["sha256"] = file_digest(spec.model)
     manifest = {
         "filtervis": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "layer": layer,
+        "layer": plan.layer,
         "seed": params.get("seed"),
-        "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+        "shard": f"{spec.shard[0]}/{spec.shard[1]}" if spec.shard else None,
         "model": model,
         "params": params,
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__, "numpy": np.__version__, "pillow": PIL.__version__},
-        "planned": planned,
-        "part": part,
+        "planned": list(plan.filters),
+        "part": list(plan.part),
         "complete": False,
         "palette": None,
-        "tile": tile,
+        "tile": plan.tile_note(),
         "filters": [],
     }
     if params.get("alpha"):
         manifest["alpha"] = ALPHA_NOTE
-    if memory is not None:
-        manifest["memory"] = {"budget": memory.budget, "planned_peak": memory.peak, "per_image": memory.per_image}
+    if plan.memory is not None:
+        manifest["memory"] = {"budget": plan.memory.budget, "planned_peak": plan.memory.peak,
+                              "per_image": plan.memory.per_image}
+    if plan.clipped:
+        manifest["clipped"] = plan.clipped
     return manifest
 
 
+def entry(record, digests: dict | None = None) -> dict:
+    """A records.FilterRecord as the manifest lists it, with its start picture's sha256 (`digests`:
+    {filter: sha256} of a run from seed images)."""
+    listed = record.entry()
+    if digests:
+        listed["start_sha256"] = digests[record.index]
+    return listed
+
+
 # --- the manifest's meaning --------------------------------------------------------------------------
-
-def filter_status(entry: dict) -> str:
-    """What a manifest entry tells a reader: converged (on the first try), rescued (converged in the
-    rescue), dead (a channel nothing fired), unwinnable (a class no picture put first) or failed (did not
-    converge, or NaN/Inf)."""
-    status = entry.get("status", STATUS_DONE)
-    if status in (STATUS_DEAD, STATUS_UNWINNABLE):
-        return status
-    if status != STATUS_DONE or not entry.get("converged"):
-        return "failed"
-    return "rescued" if entry.get("rescued") else "converged"
-
-
-def has_png(folder: Path, entry: dict) -> bool:
-    """Whether a manifest entry has a picture to show: its PNG, or one of its --diversity pictures'."""
-    if entry.get("variants"):
-        return any(v.get("file") and (folder / v["file"]).is_file() for v in entry["variants"])
-    return entry.get("status", STATUS_DONE) in WITH_PNG
-
 
 OLDER_PARAMS = {"precision": "float32"}  # what a manifest written before a parameter existed ran with
 
@@ -300,32 +149,33 @@ def write_pictures(folder: Path, pictures) -> list[Path]:
     return written
 
 
-def entry_tiles(folder: Path, entries, alpha: bool) -> tuple[list, list]:
-    """(tiles, labels) of the palette of manifest `entries` whose PNGs are in `folder`: one tile per
-    picture, labeled with the filter index (`7`, or `7_2` for picture 2 of a --diversity run); a missing
-    picture of a filter with others is a black tile, so that every filter keeps its row."""
-    tiles, labels = [], []
-    for entry in entries:
-        pictures = entry.get("variants") or [entry]
-        present = [p for p in pictures if p.get("file") and (folder / p["file"]).is_file()]
-        shape = read_png(folder / present[0]["file"], alpha=alpha).shape
-        for p in pictures:
-            has = p.get("file") and (folder / p["file"]).is_file()
-            tiles.append(read_png(folder / p["file"], alpha=alpha) if has else np.zeros(shape, np.uint8))
-            labels.append(str(entry["index"]) if p.get("variant") is None else f"{entry['index']}_{p['variant']}")
-    return tiles, labels
+def has_png(folder: Path, entry: dict) -> bool:
+    """Whether a manifest entry has a picture to show: its PNG, or one of its --diversity pictures'."""
+    if entry.get("variants"):
+        return any(v.get("file") and (folder / v["file"]).is_file() for v in entry["variants"])
+    return entry.get("status", STATUS_DONE) in WITH_PNG
+
+
+def folder_tiles(folder: Path, entries, alpha: bool) -> list[tuple]:
+    """The (index, pictures) pairs of records.palette_tiles for manifest `entries` whose PNGs are in
+    `folder` (a picture not on disk is None)."""
+    def picture(p):
+        present = p.get("file") and (folder / p["file"]).is_file()
+        return p.get("variant"), read_png(folder / p["file"], alpha=alpha) if present else None
+
+    return [(entry["index"], [picture(p) for p in entry.get("variants") or [entry]]) for entry in entries]
 
 
 def write_palette(folder: Path, name: str, entries, title: str, params: dict, cols: int | None = None) -> str | None:
-    """Write the labeled palette of the `entries` that have a picture in `folder` (see entry_tiles), with
-    the run's `params` (its manifest's: cols, diversity, alpha) or `cols`; returns its file name, or None
-    when no entry has a picture (nothing is written)."""
+    """Write the labeled palette of the `entries` that have a picture in `folder`, with the run's
+    `params` (its manifest's: cols, diversity, alpha) or `cols`; returns its file name, or None when no
+    entry has a picture (nothing is written)."""
     folder = Path(folder)
     shown = [e for e in entries if has_png(folder, e)]
     if not shown:
         return None
     alpha = bool(params.get("alpha"))
-    tiles, labels = entry_tiles(folder, shown, alpha)
+    tiles, labels = records.palette_tiles(folder_tiles(folder, shown, alpha))
     columns = palette_cols(int(params.get("diversity") or 1), cols or int(params.get("cols") or 8))
     write_png(folder / name, images.palette(tiles, labels, columns, title, checker=alpha))
     return name
@@ -339,155 +189,172 @@ def write_palette_gif(folder: Path, layer: str, movies, cols: int) -> None:
         atomic_write(Path(folder) / (PALETTE[:-len(".png")] + ".gif"), images.gif_bytes(list(frames)))
 
 
-# --- a layer folder's manifests, merged ----------------------------------------------------------------
-
-SHOWN = 10  # filter indices listed in a warning before "..."
-
+# --- the one writer of a layer folder ---------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class LayerView:
-    """One layer folder as its manifests describe it: the filters in scope, with their entries."""
+class LayerReport:
+    """What one layer's rendering gave."""
 
     layer: str
     folder: Path
-    manifest: dict  # the first manifest merged (its model and params are the page's)
-    manifests: tuple[Path, ...]  # merged
-    entries: tuple[dict, ...]  # by index; only filters in scope
-    scope: tuple[int, ...]  # the filters the manifests ask for (planned, or one run's part)
-    palettes: tuple[str, ...]  # file names in `folder`
-    notes: tuple[str, ...] = ()  # manifests left out, and why
-    shards: tuple = ()  # each merged manifest's `shard` (`K/N`, or None)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATUSES, 0)
-        for entry in self.entries:
-            counts[filter_status(entry)] += 1
-        return counts
-
-    @property
-    def missing(self) -> tuple[int, ...]:
-        listed = {int(e["index"]) for e in self.entries}
-        return tuple(i for i in self.scope if i not in listed)
-
-    @property
-    def unconverged(self) -> tuple[int, ...]:
-        return tuple(int(e["index"]) for e in self.entries if filter_status(e) in UNCONVERGED)
-
-    @property
-    def seconds(self) -> float:
-        """Rendering time of the listed filters (the sum of the manifest's per-filter seconds)."""
-        return round(sum(float(e.get("seconds") or 0) for e in self.entries), 3)
-
-    def warnings(self) -> list[str]:
-        """What a reader of the page should know, one sentence each."""
-        by_status = {s: [int(e["index"]) for e in self.entries if filter_status(e) == s] for s in STATUSES}
-        nan = [int(e["index"]) for e in self.entries if e.get("status") == "failed"]
-        slow = [i for i in by_status["failed"] if i not in nan]
-        lines = []
-        if slow:
-            lines.append(f"{_count(slow)} did not converge ({_shown(slow)}); try more --steps or another --param")
-        if nan:
-            lines.append(f"{_count(nan)} hit NaN/Inf even after a restart with a smaller step ({_shown(nan)}); "
-                         "no PNG")
-        if by_status[STATUS_DEAD]:
-            lines.append(f"{_count(by_status[STATUS_DEAD])} dead ({_shown(by_status[STATUS_DEAD])}): nothing the "
-                         "rescue tried fired them")
-        if by_status[STATUS_UNWINNABLE]:
-            classes = by_status[STATUS_UNWINNABLE]
-            lines.append(f"{_count(classes, 'class', 'classes')} unwinnable ({_shown(classes)}): no picture the "
-                         "rescue tried was put in its class")
-        if self.missing:
-            parts = _missing_shards(self.shards)
-            where = f" (no manifest from part {', '.join(parts)})" if parts else ""
-            lines.append(f"{_count(self.missing)} not finished ({_shown(self.missing)}){where}; run them "
-                         "with --resume (and `filtervis stitch` for shards)")
-        return lines + list(self.notes)
-
-def _count(indices, one: str = "filter", many: str = "filters") -> str:
-    return f"{len(indices)} {one if len(indices) == 1 else many}"
+    filters: int
+    converged: int
+    failed: tuple[int, ...]  # did not converge (includes `faulty`, not `dead` nor `unwinnable`)
+    faulty: tuple[int, ...] = ()  # NaN/Inf even after a restart with a smaller step: no PNG
+    dead: tuple[int, ...] = ()  # channels nothing fired (see rescue.py): not counted as failures
+    unwinnable: tuple[int, ...] = ()  # classes no picture was put in (see rescue.py): not counted as failures
 
 
-def _shown(indices) -> str:
-    return ", ".join(map(str, list(indices)[:SHOWN])) + (" ..." if len(indices) > SHOWN else "")
+class LayerWriter:
+    """Writes one layer folder: pictures batch by batch (`add`, or `copy` from another folder), then
+    the palette and the final manifest (`finish`). `manifest` is the layer's (see new_manifest), saved
+    as `name`; `entries` {filter: entry} what it lists; `saved()` is called after each manifest written
+    (the run's page)."""
 
+    def __init__(self, folder: Path, manifest: dict, name: str = MANIFEST, entries: dict | None = None,
+                 digests: dict | None = None, saved=None):
+        self.folder, self.manifest, self.name = Path(folder), manifest, name
+        self.entries = dict(entries or {})
+        self.digests, self.saved = digests, saved
+        self.movies = []  # (label, frames) of the pictures written with frames (--gif)
 
-def _missing_shards(shards) -> list[str]:
-    """`K/N` of the parts no merged manifest came from (none unless every manifest is a part)."""
-    if not shards or not all(shards):
-        return []
-    total = int(shards[0].split("/")[1])
-    seen = {int(s.split("/")[0]) for s in shards}
-    return [f"{k}/{total}" for k in range(1, total + 1) if k not in seen]
-
-
-def layer_folders(out: str | Path) -> list[Path]:
-    """The layer folders of a run's OUT (sorted), or [OUT] when OUT is itself a layer folder."""
-    out = Path(out)
-    if manifest_files(out):
-        return [out]
-    if not out.is_dir():
-        return []
-    return sorted(p for p in out.iterdir() if p.is_dir() and manifest_files(p))
-
-
-def read_view(folder: Path, paths: list[Path] | None = None, scope: str = "planned") -> LayerView:
-    """The LayerView of a layer folder from `paths` (default: all its manifests). `scope` "planned" keeps
-    the filters of the whole command, "part" those of the first manifest's run (its --shard part).
-    OutputError when no manifest can be read."""
-    folder = Path(folder)
-    paths = list(paths if paths is not None else manifest_files(folder))
-    read, notes = [], []
-    for path in paths:
+    def add(self, batch) -> None:
+        """Write the pictures of a batch of records.FilterRecords, then the manifest listing them; on a
+        write error remove this batch's files again, so the folder holds what the manifest on disk lists."""
+        written = []
         try:
-            read.append((path, read_manifest(path)))
-        except OutputError as exc:
-            notes.append(str(exc).split(";")[0] + "; not shown")
-    if not read:
-        raise OutputError(f"{folder}: no readable manifest; " + (notes[0] if notes else "give a run's --out folder"))
-    (first_path, first), merged = read[0], [read[0]]
-    for path, manifest in read[1:]:
-        difference = compare_params(first, manifest)
-        if not difference and manifest.get("planned") != first.get("planned"):
-            difference = ("filter list", first.get("planned"), manifest.get("planned"))
-        if difference:
-            key, before, now = difference
-            notes.append(f"{path.name} comes from another command ({key}={now!r}, {first_path.name}: "
-                         f"{before!r}); not shown")
-        else:
-            merged.append((path, manifest))
-    found: dict[int, dict] = {}
-    for _, manifest in merged:
-        for entry in manifest["filters"]:
-            found.setdefault(int(entry["index"]), entry)
-    wanted = first.get("part" if scope == "part" else "planned")
-    scope_list = [int(i) for i in wanted] if isinstance(wanted, list) else sorted(found)
-    palettes = [m["palette"] for _, m in merged if m.get("palette") and (folder / m["palette"]).is_file()]
-    return LayerView(str(first.get("layer")), folder, first, tuple(p for p, _ in merged),
-                     tuple(found[i] for i in sorted(found) if i in set(scope_list)), tuple(scope_list),
-                     tuple(dict.fromkeys(palettes)), tuple(notes), tuple(m.get("shard") for _, m in merged))
-
-
-def read_views(out: str | Path) -> list[LayerView]:
-    """A LayerView per layer folder of OUT (see `layer_folders`), in the model's order (the manifests'
-    `model.layer_order`; then by folder); a folder none of whose manifests can be read is left out, so a
-    broken folder beside a run never stops the run's page."""
-    views = []
-    for folder in layer_folders(out):
+            for rec in batch:
+                written += write_pictures(self.folder, records.pictures([rec]))
+                self.entries[rec.index] = entry(rec, self.digests)
+            self.manifest["filters"] = self._listed()
+        except BaseException:
+            self._undo(written, [rec.index for rec in batch])
+            raise
         try:
-            views.append(read_view(folder))
-        except OutputError:
-            continue
+            self._save()
+        except BaseException:
+            path = self.folder / self.name
+            if not path.is_file() or read_manifest(path)["filters"] != self.manifest["filters"]:
+                self._undo(written, [rec.index for rec in batch])
+            raise
+        self.movies += records.movies(batch)
 
-    def order(view):
-        position = view.manifest.get("model", {}).get("layer_order")
-        return (0, position, view.folder.name) if isinstance(position, int) else (1, 0, view.folder.name)
+    def copy(self, found: dict) -> None:
+        """Take the pictures of another run's entries: `found` {filter: (entry, its folder)}."""
+        for listed, folder in found.values():
+            for name in [v["file"] for v in listed.get("variants") or [] if v.get("file")] or [listed["file"]]:
+                source, target = Path(folder) / name, self.folder / name
+                if source.is_file() and source.resolve() != target.resolve():
+                    atomic_write(target, source.read_bytes())
+            self.entries[int(listed["index"])] = listed
 
-    return sorted(views, key=order)
+    def finish(self, part, title: str, cols: int | None = None, palette: str = PALETTE, movie: bool = True) -> None:
+        """The palette of the finished filters of `part` (this run's), the final manifest (`complete`
+        when every filter of `part` is finished) and, with `movie`, palette.gif of the pictures' frames."""
+        params = self.manifest["params"]
+        done = [self.entries[f] for f in part if f in self.entries]
+        self.manifest["palette"] = write_palette(self.folder, palette, done, title, params, cols)
+        self.manifest["complete"] = all(f in self.entries for f in part)
+        self.manifest["filters"] = self._listed()
+        self._save()
+        if movie:
+            write_palette_gif(self.folder, self.manifest["layer"], self.movies, cols or int(params.get("cols") or 8))
+
+    def report(self, part) -> LayerReport:
+        """The LayerReport of the filters of `part`."""
+        mine = [self.entries[f] for f in part if f in self.entries]
+        apart = (STATUS_DEAD, STATUS_UNWINNABLE)  # counted apart, not as failures
+        dead, unwinnable = (tuple(e["index"] for e in mine if e["status"] == s) for s in apart)
+        failed = tuple(e["index"] for e in mine if not e["converged"] and e["status"] not in apart)
+        faulty = tuple(e["index"] for e in mine if e["status"] == STATUS_FAILED)
+        converged = len(mine) - len(failed) - len(dead) - len(unwinnable)
+        return LayerReport(self.manifest["layer"], self.folder, len(mine), converged, failed, faulty, dead,
+                           unwinnable)
+
+    def _listed(self) -> list:
+        return [self.entries[f] for f in sorted(self.entries)]
+
+    def _save(self) -> None:
+        write_manifest(self.folder, self.manifest, self.name)
+        if self.saved:
+            self.saved()
+
+    def _undo(self, written: list[Path], indices) -> None:
+        """Forget a batch whose manifest could not be written: its files go, so disk and manifest agree."""
+        for path in written:
+            path.unlink(missing_ok=True)
+        for index in indices:
+            self.entries.pop(index, None)
 
 
-def written_views(folders, shard: tuple[int, int] | None = None) -> list[LayerView]:
-    """What one command wrote: per layer folder, its own manifest (the shard's, for `--shard K/N`)
-    and its own part of the filters; other shards in the folder are not counted."""
-    name = manifest_name(shard)
-    return [read_view(Path(f), [Path(f) / name], scope="part") for f in folders]
+class DiskSink:
+    """A run's sink on disk: OUT/<layer>/ per layer (see the module doc). `saved()` is called after
+    each manifest written (the run's page, OUT/index.html)."""
+
+    def __init__(self, out, shard: tuple[int, int] | None = None, resume: bool = False, saved=None):
+        self.out, self.shard, self.resume, self.saved = Path(out), shard, resume, saved
+
+    def check(self) -> None:
+        """OutputError unless OUT can be written (before the model is loaded)."""
+        check_writable(self.out)
+
+    def earlier_batch(self, layer: str) -> int | None:
+        """With --resume, the batch size an earlier run into the layer's folder chose."""
+        path = self.out / layer_dirname(layer) / manifest_name(self.shard)
+        if not self.resume or not path.is_file():
+            return None
+        batch = read_manifest(path)["params"].get("batch")
+        return batch if isinstance(batch, int) and batch >= 1 else None
+
+    def open(self, plans) -> list[LayerWriter]:
+        """A LayerWriter per plan, holding what --resume keeps; SpecError when two layers would share a
+        folder or an earlier run differs (see `resumable`). Nothing is written."""
+        folders = {}
+        for plan in plans:
+            folder = self.out / layer_dirname(plan.layer)
+            if folder in folders:
+                raise SpecError(f"layers '{folders[folder]}' and '{plan.layer}' would share the folder {folder}; "
+                                "visualize them in separate runs with different --out")
+            folders[folder] = plan.layer
+        writers = []
+        for plan, folder in zip(plans, folders):
+            manifest = new_manifest(plan)
+            kept = resumable(folder / manifest_name(self.shard), manifest, plan.start_digests) if self.resume else {}
+            writers.append(LayerWriter(folder, manifest, manifest_name(self.shard), kept, plan.start_digests,
+                                       self.saved))
+        return writers
+
+    def close(self, writer: LayerWriter, plan, complete: bool):
+        """Finish a layer (also when the run was stopped: then without palette.gif); its LayerReport."""
+        title = plan.layer if self.shard is None else f"{plan.layer} (part {self.shard[0]}/{self.shard[1]})"
+        writer.finish(plan.part, title, palette=palette_name(self.shard), movie=complete)
+        return writer.report(plan.part)
+
+    def where(self, writer: LayerWriter) -> str:
+        return f" and saved in {writer.folder}"
+
+
+def resumable(path: Path, manifest: dict, digests: dict | None) -> dict:
+    """Entries of the earlier run whose manifest is `path` that a run of `manifest` can keep ({index:
+    entry}): those whose picture is on disk, or that failed. SpecError when that run's parameters
+    differ from this one's (see compare_params), or a kept filter started from another picture."""
+    if not path.is_file():
+        return {}
+    old = read_manifest(path)
+    difference = compare_params(old, manifest)
+    if difference:
+        key, before, now = difference
+        raise SpecError(f"--resume: {path} was made with {key}={before!r} (this run: {now!r}); rerun with the "
+                        "same parameters, or drop --resume (or choose another --out) to start afresh")
+    kept = {}
+    for listed in old["filters"]:
+        index, status = listed.get("index"), listed.get("status", STATUS_DONE)
+        if status == STATUS_FAILED or (status in WITH_PNG and (path.parent / str(listed.get("file"))).is_file()):
+            kept[int(index)] = dict(listed, status=status)
+    for index, listed in kept.items():
+        before, now = listed.get("start_sha256"), (digests or {}).get(index)
+        if before != now:
+            raise SpecError(f"--resume: {path} was made with another start picture for filter {index} "
+                            f"(--seed-image sha256 {str(before)[:12]}, this run: {str(now)[:12]}); rerun with "
+                            "the same --seed-image, or drop --resume (or choose another --out) to start afresh")
+    return kept

@@ -303,7 +303,7 @@ def test_vgg16_peak_memory_stays_under_the_printed_budget(tmp_path):
 def test_a_long_layer_gets_a_time_estimate(capsys):
     from tqdm import tqdm
 
-    from filtervis.run import Progress
+    from filtervis.progress import Progress
 
     with tqdm(total=512 * 256, file=io.StringIO()) as bar:
         progress = Progress(bar, "block5_conv3", 512, [("block5_conv3", 512 * 256, 1.0)], "batch 8", quiet=False)
@@ -322,7 +322,7 @@ def test_a_whole_run_is_estimated_by_each_layers_step_cost_and_start_up():
     b's 1000 steps at 4x it, and one more start-up for b."""
     from tqdm import tqdm
 
-    from filtervis.run import Progress
+    from filtervis.progress import Progress
 
     with tqdm(total=2000, file=io.StringIO()) as bar:
         progress = Progress(bar, "2 layers", 20, [("a", 1000, 1.0), ("b", 1000, 4.0)], "batch per layer", quiet=True)
@@ -345,7 +345,7 @@ def test_a_whole_run_counts_each_layers_time_beyond_its_steps_and_tells_once_its
     steps: 14 s)."""
     from tqdm import tqdm
 
-    from filtervis.run import LAYER_OVERHEAD_STEPS, Progress
+    from filtervis.progress import LAYER_OVERHEAD_STEPS, Progress
 
     with tqdm(total=3000, file=io.StringIO()) as bar:
         progress = Progress(bar, "3 layers", 12, [("a", 1000, 1.0), ("b", 1000, 1.0), ("c", 1000, 70.0)],

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from browser import Browser, find_chromium
-from filtervis.store import filter_status
+from filtervis.records import filter_status
 from test_report import dead_filter_model, render
 
 CHROMIUM = find_chromium()

@@ -69,12 +69,12 @@ def test_a_fixed_size_model_is_not_rebuilt(tiny_model):
 def test_the_tile_start_renders_a_tile_then_the_picture_and_counts_both():
     model = any_size_model()
     result = api.render(model, "conv2", filters="0-3", size=24, steps=16, preprocess="tf", tile=True)
-    job = result.job
+    job = result.plan
     assert job.tile_note() == {"size": 12, "steps": 12, "lr_factor": tiles.TILE_LR_FACTOR}
     assert [r.steps for r in result.filters] == [16] * 4  # 12 on the tile, 4 at 24 px
     assert all(image.shape == (24, 24, 3) for image in result.images)
     untiled = api.render(model, "conv2", filters="0-3", size=24, steps=16, preprocess="tf")  # the default
-    assert untiled.job.tile_note() is None
+    assert untiled.plan.tile_note() is None
     assert any(not np.array_equal(a, b) for a, b in zip(result.images, untiled.images))
     # the tile steps cost a quarter each: 12 / 4 + 4 output-size steps of work per picture
     assert job.step_units() == pytest.approx(12 * 0.25 + 4)
@@ -84,7 +84,7 @@ def test_tiled_pictures_do_not_depend_on_the_batch():
     model = any_size_model()
     one = api.render(model, "conv2", filters="0-5", size=20, steps=8, preprocess="tf", batch=1, tile=True)
     six = api.render(model, "conv2", filters="0-5", size=20, steps=8, preprocess="tf", batch=6, tile=True)
-    assert one.job.tile_note() is not None
+    assert one.plan.tile_note() is not None
     for a, b in zip(one.images, six.images):
         np.testing.assert_array_equal(a, b)
 
@@ -94,7 +94,7 @@ def test_the_tile_is_skipped_where_it_does_not_apply(options):
     """The centre unit of a map is not a mean over it; without --tile (the default) there is none; maco's
     fixed amplitudes cannot hold a repeated tile (params.UNTILED)."""
     job = api.prepare(any_size_model(), "conv2", "0-1", size=24, steps=8, preprocess="tf", **options)
-    assert job.tile() is None and job.step_units() == 8
+    assert job.tile is None and job.step_units() == 8
 
 
 def test_a_seed_image_starts_at_the_output_size(tmp_path):
@@ -104,7 +104,7 @@ def test_a_seed_image_starts_at_the_output_size(tmp_path):
     Image.fromarray(np.full((24, 24, 3), 200, np.uint8)).save(seed)
     job = api.prepare(any_size_model(), "conv2", "0-1", size=24, steps=8, preprocess="tf", seed_image=str(seed),
                       tile=True)
-    assert job.tile() is None
+    assert job.tile is None
 
 
 def test_the_cli_writes_the_tile_in_the_manifest_and_it_is_off_by_default(tmp_path):
@@ -127,4 +127,4 @@ def test_a_sequential_model_whose_cut_takes_one_size_is_not_tiled():
     model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, activation="relu", name="conv1"),
                               keras.layers.GlobalAveragePooling2D()])
     result = api.render(model, "conv1", filters="0-1", steps=4, preprocess="tf", tile=True)
-    assert result.job.tile() is None and len(result.images) == 2
+    assert result.plan.tile is None and len(result.images) == 2
