@@ -128,3 +128,24 @@ def test_a_sequential_model_whose_cut_takes_one_size_is_not_tiled():
                               keras.layers.GlobalAveragePooling2D()])
     result = api.render(model, "conv1", filters="0-1", steps=4, preprocess="tf", tile=True)
     assert result.plan.tile is None and len(result.images) == 2
+
+
+def test_tile_and_seed_image_give_the_same_pictures_through_the_cli_and_render(tmp_path):
+    """A seed image is a start at the output size: the plan leaves the tile start out, for the command
+    line as for render, and the pictures are the same byte for byte."""
+    from PIL import Image
+
+    seed = tmp_path / "seed.png"
+    Image.fromarray(np.linspace(0, 255, 24 * 24 * 3).reshape(24, 24, 3).astype(np.uint8)).save(seed)
+    path = tmp_path / "anysize.keras"
+    any_size_model().save(path)
+    done = run_cli("run", "--model", path, "--layer", "conv2", "--filters", "0-2", "--size", 24, "--steps", 8,
+                   "--preprocess", "tf", "--quiet", "--no-report", "--tile", "--seed-image", seed, "--out",
+                   tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "out" / "conv2" / "manifest.json").read_text())["tile"] is None
+    result = api.render(str(path), "conv2", filters="0-2", size=24, steps=8, preprocess="tf", tile=True,
+                        seed_image=str(seed))
+    for index, image in enumerate(result.images):
+        on_disk = np.asarray(Image.open(tmp_path / "out" / "conv2" / f"filter_{index:04d}.png"))
+        np.testing.assert_array_equal(on_disk, image)
