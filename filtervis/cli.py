@@ -222,8 +222,8 @@ def run(verbose, as_json, fail_on, **values):
     """Optimize an image per filter; write filter PNGs, a labeled palette and a manifest per layer, and
     OUT/index.html."""
     from .report import INDEX
-    from .views import written_views
     from .run import run as run_spec
+    from .views import count_text, shown_text, written_views
 
     spec = options.RunSpec(**{name: values[param_name(name)] for name in options.OPTIONS})
     with StopFlag() as stop, _stdout_for_json(as_json):
@@ -240,21 +240,13 @@ def run(verbose, as_json, fail_on, **values):
             click.echo(line)
         slow = [f for f in report.failed if f not in report.faulty]
         if slow:
-            click.echo(f"filtervis: warning: {report.layer}: {_filters(len(slow))} did not converge "
-                       f"({_shown(slow)}); try more --steps or another --param", err=True)
+            click.echo(f"filtervis: warning: {report.layer}: {count_text(slow)} did not converge "
+                       f"({shown_text(slow)}); try more --steps or another --param", err=True)
         if report.faulty:
-            click.echo(f"filtervis: warning: {report.layer}: {_filters(len(report.faulty))} hit NaN/Inf even after a "
-                       f"restart with a smaller step ({_shown(report.faulty)}); they have no PNG", err=True)
+            click.echo(f"filtervis: warning: {report.layer}: {count_text(report.faulty)} hit NaN/Inf even after a "
+                       f"restart with a smaller step ({shown_text(report.faulty)}); they have no PNG", err=True)
     index = os.path.join(spec.out, INDEX) if spec.report else None
     _finish_ci(written_views([r.folder for r in reports], spec.shard), index, as_json, fail_on)
-
-
-def _filters(count: int) -> str:
-    return f"{count} filter" + ("" if count == 1 else "s")
-
-
-def _shown(indices) -> str:
-    return ", ".join(map(str, indices[:10])) + (" ..." if len(indices) > 10 else "")
 
 
 @cli.command()
@@ -267,8 +259,8 @@ def stitch(out, sources, cols, report, as_json, fail_on):
     """Merge the parts of a sharded run (--shard K/N) in OUT (and --from folders) into one palette and
     manifest per layer, and OUT/index.html; report filters no part has finished (exit code 3)."""
     from .report import INDEX
-    from .views import written_views
     from .stitch import stitch as stitch_runs
+    from .views import shown_text, written_views
 
     if cols is not None:
         options.RunSpec(cols=cols)  # the same check as `run`
@@ -282,7 +274,7 @@ def stitch(out, sources, cols, report, as_json, fail_on):
             incomplete = True
             parts = f" (no manifest from part {', '.join(layer.missing_shards)})" if layer.missing_shards else ""
             click.echo(f"filtervis: warning: {layer.layer}: {len(layer.missing)} filters missing "
-                       f"({_shown(layer.missing)}){parts}; run those parts (with --resume) and stitch again",
+                       f"({shown_text(layer.missing)}){parts}; run those parts (with --resume) and stitch again",
                        err=True)
     index = os.path.join(out, INDEX) if report else None
     _finish_ci(written_views([layer.folder for layer in merged]), index, as_json, fail_on, incomplete)

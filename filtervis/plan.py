@@ -22,7 +22,8 @@ import numpy as np
 
 from . import memory, models, params, progress, schedule, targets
 from .errors import SpecError
-from .options import DEFAULT_SIZE, RunSpec, parse_filters, size_text
+from .filters import parse_filters
+from .options import DEFAULT_SIZE, RunSpec, size_text
 from .records import filter_filename
 
 OBJECTIVES_FOLDER = "objectives"  # the layer name (and folder) of a render of objectives

@@ -58,29 +58,29 @@ class LayerView:
         slow = [i for i in by_status["failed"] if i not in nan]
         lines = []
         if slow:
-            lines.append(f"{_count(slow)} did not converge ({_shown(slow)}); try more --steps or another --param")
+            lines.append(f"{count_text(slow)} did not converge ({shown_text(slow)}); try more --steps or another --param")
         if nan:
-            lines.append(f"{_count(nan)} hit NaN/Inf even after a restart with a smaller step ({_shown(nan)}); "
+            lines.append(f"{count_text(nan)} hit NaN/Inf even after a restart with a smaller step ({shown_text(nan)}); "
                          "no PNG")
         if by_status[STATUS_DEAD]:
-            lines.append(f"{_count(by_status[STATUS_DEAD])} dead ({_shown(by_status[STATUS_DEAD])}): nothing the "
+            lines.append(f"{count_text(by_status[STATUS_DEAD])} dead ({shown_text(by_status[STATUS_DEAD])}): nothing the "
                          "rescue tried fired them")
         if by_status[STATUS_UNWINNABLE]:
             classes = by_status[STATUS_UNWINNABLE]
-            lines.append(f"{_count(classes, 'class', 'classes')} unwinnable ({_shown(classes)}): no picture the "
+            lines.append(f"{count_text(classes, 'class', 'classes')} unwinnable ({shown_text(classes)}): no picture the "
                          "rescue tried was put in its class")
         if self.missing:
             parts = _missing_shards(self.shards)
             where = f" (no manifest from part {', '.join(parts)})" if parts else ""
-            lines.append(f"{_count(self.missing)} not finished ({_shown(self.missing)}){where}; run them "
+            lines.append(f"{count_text(self.missing)} not finished ({shown_text(self.missing)}){where}; run them "
                          "with --resume (and `filtervis stitch` for shards)")
         return lines + list(self.notes)
 
-def _count(indices, one: str = "filter", many: str = "filters") -> str:
+def count_text(indices, one: str = "filter", many: str = "filters") -> str:
     return f"{len(indices)} {one if len(indices) == 1 else many}"
 
 
-def _shown(indices) -> str:
+def shown_text(indices) -> str:
     return ", ".join(map(str, list(indices)[:SHOWN])) + (" ..." if len(indices) > SHOWN else "")
 
 

@@ -13,7 +13,7 @@ from conftest import ROOT
 PACKAGE = ROOT / "filtervis"
 # lowest first; a module is named by its path under filtervis/ (a package by its folder)
 STAGES = (
-    ("ground", {"__init__", "errors", "options", "images", "exact", "appearance"}),
+    ("ground", {"__init__", "errors", "options", "filters", "images", "exact", "appearance"}),
     ("model", {"models"}),
     ("image", {"params", "transforms", "tiles", "starts", "measures"}),
     ("objective", {"objectives", "targets"}),

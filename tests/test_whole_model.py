@@ -79,7 +79,7 @@ def test_a_model_with_nothing_to_visualize_says_so(tmp_path):
 
 def test_random_filters_are_drawn_per_layer():
     """A layer's draw depends on the seed and its name only: adding a layer changes no other's."""
-    from filtervis.options import parse_filters
+    from filtervis.filters import parse_filters
 
     spec = parse_filters("random:4")
     draws = {layer: spec.resolve(64, 0, layer) for layer in ("block1_conv1", "block2_conv1")}
