@@ -84,8 +84,6 @@ def prepare(model, layer: str | None = None, filters=None, *, objective=None, **
     """The plan.LayerPlan of a render (arguments as for `render`, one layer), checked, without optimizing
     anything: the model, the layer, the filters, the seed images, the batch."""
     spec, goals = _request(model, layer, filters, objective, dict(options))
-    if spec.seed_image:
-        planning.check_seed_source(spec.seed_image)
     (plan,) = planning.make(spec, planning.load(model, spec), goals)
     return plan
 

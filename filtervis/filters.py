@@ -1,6 +1,6 @@
-"""`--filters`: which filters of a layer a run renders, parsed once (`parse_filters`) and resolved per
-layer (`FilterSpec.resolve`): indices and ranges, the first N, or N drawn from the seed and the layer's
-name."""
+"""Which filters a run renders: `--filters` parsed once (`parse_filters`) and resolved per layer
+(`FilterSpec.resolve`: indices and ranges, the first N, or N drawn from the seed and the layer's name),
+and the file name of a filter's picture."""
 
 from __future__ import annotations
 
@@ -85,3 +85,8 @@ def parse_filters(text: str) -> FilterSpec:
             raise SpecError(f"--filters {text!r}: range {part!r} runs backwards; write {hi}-{lo}")
         indices.update(range(lo, hi + 1))
     return FilterSpec(text, indices=tuple(sorted(indices)))
+
+
+def filter_filename(index: int, variant: int | None = None) -> str:
+    """`filter_0007.png`, or `filter_0007_2.png` for picture 2 of filter 7 (--diversity)."""
+    return f"filter_{index:04d}.png" if variant is None else f"filter_{index:04d}_{variant}.png"

@@ -139,6 +139,24 @@ def _check_filters(name, value):
     parse_filters(value)
 
 
+def _check_seed_image(name, value):
+    """The cheap checks of --seed-image, before a model is loaded: it exists; a file is an image."""
+    if value is None:
+        return None
+    source = Path(value)
+    if not source.exists():
+        return f"--seed-image {source} does not exist; give an image file or a folder of filter PNGs"
+    if source.is_file():
+        from PIL import Image
+
+        try:
+            with Image.open(source) as image:
+                image.verify()
+        except Exception as exc:
+            return f"--seed-image {source} is not a readable image ({type(exc).__name__}); give a PNG or JPEG"
+    return None
+
+
 def _check_shard(name, value):
     if value is not None:
         parse_shard(f"{value[0]}/{value[1]}")
@@ -181,7 +199,7 @@ class RunSpec:
     jitter: int = option(4, "Random shift per step, pixels.", IMAGE, check=_at_least(0, " pixels"))
     seed_image: str | None = option(
         None, "Start from this image, or from a previous run's layer folder (filter_NNNN.png each).", IMAGE,
-        metavar="PATH")
+        check=_check_seed_image, metavar="PATH")
     param: str = option(
         "auto", "Image parameterization: pixel, fft (1/f spectrum, decorrelated colour), maco (phases only, "
         "under natural photos' amplitude spectrum), or auto (pixel for early layers, fft from 4x downsampling on).",

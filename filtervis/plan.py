@@ -15,16 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-from pathlib import Path
 
-import numpy as np
-
-from . import memory, models, params, progress, schedule, targets
+from . import filters, memory, models, params, progress, schedule, seeds, targets
 from .errors import SpecError
-from .filters import parse_filters
 from .options import DEFAULT_SIZE, RunSpec, size_text
-from .records import filter_filename
 
 OBJECTIVES_FOLDER = "objectives"  # the layer name (and folder) of a render of objectives
 
@@ -147,52 +141,6 @@ def image_shape_of(spec: RunSpec, loaded: models.LoadedModel) -> tuple[int, int,
     return (*(spec.size or loaded.size or (DEFAULT_SIZE, DEFAULT_SIZE)), loaded.channels)
 
 
-# --- seed images -----------------------------------------------------------------------------------
-
-def check_seed_source(path: str) -> None:
-    """The cheap checks of --seed-image, before the model is loaded: it exists; a file is an image."""
-    source = Path(path)
-    if not source.exists():
-        raise SpecError(f"--seed-image {source} does not exist; give an image file or a folder of filter PNGs")
-    if source.is_file():
-        from PIL import Image
-
-        try:
-            with Image.open(source) as image:
-                image.verify()
-        except Exception as exc:
-            raise SpecError(f"--seed-image {source} is not a readable image ({type(exc).__name__}); "
-                            "give a PNG or JPEG") from None
-
-
-def read_starts(path: str, units, image_shape) -> tuple[dict, dict]:
-    """({unit: start picture [H, W, C] float32 in [0, 1]}, {unit: its sha256}): one image file for every
-    unit, or a folder of a previous run's filter_NNNN.png."""
-    from . import images
-
-    source = Path(path)
-    if source.is_dir():
-        files = {f: source / filter_filename(f) for f in units}
-        missing = [f for f, file in files.items() if not file.is_file()]
-        if missing:
-            raise SpecError(f"--seed-image folder {source} has no {filter_filename(missing[0])}; "
-                            "give the layer folder of a run over the same filters, or one image file")
-    elif source.is_file():
-        files = dict.fromkeys(units, source)
-    else:
-        raise SpecError(f"--seed-image {source} does not exist; give an image file or a folder of filter PNGs")
-    starts = {}
-    for f, file in files.items():
-        try:
-            starts[f] = images.load_image(str(file), image_shape)
-        except Exception as exc:
-            raise SpecError(f"--seed-image {file} is not a readable image ({type(exc).__name__}); "
-                            "give a PNG or JPEG") from None
-    digests = {f: hashlib.sha256(np.ascontiguousarray(start, np.float32).tobytes()).hexdigest()
-               for f, start in starts.items()}
-    return starts, digests
-
-
 # --- the plan --------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -221,68 +169,61 @@ def make(spec: RunSpec, original: models.LoadedModel, objectives=None, earlier=N
         raise SpecError("--alpha needs a model with 1 or 3 input channels: this model's images have 4, so their "
                         "PNGs have no channel left for transparency; drop --alpha")
     shapes = models.layer_shapes(loaded)
-    seeded = bool(spec.seed_image)
-    if objectives is not None:
-        layers = [_objectives(spec, loaded, original, objectives, shapes, image_shape)]
+    if objectives is not None:  # the layers the objectives read
+        chosen = [(name, True) for name in dict.fromkeys(name for goal in objectives for name in goal.layers)]
     else:
-        if not spec.layers:
-            raise SpecError("--layer is required: name at least one layer (`filtervis layers` lists them)")
-        layers = [_channels(spec, loaded, original, layer, not explicit, shapes, image_shape, seeded)
-                  for layer, explicit in models.select_layers(loaded, dict.fromkeys(spec.layers), shapes)]
+        chosen = models.select_layers(loaded, dict.fromkeys(spec.layers), shapes)
+    counts = {name: models.check_visualizable(loaded, name, shapes) for name, _ in chosen}
+    cuts = {name: _cut(loaded, original, name, shapes) for name, _ in chosen}
+    units = [(OBJECTIVES_FOLDER, True)] if objectives is not None else chosen
+    layers = [_layer(spec, loaded, name, counts, cuts, shapes, image_shape, objectives, clip=not explicit)
+              for name, explicit in units]
     costs = {one.layer: progress.step_cost(loaded.model, one.paths, one.shapes, one.cuts, one.objectives,
                                            image_shape) for one in layers}
-    parts = shard_pairs([(one.layer, list(one.filters), _units(spec, one, image_shape) * costs[one.layer])
-                         for one in layers], spec.shard)
+    steps = {one.layer: float(spec.steps) if one.tile is None else one.tile.units(image_shape) for one in layers}
+    parts = progress.shard_pairs([(one.layer, list(one.filters), steps[one.layer] * costs[one.layer])
+                                  for one in layers], spec.shard)
+    dtype = precision.used if precision is not None else "float32"
+    batches = {one.layer: memory.choose_batch(one.shapes, image_shape, len(parts[one.layer]), spec.diversity,
+                                              spec.batch, earlier(one.layer) if earlier else None,
+                                              spec.memory_budget, dtype) for one in layers}
     plans = []
     for one in layers:
         part = tuple(parts[one.layer])
-        starts, digests = read_starts(spec.seed_image, part, image_shape) if seeded and part else (None, None)
-        batch, budget = memory.choose_batch(one.shapes, image_shape, len(part), spec.diversity, spec.batch,
-                                            earlier(one.layer) if earlier else None, spec.memory_budget,
-                                            precision.used if precision is not None else "float32")
+        starts, digests = seeds.read(spec.seed_image, part, image_shape) if spec.seed_image and part else (None, None)
+        batch, budget = batches[one.layer]
         plans.append(LayerPlan(spec, one.layer, loaded, original, precision, image_shape, one.filters, part,
                                one.cuts, one.goals, one.shapes, one.paths, one.param, one.tile, batch,
-                               costs[one.layer], budget,
-                               starts, digests, one.objectives, one.clipped))
+                               costs[one.layer], budget, starts, digests, one.objectives, one.clipped))
     return plans
 
 
-def _units(spec: RunSpec, one: _Layer, image_shape) -> float:
-    return float(spec.steps) if one.tile is None else one.tile.units(image_shape)
-
-
-def _channels(spec, loaded, original, layer: str, clip: bool, shapes: dict, image_shape, seeded: bool) -> _Layer:
-    """A layer's filters: their indices (`clip`: a layer chosen by a pattern or `all` leaves out indices
-    past its filters instead of refusing them), cut, goals, parameterization and tile start."""
-    count = models.check_visualizable(loaded, layer, shapes)
-    wanted = parse_filters(spec.filters)
-    filters = tuple(wanted.resolve(count, spec.seed, layer, clip=clip))
-    cut = _cut(loaded, original, layer, shapes)
-    goals = dict(zip(filters, targets.unit_goals(layer, filters, spec.objective, cut.classes, spec.tv_weight,
-                                                 spec.lp_weight, spec.lp_norm, spec.diversity)))
+def _layer(spec: RunSpec, loaded, layer: str, counts: dict, cuts: dict, shapes: dict, image_shape, objectives=None,
+           clip: bool = False) -> _Layer:
+    """A layer's filters (`clip`: a layer chosen by a pattern or `all` leaves out indices past its filters
+    instead of refusing them) and their goals, parameterization and tile start; or a list of objectives,
+    one picture each, checked as the schedule's ObjectiveBatch would check them."""
+    if objectives is not None:
+        for goal in objectives:
+            targets.check_objective(goal, cuts)
+        ranged = {place: targets.ranged(goal) for place, goal in enumerate(objectives)}
+        targets.check_groups(list(ranged.values()), cuts, spec.diversity)
+        deepest = max(list(shapes).index(name) for name in cuts)
+        shape = max((c.output_shape for c in cuts.values()), key=lambda s: params.downsampling(s, image_shape))
+        return _Layer(layer, tuple(range(len(objectives))), cuts, ranged, tuple(shapes.values())[:deepest + 1], (),
+                      params.resolve(spec.param, spec.decay, shape, image_shape), None, tuple(objectives))
+    cut, count = cuts[layer], counts[layer]
+    wanted = filters.parse_filters(spec.filters)
+    chosen = tuple(wanted.resolve(count, spec.seed, layer, clip=clip))
+    clipped = wanted.clipped(count) if clip else None
+    param = params.resolve(spec.param, spec.decay, cut.output_shape, image_shape)
+    goals = dict(zip(chosen, targets.unit_goals(layer, chosen, spec.objective, cut.classes, spec.tv_weight,
+                                                spec.lp_weight, spec.lp_norm, spec.diversity)))
     upto = list(shapes)[:list(shapes).index(layer) + 1]
     preprocess = models.preprocess_fn(loaded.preprocess, loaded.channels)
-    tile = None if seeded else schedule.build_tile(loaded, layer, cut, goals, spec, image_shape, preprocess)
-    return _Layer(layer, filters, {layer: cut}, goals, tuple(shapes[path] for path in upto), tuple(upto),
-                  params.resolve(spec.param, spec.decay, cut.output_shape, image_shape), tile,
-                  clipped=wanted.clipped(count) if clip else None)
-
-
-def _objectives(spec, loaded, original, goals, shapes: dict, image_shape) -> _Layer:
-    """A list of objectives, one picture each: the layers they read, cut; checked as the schedule's
-    ObjectiveBatch would check them."""
-    layers = list(dict.fromkeys(name for goal in goals for name in goal.layers))
-    for name in layers:
-        models.check_visualizable(loaded, name, shapes)
-    cuts = {name: _cut(loaded, original, name, shapes) for name in layers}
-    deepest = max(list(shapes).index(name) for name in layers)
-    for goal in goals:
-        targets.check_objective(goal, cuts)
-    ranged = {place: targets.ranged(goal) for place, goal in enumerate(goals)}
-    targets.check_groups(list(ranged.values()), cuts, spec.diversity)
-    shape = max((c.output_shape for c in cuts.values()), key=lambda s: params.downsampling(s, image_shape))
-    return _Layer(OBJECTIVES_FOLDER, tuple(range(len(goals))), cuts, ranged, tuple(shapes.values())[:deepest + 1], (),
-                  params.resolve(spec.param, spec.decay, shape, image_shape), None, tuple(goals))
+    tile = None if spec.seed_image else schedule.build_tile(loaded, layer, cut, goals, spec, image_shape, preprocess)
+    return _Layer(layer, chosen, {layer: cut}, goals, tuple(shapes[path] for path in upto), tuple(upto), param,
+                  tile, clipped=clipped)
 
 
 def _cut(loaded, original, layer: str, shapes):
@@ -292,27 +233,6 @@ def _cut(loaded, original, layer: str, shapes):
     if loaded is original:
         return cut
     return dataclasses.replace(cut, exact=models.cut(original, layer, shapes))
-
-
-def shard_pairs(layers: list[tuple[str, list[int], float]], shard: tuple[int, int] | None) -> dict[str, list[int]]:
-    """{layer: its filters in this run's part}: `layers` are (name, filters, cost of one filter) in order;
-    --shard K/N gives the K-th of N parts of all the (layer, filter) pairs, of about equal cost: the pairs,
-    costliest first (then in order), each go to the part with the least cost so far (the first of equals).
-    Pairs of equal cost are dealt round robin, so one layer's filters go to the parts as every N-th
-    filter from the K-th. The parts depend only on `layers`."""
-    if shard is None:
-        return {name: list(filters) for name, filters, _ in layers}
-    k, n = shard
-    pairs = sorted(((cost, i, j, name, f) for i, (name, filters, cost) in enumerate(layers)
-                    for j, f in enumerate(filters)), key=lambda pair: (-pair[0], pair[1], pair[2]))
-    loads, mine = [0.0] * n, {name: [] for name, _, _ in layers}
-    for cost, _, _, name, f in pairs:
-        part = loads.index(min(loads))
-        loads[part] += cost
-        if part == k - 1:
-            mine[name].append(f)
-    order = {name: {f: j for j, f in enumerate(filters)} for name, filters, _ in layers}
-    return {name: sorted(chosen, key=order[name].get) for name, chosen in mine.items()}
 
 
 # --- the float32 fallback --------------------------------------------------------------------------

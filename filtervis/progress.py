@@ -1,7 +1,7 @@
 """Progress of a run: the cost model of a step, one bar and one time estimate for the whole run.
 
-`step_cost` weighs one layer's steps against another's (to balance --shard parts and to estimate a
-run before its rate is measured); `Bar` is the command line's progress (a tqdm bar on a terminal and
+`step_cost` weighs one layer's steps against another's: `shard_pairs` deals a run's (layer, filter)
+pairs into --shard parts of about equal cost, and a run is estimated before its rate is measured; `Bar` is the command line's progress (a tqdm bar on a terminal and
 the estimate on stderr), `Calls` hands the steps to a function of render's caller. The flow
 (run.execute) calls `begin(plans, kept)` once, then `start(layer)` per layer and `(done, more)` as
 steps finish.
@@ -50,6 +50,27 @@ def step_cost(model, paths, shapes, cuts: dict, objectives, image_shape) -> floa
             macs -= last * (1.0 - 1.0 / cut.filters)
     pixels = float(np.prod(image_shape[:2]))
     return macs + STEP_COST_PER_WEIGHT * weights + STEP_COST_PER_PIXEL * pixels + STEP_COST_FIXED
+
+
+def shard_pairs(layers: list[tuple[str, list[int], float]], shard: tuple[int, int] | None) -> dict[str, list[int]]:
+    """{layer: its filters in this run's part}: `layers` are (name, filters, cost of one filter) in order;
+    --shard K/N gives the K-th of N parts of all the (layer, filter) pairs, of about equal cost: the pairs,
+    costliest first (then in order), each go to the part with the least cost so far (the first of equals).
+    Pairs of equal cost are dealt round robin, so one layer's filters go to the parts as every N-th
+    filter from the K-th. The parts depend only on `layers`."""
+    if shard is None:
+        return {name: list(filters) for name, filters, _ in layers}
+    k, n = shard
+    pairs = sorted(((cost, i, j, name, f) for i, (name, filters, cost) in enumerate(layers)
+                    for j, f in enumerate(filters)), key=lambda pair: (-pair[0], pair[1], pair[2]))
+    loads, mine = [0.0] * n, {name: [] for name, _, _ in layers}
+    for cost, _, _, name, f in pairs:
+        part = loads.index(min(loads))
+        loads[part] += cost
+        if part == k - 1:
+            mine[name].append(f)
+    order = {name: {f: j for j, f in enumerate(filters)} for name, filters, _ in layers}
+    return {name: sorted(chosen, key=order[name].get) for name, chosen in mine.items()}
 
 
 ESTIMATE_MIN_SECONDS = 60.0  # a layer estimated to take longer gets a line on stderr, terminal or not

@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 
 from . import appearance
+from .filters import filter_filename
 
 STATUS_DONE, STATUS_FAILED = "done", "failed"  # failed: NaN/Inf even after the restart; no PNG
 STATUS_DEAD = "dead"  # a channel nothing the rescue tried fired (see rescue.py); it has a PNG all the same
@@ -17,11 +18,6 @@ WITH_PNG = (STATUS_DONE, STATUS_DEAD, STATUS_UNWINNABLE)
 # what a reader is told of a filter (filter_status)
 STATUSES = ("converged", "rescued", STATUS_DEAD, STATUS_UNWINNABLE, "failed")
 UNCONVERGED = (STATUS_DEAD, STATUS_UNWINNABLE, "failed")
-
-
-def filter_filename(index: int, variant: int | None = None) -> str:
-    """`filter_0007.png`, or `filter_0007_2.png` for picture 2 of filter 7 (--diversity)."""
-    return f"filter_{index:04d}.png" if variant is None else f"filter_{index:04d}_{variant}.png"
 
 
 def filter_status(entry: dict) -> str:

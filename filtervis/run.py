@@ -47,8 +47,6 @@ def execute(spec: RunSpec, model, sink, progress=None, stop=None, objectives=Non
     if objectives is None and not spec.layers:
         raise SpecError("--layer is required: name at least one layer (`filtervis layers` lists them)")
     sink.check()
-    if spec.seed_image:
-        planning.check_seed_source(spec.seed_image)
     loaded = planning.load(model, spec)
     plans = planning.make(spec, loaded, objectives, earlier=sink.earlier_batch)
     _check_stop(stop, " before anything was written")

@@ -15,7 +15,7 @@ PACKAGE = ROOT / "filtervis"
 STAGES = (
     ("ground", {"__init__", "errors", "options", "filters", "images", "exact", "appearance"}),
     ("model", {"models"}),
-    ("image", {"params", "transforms", "tiles", "starts", "measures"}),
+    ("image", {"params", "transforms", "tiles", "starts", "seeds", "measures"}),
     ("objective", {"objectives", "targets"}),
     ("optimizer", {"optimize", "memory", "rescue"}),
     ("schedule", {"records", "schedule"}),

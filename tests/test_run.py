@@ -279,7 +279,7 @@ def test_nan_filter_is_restarted_once_then_marked_failed_while_others_go_on(tmp_
 
 @pytest.mark.parametrize("count, parts", [(16, 2), (16, 3), (5, 8), (512, 7)])
 def test_one_layers_shards_are_every_nth_filter(count, parts):
-    from filtervis.plan import shard_pairs
+    from filtervis.progress import shard_pairs
 
     items = list(range(100, 100 + count))
     split = [shard_pairs([("conv", items, 3.0)], (k, parts))["conv"] for k in range(1, parts + 1)]
@@ -288,7 +288,7 @@ def test_one_layers_shards_are_every_nth_filter(count, parts):
 
 def test_shards_of_a_whole_model_balance_cost_across_layers():
     """Deep layers cost more per filter: the parts get about equal cost, not equal counts."""
-    from filtervis.plan import shard_pairs
+    from filtervis.progress import shard_pairs
 
     layers = [("conv1", list(range(64)), 1.0), ("conv2", list(range(8)), 8.0), ("conv3", list(range(2)), 20.0)]
     total = sum(len(f) * c for _, f, c in layers)

@@ -62,7 +62,7 @@ def seed_folder(folder, value: int):
 
 
 def test_the_manifest_records_the_seed_images_and_resume_refuses_others(tmp_path, tiny_model_file):
-    from filtervis.plan import read_starts
+    from filtervis.seeds import read as read_starts
 
     seeds = seed_folder(tmp_path / "seeds", 40)
     out = tmp_path / "out"
