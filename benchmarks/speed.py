@@ -22,7 +22,7 @@ For each case (layer:size of the real VGG16, `--weights hed`), in one process an
   TensorFlow then runs consecutive steps' passes partly at the same time (about 10% faster on 2 CPU
   cores). No optimizer can do that; it is printed so that the two limits can be compared.
 - bare, 1 per pass: the same, each image its own pass (the batch split in as many chains as images): the
-  limit of float32's schedule, which runs every image alone (see optimize.per_image).
+  limit of float32's schedule, which runs every image alone (see models.per_image).
 - filtervis: `Renderer.render` exactly as `filtervis run` builds it (api.Job.renderer) with the default
   settings but `--precision float32`, the type the bare passes and tf-keras-vis compute in (`--precision`
   compares the types): transforms, regularizers, Adam, start/noise measurements, result read-back.

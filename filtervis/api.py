@@ -240,7 +240,7 @@ class Job:
     def step_cost(self) -> float:
         """What one step of one image costs, in multiply-adds: those of a forward pass up to the layer
         (each layer's weights times its output's places; the layer itself for one filter when only each
-        image's own filter is computed, see targets.slices), plus STEP_COST_PER_WEIGHT per weight of those
+        image's own filter is computed, see models.slices), plus STEP_COST_PER_WEIGHT per weight of those
         layers, STEP_COST_PER_PIXEL per pixel and STEP_COST_FIXED. A proxy for the time of a step, to
         balance shards and estimate a whole run."""
         layers = dict(models.walk(self.loaded.model))
@@ -254,8 +254,8 @@ class Job:
             count = sum(float(np.prod(w.shape)) for w in layer.weights)
             macs, weights, last = macs + count * places, weights + count, count * places
         cut = self.cut
-        if (not self.objectives and not cut.classes and targets.slices(cut)
-                and targets.is_elementwise(cut.activation, (None, *cut.output_shape))):
+        if (not self.objectives and not cut.classes and models.slices(cut)
+                and models.is_elementwise(cut.activation, (None, *cut.output_shape))):
             macs -= last * (1.0 - 1.0 / cut.filters)
         pixels = float(np.prod(self.image_shape[:2]))
         return macs + STEP_COST_PER_WEIGHT * weights + STEP_COST_PER_PIXEL * pixels + STEP_COST_FIXED

@@ -40,7 +40,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from . import optimize, starts, targets
+from . import models, optimize, starts, targets
 from .params import Pixels
 
 PROBE_SHARE = 0.5  # a filter nothing fired yet gets this share of --steps to fire before it is called dead...
@@ -217,7 +217,7 @@ class Rescuer:
                                                         Pixels(self.image_shape))
             done = self.renderers[key].render(group, progress=progress)
             pixels = np.stack([r.image for r in done]).astype(np.float32) / 255.0
-            (activation,) = optimize.per_image(lambda x, item, i: self.target.objective(x, item, i)[:1],
+            (activation,) = models.per_image(lambda x, item, i: self.target.objective(x, item, i)[:1],
                                                self.preprocess(tf.constant(pixels)), tf.constant(group))
             climbed = self.target.start_peaks(pixels)
             probes.update({r.index: dataclasses.replace(r, activation=float(a), loss=-float(a) / r.scale,

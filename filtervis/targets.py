@@ -5,12 +5,12 @@ Two kinds, with one interface (`Target`):
 
 - `LayerFilters`: one filter (or class) of one layer per image, the layer cut once (`graph.Cut`).
   This is `filtervis run`'s path and the fast one: with an element-wise activation, only each image's
-  own filter is computed (a sliced Conv2D, see `own_channel`). Items are filter indices.
+  own filter is computed (a sliced Conv2D, see `models.own_channel`). Items are filter indices.
 - `ObjectiveBatch`: any `objectives.Objective` per image, over one or more layers (each cut on its
   own). Items are the objectives' places in the batch.
 
 A target's `objective(inputs, items)` runs one model pass over a batch; the Renderer calls it for
-each image alone (see optimize.per_image).
+each image alone (see models.per_image).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import measures
-from .models import chain
+from .models import batched_passes, is_elementwise, own_channel
 from . import objectives as obj
 from .errors import SpecError
 
@@ -231,9 +231,10 @@ class LayerFilters:
         self.diversity, self.colour_range = float(diversity), float(colour_range)
         self.measure = measures.class_margin if cut.classes else measures.LAYER_MEASURES[kind]
         elementwise = not cut.classes and is_elementwise(cut.activation, (None, *cut.output_shape))
-        # (sliced to the filters of a pass: one image's, see optimize.per_image, or with
-        # optimize.batched_passes a chain's, each image keeping its own)
+        # (sliced to the filters of a pass: one image's, see models.per_image, or with
+        # models.batched_passes a chain's, each image keeping its own)
         self.own = own_channel(cut, 1) if elementwise else None
+        self.batched = batched_passes(cut)  # a step computes a chain's images in one pass
         # a cut computing in a lower type (--precision) is measured in float32: its scales, noise
         # activation, and (optimize.Renderer.measure) each finished picture's numbers
         self.exact = None if cut.exact is None else LayerFilters(cut.exact, preprocess, image_shape, kind, seed,
@@ -351,7 +352,7 @@ class LayerFilters:
 
     def _own_pre(self, inputs, filters):
         """(pre-activations, each image's index into them): each image's own filter only ([b, ..., 1],
-        index 0) when the layer is sliced (see own_channel), else the whole layer and `filters`."""
+        index 0) when the layer is sliced (see models.own_channel), else the whole layer and `filters`."""
         if self.own is not None:
             return self.own(inputs, filters), tf.zeros(tf.shape(filters), tf.int32)
         return self.cut.forward(inputs), filters
@@ -386,6 +387,7 @@ class ObjectiveBatch:
 
         self.objectives, self.cuts, self.preprocess = tuple(objectives), dict(cuts), preprocess
         self.diversity = 0.0  # no group terms (see check_groups)
+        self.batched = False  # each image in a pass of its own (models.per_image)
         self.elementwise = {layer: not cut.classes and is_elementwise(cut.activation, (None, *cut.output_shape))
                             for layer, cut in self.cuts.items()}
         for objective in self.objectives:
@@ -560,85 +562,3 @@ def _layer_value(objective, values: dict, images):
     for weight, term in objective.layer_parts:
         total += weight * term.value(values[term.layer], images)
     return total
-
-
-# --- each image's own filter only -----------------------------------------------------------------
-
-def is_elementwise(activation, shape) -> bool:
-    """True when `activation` maps each value on its own (ReLU, GELU, ...), so that it can run on one
-    filter's slice; False when a value depends on other filters (softmax over channels) or the
-    activation is a layer with weights of its own (PReLU: one slope per channel, not per slice)."""
-    if getattr(activation, "weights", None):
-        return False
-    channels = int(shape[-1]) if shape[-1] else 2
-    values = tf.random.stateless_normal([2] + [3] * (len(shape) - 2) + [max(channels, 2)], [7, 11]) * 3.0
-    nudged = values + tf.one_hot(0, max(channels, 2)) * 1.5
-    try:
-        a, b = np.asarray(activation(values)), np.asarray(activation(nudged))
-    except Exception:  # an activation that cannot take this shape
-        return False
-    return bool(np.allclose(a[..., 1:], b[..., 1:], rtol=0, atol=1e-6))
-
-
-def slices(cut, batch: int = 1) -> bool:
-    """Whether own_channel can slice the cut's last layer (a plain Conv2D of a graph cut with at
-    least twice `batch` filters) so that it computes only the images' own filters."""
-    import keras
-
-    last = cut.model.layers[-1] if cut.model is not None else None
-    return (type(last) is keras.layers.Conv2D and last.groups == 1 and last.data_format == "channels_last"
-            and last.compute_dtype in ("float32", "bfloat16", "float16") and last.filters >= 2 * batch)
-
-
-def own_channel(cut, batch: int):
-    """A function (model input [B, H, W, C], filters [B] int, features=False) -> each image's own filter's
-    pre-activation, [B, ..., 1] (the layer's spatial axes kept); with features=True also the feature maps
-    of the pass (the sliced layer's input, or the whole layer's output).
-
-    When the cut is a graph (`cut.model`) ending in a plain Conv2D (computing in float32, or in bfloat16
-    or float16 under --precision) with at least twice `batch` filters, its kernel is sliced to the
-    batch's filters: the layer computes `batch` channels per image instead of all of them, and the
-    image's own one is kept. Otherwise the full layer runs and the own filter is picked out.
-    """
-    import keras
-
-    model = cut.model
-    last = model.layers[-1] if model is not None else None
-    if slices(cut, batch):
-        try:
-            prefix = keras.Model(model.inputs, last.input)
-        except (ValueError, AttributeError):  # the layer is called more than once
-            prefix = None
-        if prefix is not None:
-            layers = chain.layers(prefix)  # a plain chain runs layer by layer, with a cheaper gradient
-            run = chain.forward(layers) if layers else (lambda inputs: prefix(inputs, training=False))
-            return _sliced_conv(lambda images: run(cut.feed(images)), last)
-
-    def pick(inputs, filters, features: bool = False):
-        pre = cut.forward(inputs)
-        own = tf.gather(pre, filters[:, None], axis=-1, batch_dims=1)
-        return (own, cut.activation(pre)) if features else own
-
-    return pick
-
-
-def _sliced_conv(prefix, conv):
-    strides, dilations, padding = list(conv.strides), list(conv.dilation_rate), conv.padding.upper()
-    low = conv.compute_dtype != "float32"  # --precision: the convolution runs in the layer's type
-
-    def sliced(inputs, filters, features: bool = False):
-        maps = prefix(inputs)
-        kernel = tf.gather(conv.kernel, filters, axis=3)  # [kh, kw, in, B]
-        if low:
-            maps, kernel = tf.cast(maps, conv.compute_dtype), tf.cast(kernel, conv.compute_dtype)
-        out = tf.nn.convolution(maps, kernel, strides=strides, padding=padding, dilations=dilations)
-        own = tf.gather(out, tf.range(tf.shape(out)[0])[:, None], axis=3, batch_dims=1)  # image b, filter b
-        if low:  # back to float32 before the bias, the activation and the objective's reduction
-            own = tf.cast(own, tf.float32)
-        if conv.use_bias:
-            own += tf.reshape(tf.cast(tf.gather(conv.bias, filters), own.dtype), [-1, 1, 1, 1])
-        return (own, tf.cast(maps, tf.float32)) if features else own
-
-    return sliced
-
-

@@ -130,7 +130,7 @@ def test_own_channel_matches_the_full_layer(batch):
     cut = models.cut(tiny_conv_model(), "conv2")
     inputs = tf.random.stateless_uniform([batch, 16, 16, 3], [3, 4], -1.0, 1.0)
     filters = tf.constant([5, 0, 3, 3][:batch])
-    own = targets.own_channel(cut, batch)(inputs, filters).numpy()
+    own = models.own_channel(cut, batch)(inputs, filters).numpy()
     full = cut.forward(inputs).numpy()
     assert own.shape == (batch, 16, 16, 1)
     for i, f in enumerate(filters.numpy()):
@@ -140,9 +140,9 @@ def test_own_channel_matches_the_full_layer(batch):
 def test_elementwise_activations_are_told_apart():
     import keras
 
-    assert targets.is_elementwise(keras.activations.relu, (None, 4, 4, 6))
-    assert targets.is_elementwise(keras.layers.ReLU(), (None, 6))
-    assert not targets.is_elementwise(keras.activations.softmax, (None, 4, 4, 6))
+    assert models.is_elementwise(keras.activations.relu, (None, 4, 4, 6))
+    assert models.is_elementwise(keras.layers.ReLU(), (None, 6))
+    assert not models.is_elementwise(keras.activations.softmax, (None, 4, 4, 6))
 
 
 @pytest.mark.parametrize("p", [6.0, 2.5])

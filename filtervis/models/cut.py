@@ -116,7 +116,7 @@ def _in_float32(activation):
     def cast(values):
         return tf.cast(activation(values), tf.float32)
 
-    cast.weights = getattr(activation, "weights", None)  # (a layer's own weights, see targets.is_elementwise)
+    cast.weights = getattr(activation, "weights", None)  # (a layer's own weights, see passes.is_elementwise)
     return cast
 
 
