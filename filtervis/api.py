@@ -323,8 +323,8 @@ class Job:
 
     def target(self):
         """The layer's targets.LayerFilters: its filters' objectives compiled (their scales measured on noise)."""
-        return targets.compile_layer(list(self.goals().values()), self.cuts, self.preprocess, self.image_shape,
-                                     self.spec.seed, self.spec.lp_norm)[0]
+        return targets.compile_goals(self.goals(), self.cuts, self.preprocess, self.image_shape,
+                                     self.spec.seed, self.spec.lp_norm).target
 
     def renderer(self, batch: int | None = None):
         """The optimize.Renderer `run` uses for a batch of `batch` filters (default: the job's batch)

@@ -90,9 +90,8 @@ def alpha_map(attribution: np.ndarray) -> np.ndarray:
 
 
 class Renderer:
-    """Optimizes `batch` images at a time against a target (`targets.LayerFilters` or
-    `targets.ObjectiveBatch`, or a `graph.Cut`, rendered by filter): item `items[i]` of the target for
-    image i.
+    """Optimizes `batch` images at a time against a compiled target (`targets.LayerFilters` or
+    `targets.ObjectiveBatch`, see targets.compile_goals): item `items[i]` of the target for image i.
 
     `image_shape` is (height, width, channels); `preprocess` maps images in [0, 1] to model input;
     `settings` holds the run's options (an `options.RunSpec`: steps, lr, tv_weight, lp_weight, lp_norm,
@@ -104,7 +103,7 @@ class Renderer:
     """
 
     def __init__(self, target, preprocess, image_shape, batch: int, settings, param=None):
-        self.target = targets.as_target(target, preprocess, image_shape, settings)
+        self.target = target
         self.preprocess = preprocess
         self.image_shape, self.batch, self.settings = tuple(image_shape), batch, settings
         self.param = param or Pixels(self.image_shape)

@@ -40,7 +40,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from . import models, optimize, starts, targets
+from . import models, optimize, starts
 from .params import Pixels
 
 PROBE_SHARE = 0.5  # a filter nothing fired yet gets this share of --steps to fire before it is called dead...
@@ -69,9 +69,7 @@ class Rescuer:
     """Reruns unconverged filters of one layer; renderers are built on first need, one per batch size."""
 
     def __init__(self, target, preprocess, image_shape, settings, max_batch: int):
-        """`target`: the layer's targets.LayerFilters (its scales are measured once, for every pass), or
-        a graph.Cut."""
-        target = targets.as_target(target, preprocess, image_shape, settings)
+        """`target`: the layer's targets.LayerFilters (its scales are measured once, for every pass)."""
         self.target, self.preprocess, self.image_shape, self.max_batch = target, preprocess, image_shape, max_batch
         self.stages = (  # (settings, target) of each pass: no regularizers, then TV from the first pass's image
             (dataclasses.replace(settings, tv_weight=0.0, lp_weight=0.0, transforms="none"),

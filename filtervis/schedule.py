@@ -29,30 +29,28 @@ RETRY_LR_FACTOR = 0.1  # a filter whose image or loss turned NaN/Inf is restarte
 class Schedule:
     """Renders units (a layer's filters, or places in a list of objectives) batch by batch.
 
-    `goals` maps each unit to its objectives.Objective, `cuts` every layer they read to its graph.Cut.
-    Objectives of the per-filter form (targets.per_filter: what `filtervis run` renders, one channel,
-    neuron or class margin each) are compiled once into a targets.LayerFilters, the fast path where
-    each image computes only its own filter; they get the --diversity groups, the rescue and the tile
-    start. Other objectives run as a targets.ObjectiveBatch per batch. `settings` is the run's options
-    (an options.RunSpec); `starts` {unit: start image in [0, 1]} or None; `tile` a tiles.Tile or None;
-    `batch` images per batch (a multiple of --diversity)."""
+    `goals` maps each unit to its objectives.Objective, `cuts` every layer they read to its models.Cut;
+    they are compiled once (targets.compile_goals). Objectives of the per-filter form (targets.per_filter:
+    what `filtervis run` renders, one channel, neuron or class margin each) take the fast path, one
+    targets.LayerFilters where each image computes only its own filter; they get the --diversity groups,
+    the rescue and the tile start. Other objectives run as a targets.ObjectiveBatch per batch.
+    `settings` is the run's options (an options.RunSpec); `starts` {unit: start image in [0, 1]} or
+    None; `tile` a tiles.Tile or None; `batch` images per batch (a multiple of --diversity)."""
 
     def __init__(self, settings, preprocess, image_shape, batch: int, param, goals: dict, cuts: dict,
-                 starts=None, tile=None, compiled=None, fallback=None):
-        """`compiled`: the (LayerFilters, PerFilter) of targets.compile_layer when already made;
-        `fallback`: None, or (when the model computes in a lower type than float32) a function giving
+                 starts=None, tile=None, fallback=None):
+        """`fallback`: None, or (when the model computes in a lower type than float32) a function giving
         the Schedule of the same units in float32, called once on first need."""
         self.settings, self.preprocess, self.image_shape = settings, preprocess, tuple(image_shape)
-        self.batch, self.param, self.goals, self.cuts, self.starts = batch, param, dict(goals), cuts, starts
-        units = list(self.goals)
-        self.compiled = compiled or targets.compile_layer([self.goals[u] for u in units], cuts, preprocess,
-                                                          self.image_shape, settings.seed, settings.lp_norm)
-        self.target = self.compiled[0] if self.compiled else None
-        self.item = dict(zip(units, self.compiled[1].indices)) if self.compiled else {}  # unit -> its filter
-        self.tile = tile if self.compiled else None
-        self.group = settings.diversity if self.compiled else 1
-        self._renderers = {}  # lr -> the Renderer of the compiled target (ObjectiveBatch: one per batch)
-        self.fallback = fallback if self.compiled else None
+        self.batch, self.param, self.starts = batch, param, starts
+        self.compiled = targets.compile_goals(goals, cuts, preprocess, self.image_shape, settings.seed,
+                                              settings.lp_norm)
+        fast = self.compiled.fast
+        self.item = self.compiled.items  # unit -> its filter (the fast path's items)
+        self.tile = tile if fast else None
+        self.group = settings.diversity if fast else 1
+        self._renderers = {}  # lr -> the Renderer of the fast path's target (the general path: one per batch)
+        self.fallback = fallback if fast else None
         self._precise = None  # (the float32 Schedule, its rescuers) once needed
 
     def renderer(self, target, settings):
@@ -72,14 +70,14 @@ class Schedule:
         """{(unit, picture): optimize.FilterResult} of one batch of units at step size `lr`."""
         group, seed = self.group, self.settings.seed
         settings = dataclasses.replace(self.settings, lr=lr) if lr != self.settings.lr else self.settings
-        if self.compiled:
+        target, items = self.compiled.batch(chunk)
+        if not self.compiled.fast:  # the general path: a target of the batch's objectives
+            renderer = self.renderer(target, settings)
+        else:
             if lr not in self._renderers:
-                self._renderers[lr] = self.renderer(self.target, settings)
-            renderer, items = self._renderers[lr], [self.item[u] for u in chunk for _ in range(group)]
-        else:  # a target of the batch's objectives; item i is the i-th of them
-            target = targets.ObjectiveBatch([self.goals[u] for u in chunk], self.cuts, self.preprocess,
-                                            self.image_shape, seed)
-            renderer, items = self.renderer(target, settings), list(range(len(chunk)))
+                self._renderers[lr] = self.renderer(target, settings)
+            renderer = self._renderers[lr]
+        items = [item for item in items for _ in range(group)]
         keys = [targets.variant_key(seed, u, k) for u in chunk for k in range(group)]
         starts = [self.starts[u] for u in chunk for _ in range(group)] if self.starts else None
         results = renderer.render(items, starts, progress=progress, keys=keys)
@@ -87,10 +85,10 @@ class Schedule:
                 for i, u in enumerate(chunk) for k in range(group)}
 
     def _rescuers(self) -> list | None:
-        if not self.compiled or not self.settings.rescue:
+        if not self.compiled.fast or not self.settings.rescue:
             return None
         seed, per_batch = self.settings.seed, self.batch // self.group
-        return [rescue.Rescuer(self.target, self.preprocess, self.image_shape,
+        return [rescue.Rescuer(self.compiled.target, self.preprocess, self.image_shape,
                                dataclasses.replace(self.settings, diversity=1,
                                                    seed=seed + k * targets.VARIANT_SEED_STRIDE), per_batch)
                 for k in range(self.group)]
@@ -162,7 +160,6 @@ def build_tile(loaded, layer: str, cut, goals: dict, settings, image_shape, prep
     small_cut = models.cut(at_size, layer)
     if not models.runs_on(small_cut.forward, shape):  # a model may take the size where its cut, built for one, does not
         return None
-    target, _ = targets.compile_layer(list(goals.values()), {layer: small_cut}, preprocess, shape, settings.seed,
-                                      settings.lp_norm)
+    target = targets.compile_goals(goals, {layer: small_cut}, preprocess, shape, settings.seed, settings.lp_norm).target
     return tiles.Tile(target, params.resolve(settings.param, settings.decay, small_cut.output_shape, shape), shape,
                       steps, full_steps)
