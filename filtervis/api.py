@@ -303,7 +303,7 @@ class Job:
     def schedule(self) -> schedule.Schedule:
         """The schedule.Schedule that renders this job's batches."""
         fallback = None if self.compute_dtype == "float32" else self._float32_schedule
-        return schedule.Schedule(self.spec, self.preprocess, self.image_shape, self.batch, self.param(), self.goals(),
+        return schedule.Schedule(schedule.Settings.of(self.spec), self.preprocess, self.image_shape, self.batch, self.param(), self.goals(),
                                  self.cuts, starts=self.starts, tile=self.tile(), fallback=fallback)
 
     def _float32_schedule(self) -> schedule.Schedule | None:
@@ -330,14 +330,15 @@ class Job:
         """The optimize.Renderer `run` uses for a batch of `batch` filters (default: the job's batch)
         at --lr (benchmarks/speed.py times it)."""
         return optimize.Renderer(self.target(), self.preprocess, self.image_shape, batch or self.batch or 1,
-                                 self.spec, self.param())
+                                 optimize.Settings.of(self.spec), self.param())
 
     def tile(self):
         """The layer's tiles.Tile when the tile start applies (see schedule.build_tile), else None. Built once."""
         if self._tile is None:
             applies = not self.objectives and not self.starts
-            self._tile = (applies and schedule.build_tile(self.loaded, self.layer, self.cut, self.goals(), self.spec,
-                                                          self.image_shape, self.preprocess)) or ()
+            self._tile = (applies and schedule.build_tile(self.loaded, self.layer, self.cut, self.goals(),
+                                                          schedule.Settings.of(self.spec), self.image_shape,
+                                                          self.preprocess)) or ()
         return self._tile or None
 
     def tile_note(self) -> dict | None:

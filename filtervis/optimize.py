@@ -31,6 +31,27 @@ INIT_STREAM, START_STREAM = 0, 2  # a picture's random streams (with its key): i
 
 
 @dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the optimizer loop reads of a run's options (their defaults and checks are options.py's).
+    The objective's own terms (TV, Lp, colour range, diversity) are the compiled target's, not these."""
+
+    steps: int  # optimization steps per picture
+    lr: float  # Adam's step size, in parameter units per step
+    seed: int  # the run's seed: a picture's random stream is targets.filter_key(seed, filter) unless given
+    transforms: str  # the transform set applied before each step (transforms.NAMES)
+    jitter: int  # pixels: the largest random shift of a step
+    early_stop: float  # a picture stops once its loss improves by less than this share per chunk (0: never)
+    alpha: bool  # accumulate |d loss / d image| per picture (FilterResult.alpha)
+    gif: bool  # keep a frame per chunk (FilterResult.frames)
+    diversity: int  # pictures per filter: consecutive groups of this many images share a filter
+
+    @classmethod
+    def of(cls, options) -> "Settings":
+        """The Settings of `options`: any object with these fields as attributes (an options.RunSpec)."""
+        return cls(**{field.name: getattr(options, field.name) for field in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
 class FilterResult:
     """One optimized filter. `image` is [H, W, 3] uint8; `activation` is measured on that image."""
 
@@ -94,15 +115,14 @@ class Renderer:
     `targets.ObjectiveBatch`, see targets.compile_goals): item `items[i]` of the target for image i.
 
     `image_shape` is (height, width, channels); `preprocess` maps images in [0, 1] to model input;
-    `settings` holds the run's options (an `options.RunSpec`: steps, lr, tv_weight, lp_weight, lp_norm,
-    jitter, transforms, objective, seed, early_stop, alpha, gif, diversity).
+    `settings` is a `Settings`; `param` the parameterization (default: `params.Pixels`).
     Build one per target and settings; call `render` per batch. The parts: `_reset` loads a batch's
     start into the optimizer's variables, `steps` runs a chunk of steps (compiled), `_step` is one step
     of one chain, `measure` scores finished images, `render` drives the chunks (early stopping,
     progress, frames).
     """
 
-    def __init__(self, target, preprocess, image_shape, batch: int, settings, param=None):
+    def __init__(self, target, preprocess, image_shape, batch: int, settings: Settings, param=None):
         self.target = target
         self.preprocess = preprocess
         self.image_shape, self.batch, self.settings = tuple(image_shape), batch, settings

@@ -68,19 +68,19 @@ def _rank(result) -> tuple[float, float]:
 class Rescuer:
     """Reruns unconverged filters of one layer; renderers are built on first need, one per batch size."""
 
-    def __init__(self, target, preprocess, image_shape, settings, max_batch: int):
-        """`target`: the layer's targets.LayerFilters (its scales are measured once, for every pass)."""
+    def __init__(self, target, preprocess, image_shape, settings: optimize.Settings, max_batch: int):
+        """`target`: the layer's targets.LayerFilters (its scales are measured once, for every pass);
+        `settings` the optimizer's (its `diversity` 1: the rescue reruns one picture per filter);
+        `max_batch` the most filters rerun together."""
         self.target, self.preprocess, self.image_shape, self.max_batch = target, preprocess, image_shape, max_batch
+        plain = dataclasses.replace(settings, transforms="none")  # every pass and the probe: no transforms
         self.stages = (  # (settings, target) of each pass: no regularizers, then TV from the first pass's image
-            (dataclasses.replace(settings, tv_weight=0.0, lp_weight=0.0, transforms="none"),
-             target.with_regularizers(0.0, 0.0)),
-            (dataclasses.replace(settings, tv_weight=target.tv_weight or RESCUE_TV_WEIGHT, lp_weight=0.0,
-                                 transforms="none"),
-             target.with_regularizers(target.tv_weight or RESCUE_TV_WEIGHT, 0.0)),
+            (plain, target.with_regularizers(0.0, 0.0)),
+            (plain, target.with_regularizers(target.tv_weight or RESCUE_TV_WEIGHT, 0.0)),
         )
         # (settings, target) of the probe of filters nothing fired yet; none for classes
         self.probe = None if target.classes else (
-            dataclasses.replace(self.stages[0][0], steps=probe_steps(settings.steps)), target.probe())
+            dataclasses.replace(plain, steps=probe_steps(settings.steps)), target.probe())
         self.renderers: dict[tuple, optimize.Renderer] = {}  # built on first need: (pass, batch[, lr factor])
         self._bank = None  # (start images [N, H, W, C], their peaks [N, filters]) once needed
 

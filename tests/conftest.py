@@ -52,11 +52,12 @@ def run_target(cut, preprocess, image_shape, spec, layer: str = "layer"):
 
 
 def run_renderer(cut, preprocess, image_shape, batch: int, spec, param=None):
-    """The optimize.Renderer of run_target(cut, ...) for `batch` images, with the options of `spec`."""
+    """The optimize.Renderer of run_target(cut, ...) for `batch` images, with the optimizer settings of
+    `spec` (optimize.Settings.of)."""
     from filtervis import optimize
 
-    return optimize.Renderer(run_target(cut, preprocess, image_shape, spec), preprocess, image_shape, batch, spec,
-                             param)
+    return optimize.Renderer(run_target(cut, preprocess, image_shape, spec), preprocess, image_shape, batch,
+                             optimize.Settings.of(spec), param)
 
 
 @pytest.fixture

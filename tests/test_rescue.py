@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_cli, run_renderer, run_target
 from filtervis.options import RunSpec
-from filtervis import models, rescue, starts
+from filtervis import models, optimize, rescue, starts
 
 SETTINGS = RunSpec(steps=8, lr=0.05, tv_weight=1.0, lp_weight=1.0, lp_norm=6.0, jitter=1, seed=0)
 
@@ -22,8 +22,8 @@ def _render(tiny_model, filters, settings=SETTINGS):
 def _rescuer(cut, settings, max_batch, preprocess=None):
     """The rescue.Rescuer of `cut`'s filters as `filtervis run` compiles them (see conftest.run_target)."""
     preprocess = preprocess or models.preprocess_fn("tf")
-    return rescue.Rescuer(run_target(cut, preprocess, (16, 16, 3), settings), preprocess, (16, 16, 3), settings,
-                          max_batch)
+    return rescue.Rescuer(run_target(cut, preprocess, (16, 16, 3), settings), preprocess, (16, 16, 3),
+                          optimize.Settings.of(settings), max_batch)
 
 
 def test_converged_filters_are_left_alone(tiny_model):

@@ -119,7 +119,8 @@ def test_the_colour_range_term_applies_to_sigmoid_parameterizations_only(param):
         goals = [obj.channel("conv", k) - weight * obj.colour_range() for k in (0, 1)]
         target = targets.compile_goals(dict(enumerate(goals)), cuts, tf.identity, (SIZE, SIZE, 3), 0).target
         parameterization = params.resolve(param, 1.0, cuts["conv"].output_shape, (SIZE, SIZE, 3))
-        renderer = optimize.Renderer(target, tf.identity, (SIZE, SIZE, 3), 2, settings, parameterization)
+        renderer = optimize.Renderer(target, tf.identity, (SIZE, SIZE, 3), 2, optimize.Settings.of(settings),
+                                     parameterization)
         assert (renderer.colour_weights is not None) == (weight > 0 and param != "pixel")
         pictures[weight] = np.stack([r.image for r in renderer.render([0, 1])])
     same = np.array_equal(pictures[0.0], pictures[targets.RANGE_WEIGHT])
