@@ -411,12 +411,12 @@ def run_filtervis(layer, size, filters, seed, out, extra=(), subject: Subject | 
                "--filters", filters, "--seed", str(seed), "--size", str(size), "--out", str(out), "--quiet", *extra]
     folder = Path(out) / layer
     if subject is not None:
-        from filtervis import store
+        from filtervis import files
 
         env = subject.env()
         command = [sys.executable, "-m", "filtervis", "run", *subject.cli(), "--layer", layer,
                    "--filters", filters, "--seed", str(seed), "--out", str(out), "--quiet", *extra]
-        folder = Path(out) / store.layer_dirname(layer)
+        folder = Path(out) / files.layer_dirname(layer)
     began = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode:

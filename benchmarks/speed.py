@@ -22,8 +22,8 @@ For each case (layer:size of the real VGG16, `--weights hed`), in one process an
   TensorFlow then runs consecutive steps' passes partly at the same time (about 10% faster on 2 CPU
   cores). No optimizer can do that; it is printed so that the two limits can be compared.
 - bare, 1 per pass: the same, each image its own pass (the batch split in as many chains as images): the
-  limit of float32's schedule, which runs every image alone (see optimize.per_image).
-- filtervis: `Renderer.render` exactly as `filtervis run` builds it (api.Job.renderer) with the default
+  limit of float32's schedule, which runs every image alone (see models.per_image).
+- filtervis: `Renderer.render` exactly as `filtervis run` builds it (plan.LayerPlan.renderer) with the default
   settings but `--precision float32`, the type the bare passes and tf-keras-vis compute in (`--precision`
   compares the types): transforms, regularizers, Adam, start/noise measurements, result read-back.
 - tf-keras-vis: `ActivationMaximization` with its default input modifiers, regularizers and
@@ -61,7 +61,7 @@ input moved along the last step's gradient as in bare:
 - bare, full model, 2 chains: the same, the batch split in two as filtervis splits its own.
 - bare, cut: forward + input-gradient passes of `cut.forward` (the captured layer for ONet, the graph
   cut for fer), each image's own filter's spatial mean; and "bare, cut, 2 chains".
-- filtervis: `Renderer.render` as `filtervis run` builds it (api.Job.renderer), default settings but
+- filtervis: `Renderer.render` as `filtervis run` builds it (plan.LayerPlan.renderer), default settings but
   `--precision float32`.
 - tf-keras-vis (fer only, when it can take the model; the subclassed ONet has no inputs/outputs).
 """
@@ -194,15 +194,16 @@ def measure_case(layer: str, size: int, steps: int, batch: int, repeats: int) ->
     """{method: (best wall s, best CPU s per filter-step, peak bytes, median over rounds of wall / bare wall)}."""
     import tensorflow as tf
 
-    from filtervis import api, models
+    from filtervis import models, plan as planning
     from filtervis.options import RunSpec
 
     spec = RunSpec(layers=(layer,), model="vgg16", weights="hed", steps=steps, size=size, batch=batch,
                    precision="float32")  # as bare and tf-keras-vis compute (--precision compares the types)
-    loaded = api.load(spec.model, spec)
+    loaded = planning.load(spec.model, spec)
     cut = models.cut(loaded.model, layer)
     filters = list(range(batch))
-    renderer = api.prepare(loaded, layer, spec=spec).renderer(batch)
+    (plan,) = planning.make(spec, loaded)
+    renderer = plan.renderer(batch)
     renderer.steps(tf.constant(1, tf.int32))  # trace once, as a long run does on its first chunk
     renderer.measure(tf.zeros([batch, size, size, 3]))
     methods = {
@@ -255,16 +256,16 @@ def measure_precision(layer: str, size: int, steps: int, batch: int, repeats: in
     bfloat16 wall)} of bare float32, bare bfloat16 (mixed policy), filtervis auto and filtervis float32."""
     import tensorflow as tf
 
-    from filtervis import api, models
+    from filtervis import models, plan as planning
     from filtervis.options import RunSpec
 
     filters = list(range(batch))
     spec = RunSpec(layers=(layer,), model="vgg16", weights="hed", steps=steps, size=size, batch=batch)
-    loaded = api.load(spec.model, spec)
+    loaded = planning.load(spec.model, spec)
     renderers, used = {}, {}
     for precision in ("auto", "float32"):
-        job = api.prepare(loaded, layer, spec=RunSpec(**{**spec.__dict__, "precision": precision}))
-        renderers[precision], used[precision] = job.renderer(batch), job.compute_dtype
+        (plan,) = planning.make(RunSpec(**{**spec.__dict__, "precision": precision}), loaded)
+        renderers[precision], used[precision] = plan.renderer(batch), plan.compute_dtype
         renderers[precision]._reset(filters, filters, None)
         renderers[precision].steps(tf.constant(1, tf.int32))
         renderers[precision].measure(tf.zeros([batch, size, size, 3]))
@@ -310,7 +311,7 @@ def measure_model_case(key: str, layer: str, steps: int, batch: int, repeats: in
     Returns (result, a line describing the case)."""
     import tensorflow as tf
 
-    from filtervis import api, models
+    from filtervis import models, plan as planning
     from filtervis.options import RunSpec
 
     tf.get_logger().setLevel("ERROR")  # one tf.function per method: TensorFlow's retracing warnings are noise
@@ -320,7 +321,8 @@ def measure_model_case(key: str, layer: str, steps: int, batch: int, repeats: in
     filters = [i % cut.filters for i in range(batch)]
     spec = RunSpec(layers=(layer,), model=key, weights="none", preprocess="tf", steps=steps, batch=batch,
                    precision="float32")
-    renderer = api.prepare(loaded, layer, spec=spec).renderer(batch)
+    (plan,) = planning.make(spec, loaded)
+    renderer = plan.renderer(batch)
     renderer.steps(tf.constant(1, tf.int32))
     renderer.measure(tf.zeros([batch, *image_shape]))
     start = tf.random.stateless_uniform([batch, *image_shape], [1, 2], -1.0, 1.0)  # "tf": model input in [-1, 1]

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import measures, targets, transforms
-from .models.graph import walk
+from .models import batched_chains, per_image
 from .params import Pixels, squash
 from .targets import filter_key
 
@@ -28,6 +28,27 @@ RESCUE_FLOOR = 1e-3  # a converged filter below this share of its typical respon
 MIN_EARLY_STOP_STEPS = 4 * DEFAULT_CHUNK  # early stopping never stops a filter before this many steps
 INIT_STREAM, START_STREAM = 0, 2  # a picture's random streams (with its key): its start parameters, and what
 # a start image leaves open (targets.noise_images draws from stream 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the optimizer loop reads of a run's options (their defaults and checks are options.py's).
+    The objective's own terms (TV, Lp, colour range, diversity) are the compiled target's, not these."""
+
+    steps: int  # optimization steps per picture
+    lr: float  # Adam's step size, in parameter units per step
+    seed: int  # the run's seed: a picture's random stream is targets.filter_key(seed, filter) unless given
+    transforms: str  # the transform set applied before each step (transforms.NAMES)
+    jitter: int  # pixels: the largest random shift of a step
+    early_stop: float  # a picture stops once its loss improves by less than this share per chunk (0: never)
+    alpha: bool  # accumulate |d loss / d image| per picture (FilterResult.alpha)
+    gif: bool  # keep a frame per chunk (FilterResult.frames)
+    diversity: int  # pictures per filter: consecutive groups of this many images share a filter
+
+    @classmethod
+    def of(cls, options) -> "Settings":
+        """The Settings of `options`: any object with these fields as attributes (an options.RunSpec)."""
+        return cls(**{field.name: getattr(options, field.name) for field in dataclasses.fields(cls)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,73 +110,20 @@ def alpha_map(attribution: np.ndarray) -> np.ndarray:
     return to_uint8(magnitude / top)
 
 
-def per_image(function, inputs, items):
-    """`function(inputs, items, slot)` -> a tuple of [b] values, computed on each image alone (a batch
-    of one, `slot` its place in the batch) and concatenated. A CPU computes a convolution or matmul as
-    one matrix product over all the batch's pixels, whose last rows (and the rows where the threads'
-    shares meet) can take another code path (AVX2: a multiply and an add instead of a fused
-    multiply-add); which rows those are depends on the batch size and the image's place in it. One
-    image per pass keeps every image's numbers, forward and backward, independent of its batch; the
-    passes are independent, so TensorFlow still runs them side by side."""
-    parts = [function(inputs[i:i + 1], items[i:i + 1], i) for i in range(inputs.shape[0])]
-    return tuple(tf.concat(values, axis=0) for values in zip(*parts))
-
-
-# The layers a one-pass step may hold: their bfloat16 kernels gave every image the same numbers in a pass
-# of any size (VGG16 at 37-224 px, batches 1-6). A depthwise or separable convolution or a
-# BatchNormalization (fer's) did not, after 48 steps: their cuts run each image alone.
-BATCHED_LAYERS = ("InputLayer", "Conv2D", "MaxPooling2D", "ReLU", "Activation", "ZeroPadding2D", "Dropout")
-
-
-def batched_passes(target) -> bool:
-    """Whether a step computes a chain's images in one pass rather than one by one (per_image): for a
-    layer's filters (`targets.LayerFilters`, not classes) whose model computes in a lower type
-    (--precision bfloat16 or float16) and whose cut holds only BATCHED_LAYERS. A pass of one image
-    leaves most of a low-precision matrix unit idle: on a CPU with AMX, four 128 px images cost 1.9x
-    as much one by one as in one pass (VGG16 to block5_conv3), which would undo most of the lower
-    type's gain. The pictures still do not depend on --batch (tests/test_precision.py checks it at odd
-    sizes). Class heads (a matrix product over the batch) and float32 models keep per_image."""
-    if (getattr(target, "exact", None) is None or not isinstance(target, targets.LayerFilters)
-            or target.classes or target.cut.model is None):
-        return False
-    import keras
-
-    return all(isinstance(layer, keras.Model) or type(layer).__name__ in BATCHED_LAYERS
-               for _, layer in walk(target.cut.model))
-
-
-# A one-pass step splits its batch into CHAINS passes when each pass's layer output still has this many
-# positions (images x height x width): then one chain's image work (transforms, parameterization,
-# Adam) runs while the other's pass does. Below it a pass is too small for the matrix unit. VGG16 in
-# bfloat16, batch 4: block3_conv1 at 224 px (2 x 56 x 56 per pass) 10% faster split; block5_conv3 at
-# 224 px (2 x 14 x 14 = 392) 5% faster; at 128 px (2 x 8 x 8 = 128) 4% slower, and at batch 8 (256)
-# 7% faster.
-SPLIT_POSITIONS = 256
-
-
-def batched_chains(target, batch: int) -> int:
-    """How many chains a one-pass step (see batched_passes) runs `batch` images in: CHAINS when each
-    chain's pass has at least SPLIT_POSITIONS positions of the layer's output, else 1."""
-    positions = int(np.prod([d or 1 for d in target.cut.output_shape[:-1]]))
-    return CHAINS if batch // CHAINS * positions >= SPLIT_POSITIONS else 1
-
-
 class Renderer:
-    """Optimizes `batch` images at a time against a target (`targets.LayerFilters` or
-    `targets.ObjectiveBatch`, or a `graph.Cut`, rendered by filter): item `items[i]` of the target for
-    image i.
+    """Optimizes `batch` images at a time against a compiled target (`targets.LayerFilters` or
+    `targets.ObjectiveBatch`, see targets.compile_goals): item `items[i]` of the target for image i.
 
     `image_shape` is (height, width, channels); `preprocess` maps images in [0, 1] to model input;
-    `settings` holds the run's options (an `options.RunSpec`: steps, lr, tv_weight, lp_weight, lp_norm,
-    jitter, transforms, objective, seed, early_stop, alpha, gif, diversity).
+    `settings` is a `Settings`; `param` the parameterization (default: `params.Pixels`).
     Build one per target and settings; call `render` per batch. The parts: `_reset` loads a batch's
     start into the optimizer's variables, `steps` runs a chunk of steps (compiled), `_step` is one step
     of one chain, `measure` scores finished images, `render` drives the chunks (early stopping,
     progress, frames).
     """
 
-    def __init__(self, target, preprocess, image_shape, batch: int, settings, param=None):
-        self.target = targets.as_target(target, preprocess, image_shape, settings)
+    def __init__(self, target, preprocess, image_shape, batch: int, settings: Settings, param=None):
+        self.target = target
         self.preprocess = preprocess
         self.image_shape, self.batch, self.settings = tuple(image_shape), batch, settings
         self.param = param or Pixels(self.image_shape)
@@ -182,9 +150,9 @@ class Renderer:
         if batch % self.group:
             raise ValueError(f"batch {batch} must be a multiple of the pictures per filter ({self.group})")
         # A model computing in a lower type (--precision) runs a chain's images in one pass (see
-        # batched_passes); a float32 one runs each image alone (see per_image)
-        self.batched = batched_passes(self.target)
-        self.chains = chain_bounds(batch, batched_chains(self.target, batch) if self.batched else CHAINS,
+        # models.batched_passes); a float32 one runs each image alone (see models.per_image)
+        self.batched = self.target.batched
+        self.chains = chain_bounds(batch, batched_chains(self.target.cut, batch, CHAINS) if self.batched else CHAINS,
                                    group=self.group)
         self.diverse = self.group > 1 and bool(self.target.diversity)  # the objectives' diversity terms apply
         # One step of one chain, as a function of its own that `steps` calls (see NO_INLINE)

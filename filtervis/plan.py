@@ -34,6 +34,7 @@ class LayerPlan:
     {unit: sha256 of that picture}."""
 
     spec: RunSpec
+    settings: schedule.Settings  # what the schedule and the optimizer read of the run's options, made once
     layer: str
     loaded: models.LoadedModel  # the model as its layers compute (--precision)
     original: models.LoadedModel  # the model as loaded, float32 (the fallback's)
@@ -87,13 +88,13 @@ class LayerPlan:
         """The schedule.Schedule that renders this plan's batches; with a lower --precision its
         fallback is the schedule of `float32_plan(self)`, made on first need."""
         fallback = None if self.compute_dtype == "float32" else functools.partial(_float32_schedule, self)
-        return schedule.Schedule(self.spec, self.preprocess, self.image_shape, self.batch, self.param, self.goals,
-                                 self.cuts, starts=self.starts, tile=self.tile, fallback=fallback)
+        return schedule.Schedule(self.settings, self.preprocess, self.image_shape, self.batch, self.param,
+                                 self.goals, self.cuts, starts=self.starts, tile=self.tile, fallback=fallback)
 
     def target(self):
         """The layer's targets.LayerFilters: its goals compiled (their scales measured on noise)."""
-        return targets.compile_layer(list(self.goals.values()), self.cuts, self.preprocess, self.image_shape,
-                                     self.spec.seed, self.spec.lp_norm)[0]
+        return targets.compile_goals(self.goals, self.cuts, self.preprocess, self.image_shape, self.spec.seed,
+                                     self.spec.lp_norm).target
 
     def renderer(self, batch: int | None = None):
         """The optimize.Renderer of a batch of `batch` filters (default: the plan's batch) at --lr, as the
@@ -101,7 +102,7 @@ class LayerPlan:
         from . import optimize
 
         return optimize.Renderer(self.target(), self.preprocess, self.image_shape, batch or self.batch,
-                                 self.spec, self.param)
+                                 self.settings.optimizer, self.param)
 
 
 # --- the model -------------------------------------------------------------------------------------
@@ -169,6 +170,7 @@ def make(spec: RunSpec, original: models.LoadedModel, objectives=None, earlier=N
         raise SpecError("--alpha needs a model with 1 or 3 input channels: this model's images have 4, so their "
                         "PNGs have no channel left for transparency; drop --alpha")
     shapes = models.layer_shapes(loaded)
+    settings = schedule.Settings.of(spec)
     if objectives is not None:  # the layers the objectives read
         chosen = [(name, True) for name in dict.fromkeys(name for goal in objectives for name in goal.layers)]
     else:
@@ -176,7 +178,7 @@ def make(spec: RunSpec, original: models.LoadedModel, objectives=None, earlier=N
     counts = {name: models.check_visualizable(loaded, name, shapes) for name, _ in chosen}
     cuts = {name: _cut(loaded, original, name, shapes) for name, _ in chosen}
     units = [(OBJECTIVES_FOLDER, True)] if objectives is not None else chosen
-    layers = [_layer(spec, loaded, name, counts, cuts, shapes, image_shape, objectives, clip=not explicit)
+    layers = [_layer(spec, settings, loaded, name, counts, cuts, shapes, image_shape, objectives, clip=not explicit)
               for name, explicit in units]
     costs = {one.layer: progress.step_cost(loaded.model, one.paths, one.shapes, one.cuts, one.objectives,
                                            image_shape) for one in layers}
@@ -192,13 +194,13 @@ def make(spec: RunSpec, original: models.LoadedModel, objectives=None, earlier=N
         part = tuple(parts[one.layer])
         starts, digests = seeds.read(spec.seed_image, part, image_shape) if spec.seed_image and part else (None, None)
         batch, budget = batches[one.layer]
-        plans.append(LayerPlan(spec, one.layer, loaded, original, precision, image_shape, one.filters, part,
+        plans.append(LayerPlan(spec, settings, one.layer, loaded, original, precision, image_shape, one.filters, part,
                                one.cuts, one.goals, one.shapes, one.paths, one.param, one.tile, batch,
                                costs[one.layer], budget, starts, digests, one.objectives, one.clipped))
     return plans
 
 
-def _layer(spec: RunSpec, loaded, layer: str, counts: dict, cuts: dict, shapes: dict, image_shape, objectives=None,
+def _layer(spec: RunSpec, settings, loaded, layer: str, counts: dict, cuts: dict, shapes: dict, image_shape, objectives=None,
            clip: bool = False) -> _Layer:
     """A layer's filters (`clip`: a layer chosen by a pattern or `all` leaves out indices past its filters
     instead of refusing them) and their goals, parameterization and tile start; or a list of objectives,
@@ -213,15 +215,14 @@ def _layer(spec: RunSpec, loaded, layer: str, counts: dict, cuts: dict, shapes: 
         return _Layer(layer, tuple(range(len(objectives))), cuts, ranged, tuple(shapes.values())[:deepest + 1], (),
                       params.resolve(spec.param, spec.decay, shape, image_shape), None, tuple(objectives))
     cut, count = cuts[layer], counts[layer]
+    tile = None if spec.seed_image else schedule.build_tile(loaded, layer, cut, spec.objective, settings, image_shape)
+    param = params.resolve(spec.param, spec.decay, cut.output_shape, image_shape)
     wanted = filters.parse_filters(spec.filters)
     chosen = tuple(wanted.resolve(count, spec.seed, layer, clip=clip))
     clipped = wanted.clipped(count) if clip else None
-    param = params.resolve(spec.param, spec.decay, cut.output_shape, image_shape)
     goals = dict(zip(chosen, targets.unit_goals(layer, chosen, spec.objective, cut.classes, spec.tv_weight,
                                                 spec.lp_weight, spec.lp_norm, spec.diversity)))
     upto = list(shapes)[:list(shapes).index(layer) + 1]
-    preprocess = models.preprocess_fn(loaded.preprocess, loaded.channels)
-    tile = None if spec.seed_image else schedule.build_tile(loaded, layer, cut, goals, spec, image_shape, preprocess)
     return _Layer(layer, chosen, {layer: cut}, goals, tuple(shapes[path] for path in upto), tuple(upto), param,
                   tile, clipped=clipped)
 
@@ -246,9 +247,8 @@ def float32_plan(plan: LayerPlan) -> LayerPlan:
         original, _ = models.apply_precision(original, "float32")
     shapes = models.layer_shapes(original)
     cuts = {name: models.cut(original, name, shapes) for name in plan.cuts}
-    tile = plan.tile and schedule.build_tile(original, plan.layer, cuts[plan.layer], plan.goals, plan.spec,
-                                             plan.image_shape, models.preprocess_fn(original.preprocess,
-                                                                                    original.channels))
+    tile = plan.tile and schedule.build_tile(original, plan.layer, cuts[plan.layer], plan.spec.objective,
+                                             plan.settings, plan.image_shape)
     batch, _ = memory.choose_batch(plan.shapes, plan.image_shape, len(plan.filters), plan.spec.diversity,
                                    plan.spec.batch, None, plan.spec.memory_budget, "float32")
     return dataclasses.replace(plan, loaded=original, cuts=cuts, tile=tile or None, batch=min(batch, plan.batch),

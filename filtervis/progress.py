@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from . import models, targets
+from . import models
 
 # What one step of one image costs besides the multiply-adds of the layers up to the target, in multiply-adds
 # that take as long: per weight of those layers, per pixel of the image (parameterization, transforms, Adam)
@@ -30,7 +30,7 @@ STEP_COST_FIXED = 27e6
 def step_cost(model, paths, shapes, cuts: dict, objectives, image_shape) -> float:
     """What one step of one image costs, in multiply-adds: those of a forward pass up to the layer
     (each layer of `paths` (with output `shapes`): its weights times its output's places; the layer
-    itself for one filter when only each image's own filter is computed, see targets.slices), plus
+    itself for one filter when only each image's own filter is computed, see models.slices), plus
     STEP_COST_PER_WEIGHT per weight of those layers, STEP_COST_PER_PIXEL per pixel and STEP_COST_FIXED.
     A proxy for the time of a step, to balance shards and estimate a whole run."""
     layers = dict(models.walk(model))
@@ -45,8 +45,8 @@ def step_cost(model, paths, shapes, cuts: dict, objectives, image_shape) -> floa
         macs, weights, last = macs + count * places, weights + count, count * places
     if not objectives:
         (cut,) = cuts.values()
-        if (not cut.classes and targets.slices(cut)
-                and targets.is_elementwise(cut.activation, (None, *cut.output_shape))):
+        if (not cut.classes and models.slices(cut)
+                and models.is_elementwise(cut.activation, (None, *cut.output_shape))):
             macs -= last * (1.0 - 1.0 / cut.filters)
     pixels = float(np.prod(image_shape[:2]))
     return macs + STEP_COST_PER_WEIGHT * weights + STEP_COST_PER_PIXEL * pixels + STEP_COST_FIXED

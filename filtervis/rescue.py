@@ -40,7 +40,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from . import optimize, starts, targets
+from . import models, optimize, starts
 from .params import Pixels
 
 PROBE_SHARE = 0.5  # a filter nothing fired yet gets this share of --steps to fire before it is called dead...
@@ -68,21 +68,19 @@ def _rank(result) -> tuple[float, float]:
 class Rescuer:
     """Reruns unconverged filters of one layer; renderers are built on first need, one per batch size."""
 
-    def __init__(self, target, preprocess, image_shape, settings, max_batch: int):
-        """`target`: the layer's targets.LayerFilters (its scales are measured once, for every pass), or
-        a graph.Cut."""
-        target = targets.as_target(target, preprocess, image_shape, settings)
+    def __init__(self, target, preprocess, image_shape, settings: optimize.Settings, max_batch: int):
+        """`target`: the layer's targets.LayerFilters (its scales are measured once, for every pass);
+        `settings` the optimizer's (its `diversity` 1: the rescue reruns one picture per filter);
+        `max_batch` the most filters rerun together."""
         self.target, self.preprocess, self.image_shape, self.max_batch = target, preprocess, image_shape, max_batch
+        plain = dataclasses.replace(settings, transforms="none")  # every pass and the probe: no transforms
         self.stages = (  # (settings, target) of each pass: no regularizers, then TV from the first pass's image
-            (dataclasses.replace(settings, tv_weight=0.0, lp_weight=0.0, transforms="none"),
-             target.with_regularizers(0.0, 0.0)),
-            (dataclasses.replace(settings, tv_weight=target.tv_weight or RESCUE_TV_WEIGHT, lp_weight=0.0,
-                                 transforms="none"),
-             target.with_regularizers(target.tv_weight or RESCUE_TV_WEIGHT, 0.0)),
+            (plain, target.with_regularizers(0.0, 0.0)),
+            (plain, target.with_regularizers(target.tv_weight or RESCUE_TV_WEIGHT, 0.0)),
         )
         # (settings, target) of the probe of filters nothing fired yet; none for classes
         self.probe = None if target.classes else (
-            dataclasses.replace(self.stages[0][0], steps=probe_steps(settings.steps)), target.probe())
+            dataclasses.replace(plain, steps=probe_steps(settings.steps)), target.probe())
         self.renderers: dict[tuple, optimize.Renderer] = {}  # built on first need: (pass, batch[, lr factor])
         self._bank = None  # (start images [N, H, W, C], their peaks [N, filters]) once needed
 
@@ -217,7 +215,7 @@ class Rescuer:
                                                         Pixels(self.image_shape))
             done = self.renderers[key].render(group, progress=progress)
             pixels = np.stack([r.image for r in done]).astype(np.float32) / 255.0
-            (activation,) = optimize.per_image(lambda x, item, i: self.target.objective(x, item, i)[:1],
+            (activation,) = models.per_image(lambda x, item, i: self.target.objective(x, item, i)[:1],
                                                self.preprocess(tf.constant(pixels)), tf.constant(group))
             climbed = self.target.start_peaks(pixels)
             probes.update({r.index: dataclasses.replace(r, activation=float(a), loss=-float(a) / r.scale,

@@ -57,31 +57,28 @@ def execute(spec: RunSpec, model, sink, progress=None, stop=None, objectives=Non
     tf.random.set_seed(spec.seed)
     progress = progress or progressing.Calls()
     progress.begin(plans, {p.layer: w.entries for p, w in zip(plans, writers)})
-    try:
-        return [_render(p, w, sink, progress, stop) for p, w in zip(plans, writers)]
-    finally:
-        progress.end()
-
-
-def _render(plan: planning.LayerPlan, writer, sink, progress, stop):
-    """One layer: its filters the sink has not got yet, batch by batch into `writer`; then the sink
-    closes the layer (also when stopped)."""
-    todo = [f for f in plan.part if f not in writer.entries]
-    progress.start(plan)
 
     def tick(count: int, more: int = 0) -> None:
         progress(count, more)
         _check_stop(stop, "")
 
+    done = []
     try:
-        for batch in plan.schedule().batches(todo, tick):
-            writer.add(batch)
-    except Interrupted as exc:
-        sink.close(writer, plan, complete=False)
-        done = sum(1 for f in plan.part if f in writer.entries)
-        raise Interrupted(f"interrupted by {signal_name(exc.signal_number)}: {done} of {len(plan.part)} filters of "
-                          f"layer '{plan.layer}' are finished{sink.where(writer)}", exc.signal_number) from None
-    return sink.close(writer, plan, complete=True)
+        for plan, writer in zip(plans, writers):  # each layer: what the sink has not got yet, batch by batch
+            progress.start(plan)
+            try:
+                for batch in plan.schedule().batches([f for f in plan.part if f not in writer.entries], tick):
+                    writer.add(batch)
+            except Interrupted as exc:
+                sink.close(writer, plan, complete=False)
+                finished = sum(1 for f in plan.part if f in writer.entries)
+                raise Interrupted(f"interrupted by {signal_name(exc.signal_number)}: {finished} of {len(plan.part)} "
+                                  f"filters of layer '{plan.layer}' are finished{sink.where(writer)}",
+                                  exc.signal_number) from None
+            done.append(sink.close(writer, plan, complete=True))
+    finally:
+        progress.end()
+    return done
 
 
 def _check_stop(stop, when: str) -> None:

@@ -26,36 +26,60 @@ from .records import group_record, record
 RETRY_LR_FACTOR = 0.1  # a filter whose image or loss turned NaN/Inf is restarted once with this times --lr
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the schedule reads of a run's options: the optimizer's, and its own (their defaults and
+    checks are options.py's)."""
+
+    optimizer: optimize.Settings
+    rescue: bool  # rerun the pictures that did not converge (rescue.py)
+    tile: bool  # start from a half-size tile where it applies (build_tile)
+    param: str  # the tile's parameterization: params.NAMES or "auto" (params.resolve)
+    decay: float  # the tile's fft spectrum: amplitude falls as 1 / frequency ** decay
+    lp_norm: float  # p of the pictures' Lp norm when the goals have no Lp term (targets.compile_goals)
+
+    @classmethod
+    def of(cls, options) -> "Settings":
+        """The Settings of `options`: any object with these fields, and optimize.Settings', as
+        attributes (an options.RunSpec)."""
+        own = {field.name: getattr(options, field.name) for field in dataclasses.fields(cls)
+               if field.name != "optimizer"}
+        return cls(optimize.Settings.of(options), **own)
+
+
 class Schedule:
     """Renders units (a layer's filters, or places in a list of objectives) batch by batch.
 
-    `goals` maps each unit to its objectives.Objective, `cuts` every layer they read to its graph.Cut.
-    Objectives of the per-filter form (targets.per_filter: what `filtervis run` renders, one channel,
-    neuron or class margin each) are compiled once into a targets.LayerFilters, the fast path where
-    each image computes only its own filter; they get the --diversity groups, the rescue and the tile
-    start. Other objectives run as a targets.ObjectiveBatch per batch. `settings` is the run's options
-    (an options.RunSpec); `starts` {unit: start image in [0, 1]} or None; `tile` a tiles.Tile or None;
-    `batch` images per batch (a multiple of --diversity)."""
+    `goals` maps each unit to its objectives.Objective, `cuts` every layer they read to its models.Cut;
+    they are compiled once (targets.compile_goals). Objectives of the per-filter form (targets.per_filter:
+    what `filtervis run` renders, one channel, neuron or class margin each) take the fast path, one
+    targets.LayerFilters where each image computes only its own filter; they get the --diversity groups,
+    the rescue and the tile start. Other objectives run as a targets.ObjectiveBatch per batch.
+    `settings` is a Settings; `preprocess` maps images in [0, 1] to model input; `image_shape` is
+    (height, width, channels); `batch` images per batch (a multiple of --diversity); `param` the
+    parameterization; `starts` {unit: start image in [0, 1]} or None; `tile` a tiles.Tile or None."""
 
-    def __init__(self, settings, preprocess, image_shape, batch: int, param, goals: dict, cuts: dict,
-                 starts=None, tile=None, compiled=None, fallback=None):
-        """`compiled`: the (LayerFilters, PerFilter) of targets.compile_layer when already made;
-        `fallback`: None, or (when the model computes in a lower type than float32) a function giving
+    def __init__(self, settings: Settings, preprocess, image_shape, batch: int, param, goals: dict, cuts: dict,
+                 starts=None, tile=None, fallback=None):
+        """`fallback`: None, or (when the model computes in a lower type than float32) a function giving
         the Schedule of the same units in float32, called once on first need."""
         self.settings, self.preprocess, self.image_shape = settings, preprocess, tuple(image_shape)
-        self.batch, self.param, self.goals, self.cuts, self.starts = batch, param, dict(goals), cuts, starts
-        units = list(self.goals)
-        self.compiled = compiled or targets.compile_layer([self.goals[u] for u in units], cuts, preprocess,
-                                                          self.image_shape, settings.seed, settings.lp_norm)
-        self.target = self.compiled[0] if self.compiled else None
-        self.item = dict(zip(units, self.compiled[1].indices)) if self.compiled else {}  # unit -> its filter
-        self.tile = tile if self.compiled else None
-        self.group = settings.diversity if self.compiled else 1
-        self._renderers = {}  # lr -> the Renderer of the compiled target (ObjectiveBatch: one per batch)
-        self.fallback = fallback if self.compiled else None
+        self.batch, self.param, self.starts = batch, param, starts
+        self.optimizer = settings.optimizer
+        self.compiled = targets.compile_goals(goals, cuts, preprocess, self.image_shape, self.optimizer.seed,
+                                              settings.lp_norm)
+        fast = self.compiled.fast
+        self.item = self.compiled.items  # unit -> its filter (the fast path's items)
+        self.tile = tile if fast else None
+        if self.tile is not None:  # the goals compiled at the tile's size
+            self.tile_target = targets.compile_goals(goals, self.tile.cuts, preprocess, self.tile.shape,
+                                                     self.optimizer.seed, settings.lp_norm).target
+        self.group = self.optimizer.diversity if fast else 1
+        self._renderers = {}  # lr -> the Renderer of the fast path's target (the general path: one per batch)
+        self.fallback = fallback if fast else None
         self._precise = None  # (the float32 Schedule, its rescuers) once needed
 
-    def renderer(self, target, settings):
+    def renderer(self, target, settings: optimize.Settings):
         """An optimize.Renderer of `target` for the batch with `settings`, or with the tile start a
         tiles.TileStart that splits `settings.steps` between the tile and the output size."""
         if self.tile is None:
@@ -63,23 +87,23 @@ class Schedule:
         tile = self.tile
         full = optimize.Renderer(target, self.preprocess, self.image_shape, self.batch,
                                  dataclasses.replace(settings, steps=tile.full_steps), self.param)
-        small = optimize.Renderer(tile.target, self.preprocess, tile.shape, self.batch,
+        small = optimize.Renderer(self.tile_target, self.preprocess, tile.shape, self.batch,
                                   dataclasses.replace(settings, steps=tile.steps, lr=settings.lr * tiles.TILE_LR_FACTOR),
                                   tile.param)
         return tiles.TileStart(small, full, tiles.pixel_share(tile.shape, self.image_shape))
 
     def _render(self, chunk: list[int], lr: float, progress) -> dict:
         """{(unit, picture): optimize.FilterResult} of one batch of units at step size `lr`."""
-        group, seed = self.group, self.settings.seed
-        settings = dataclasses.replace(self.settings, lr=lr) if lr != self.settings.lr else self.settings
-        if self.compiled:
+        group, seed = self.group, self.optimizer.seed
+        settings = dataclasses.replace(self.optimizer, lr=lr) if lr != self.optimizer.lr else self.optimizer
+        target, items = self.compiled.batch(chunk)
+        if not self.compiled.fast:  # the general path: a target of the batch's objectives
+            renderer = self.renderer(target, settings)
+        else:
             if lr not in self._renderers:
-                self._renderers[lr] = self.renderer(self.target, settings)
-            renderer, items = self._renderers[lr], [self.item[u] for u in chunk for _ in range(group)]
-        else:  # a target of the batch's objectives; item i is the i-th of them
-            target = targets.ObjectiveBatch([self.goals[u] for u in chunk], self.cuts, self.preprocess,
-                                            self.image_shape, seed)
-            renderer, items = self.renderer(target, settings), list(range(len(chunk)))
+                self._renderers[lr] = self.renderer(target, settings)
+            renderer = self._renderers[lr]
+        items = [item for item in items for _ in range(group)]
         keys = [targets.variant_key(seed, u, k) for u in chunk for k in range(group)]
         starts = [self.starts[u] for u in chunk for _ in range(group)] if self.starts else None
         results = renderer.render(items, starts, progress=progress, keys=keys)
@@ -87,11 +111,11 @@ class Schedule:
                 for i, u in enumerate(chunk) for k in range(group)}
 
     def _rescuers(self) -> list | None:
-        if not self.compiled or not self.settings.rescue:
+        if not self.compiled.fast or not self.settings.rescue:
             return None
-        seed, per_batch = self.settings.seed, self.batch // self.group
-        return [rescue.Rescuer(self.target, self.preprocess, self.image_shape,
-                               dataclasses.replace(self.settings, diversity=1,
+        seed, per_batch = self.optimizer.seed, self.batch // self.group
+        return [rescue.Rescuer(self.compiled.target, self.preprocess, self.image_shape,
+                               dataclasses.replace(self.optimizer, diversity=1,
                                                    seed=seed + k * targets.VARIANT_SEED_STRIDE), per_batch)
                 for k in range(self.group)]
 
@@ -104,16 +128,16 @@ class Schedule:
         for start in range(0, len(units), per_batch):
             tick(0)
             chunk = units[start:start + per_batch]
-            results = self._render(chunk, self.settings.lr, tick)
+            results = self._render(chunk, self.optimizer.lr, tick)
             runner, rescuers, rerun = self, own_rescuers, set()
             if self.fallback is not None:  # rendered again in float32: a unit not finite or not clearly converged
                 rerun = {u for u in chunk if not all(results[u, k].finite and results[u, k].strong
                                                      for k in range(group))}
                 if rerun:
                     runner, rescuers = self._float32()
-                    results.update(runner._render_all([u for u in chunk if u in rerun], self.settings.lr))
+                    results.update(runner._render_all([u for u in chunk if u in rerun], self.optimizer.lr))
             faulty = [u for u in chunk if not all(results[u, k].finite for k in range(group))]
-            results.update(runner._render_all(faulty, self.settings.lr * RETRY_LR_FACTOR))
+            results.update(runner._render_all(faulty, self.optimizer.lr * RETRY_LR_FACTOR))
             rescued = set()
             for k, rescuer in enumerate(rescuers or ()):  # the rescue knows pictures by their filter (item)
                 pictures = [dataclasses.replace(results[u, k], index=self.item[u]) for u in chunk]
@@ -144,17 +168,17 @@ class Schedule:
         return self._precise
 
 
-def build_tile(loaded, layer: str, cut, goals: dict, settings, image_shape, preprocess):
-    """The layer's tiles.Tile when the tile start applies: --tile, a parameterization that takes it (not
-    one of params.UNTILED), a layer of channels whose filters' goals are channels (targets.per_filter), and
-    a model and cut that run at half the size; else None."""
+def build_tile(loaded, layer: str, cut, objective: str, settings: Settings, image_shape):
+    """The tiles.Tile of `layer` (its models.Cut `cut`; `loaded` the models.LoadedModel; `objective` what
+    each filter's goal is, options.OBJECTIVES) when the tile start applies: --tile, a parameterization
+    that takes it (not one of params.UNTILED), a layer of channels whose filters' goals are channels, and
+    a model and cut that run at half the size; else None. The Schedule compiles the goals at its size."""
     if not settings.tile or settings.param in params.UNTILED:
         return None
-    form = targets.per_filter(list(goals.values()), {layer: cut})
-    if form is None or form.kind != "channel" or cut.kind != models.KIND_CHANNELS:
+    if objective != "channel" or cut.kind != models.KIND_CHANNELS:
         return None
     size = tiles.tile_size(image_shape[:2])
-    steps, full_steps = tiles.split_steps(settings.steps)
+    steps, full_steps = tiles.split_steps(settings.optimizer.steps)
     at_size = models.at_size(loaded, size) if size and steps else None
     if at_size is None:
         return None
@@ -162,7 +186,5 @@ def build_tile(loaded, layer: str, cut, goals: dict, settings, image_shape, prep
     small_cut = models.cut(at_size, layer)
     if not models.runs_on(small_cut.forward, shape):  # a model may take the size where its cut, built for one, does not
         return None
-    target, _ = targets.compile_layer(list(goals.values()), {layer: small_cut}, preprocess, shape, settings.seed,
-                                      settings.lp_norm)
-    return tiles.Tile(target, params.resolve(settings.param, settings.decay, small_cut.output_shape, shape), shape,
-                      steps, full_steps)
+    return tiles.Tile({layer: small_cut}, params.resolve(settings.param, settings.decay, small_cut.output_shape, shape),
+                      shape, steps, full_steps)

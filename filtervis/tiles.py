@@ -13,7 +13,7 @@ the activations of 128 full-size steps in under half the compute (README: Speed)
 The tile start applies to a layer's channels rendered by their mean (`--objective channel` on a map)
 when the model can run at the tile size (models.at_size); otherwise, and from --seed-image, every
 step runs at the output size. Each picture still depends only on its filter's random stream: the
-tile is repeated on the host, and each image is computed alone (see optimize.per_image).
+tile is repeated on the host, and each image is computed alone (see models.per_image).
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ def repeat(tile: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Tile:
-    """A layer's tile: its target (targets.LayerFilters of the model at the tile size), its
-    parameterization, its image shape (height, width, channels), and the steps on it and after it."""
+    """A layer's tile: its cut of the model at the tile size ({layer: models.Cut}), its parameterization,
+    its image shape (height, width, channels), and the steps on it and after it."""
 
-    target: object
+    cuts: dict
     param: object
     shape: tuple
     steps: int

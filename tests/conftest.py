@@ -39,6 +39,27 @@ def tiny_nested_model(size: int = 16):
     return keras.Model(inputs, keras.layers.Dense(2, name="head")(x), name="outer")
 
 
+def run_target(cut, preprocess, image_shape, spec, layer: str = "layer"):
+    """The compiled target (a targets.LayerFilters) that `filtervis run` renders every filter of `cut`
+    with under the options of `spec` (an options.RunSpec): the goals of targets.unit_goals, compiled by
+    targets.compile_goals (`layer` names the cut in them)."""
+    from filtervis import targets
+
+    goals = targets.unit_goals(layer, range(cut.filters), spec.objective, cut.classes, spec.tv_weight,
+                               spec.lp_weight, spec.lp_norm, spec.diversity)
+    return targets.compile_goals(dict(enumerate(goals)), {layer: cut}, preprocess, image_shape, spec.seed,
+                                 spec.lp_norm).target
+
+
+def run_renderer(cut, preprocess, image_shape, batch: int, spec, param=None):
+    """The optimize.Renderer of run_target(cut, ...) for `batch` images, with the optimizer settings of
+    `spec` (optimize.Settings.of)."""
+    from filtervis import optimize
+
+    return optimize.Renderer(run_target(cut, preprocess, image_shape, spec), preprocess, image_shape, batch,
+                             optimize.Settings.of(spec), param)
+
+
 @pytest.fixture
 def tiny_model():
     return tiny_conv_model()

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_conv_model
+from conftest import run_renderer, tiny_conv_model
 
 from filtervis.options import RunSpec
 from filtervis import options as config, measures, models, optimize, params, targets
@@ -16,7 +16,7 @@ SETTINGS = RunSpec(steps=12, lr=0.05, tv_weight=0.1, lp_weight=0.1, lp_norm=6.0,
 
 
 def _renderer(model, batch, settings=SETTINGS, layer="conv2"):
-    return optimize.Renderer(models.cut(model, layer), preprocess_fn("tf"), (16, 16, 3), batch, settings)
+    return run_renderer(models.cut(model, layer), preprocess_fn("tf"), (16, 16, 3), batch, settings)
 
 
 def test_render_raises_each_filters_activation_above_noise(tiny_model):
@@ -93,7 +93,7 @@ def test_filter_key_depends_on_seed_and_filter_only():
     def render(seed, batch, steps, *groups):
         """Per group of filters rendered in turn, {filter: (start image, final image)}."""
         settings = _settings(steps=steps, tv_weight=0.0, lp_weight=0.0, seed=seed, gif=True)
-        renderer = optimize.Renderer(cut, preprocess_fn("tf"), (size, size, 3), batch, settings)
+        renderer = run_renderer(cut, preprocess_fn("tf"), (size, size, 3), batch, settings)
         return [{r.index: (r.frames[0], r.image) for r in renderer.render(list(group))} for group in groups]
 
     # 16 steps of the standard transforms (jitter, zoom, rotation, blur), all drawn from the keys
@@ -122,7 +122,7 @@ def _settings(**changes):
 
 def _speed_renderer(batch=2, size=16, layer="conv2", **changes):
     cut = models.cut(tiny_conv_model(size), layer)
-    return optimize.Renderer(cut, models.preprocess_fn("tf"), (size, size, 3), batch, _settings(**changes))
+    return run_renderer(cut, models.preprocess_fn("tf"), (size, size, 3), batch, _settings(**changes))
 
 
 @pytest.mark.parametrize("batch", [2, 4])  # 6 filters: batch 2 slices the conv kernel, batch 4 picks from all
@@ -130,7 +130,7 @@ def test_own_channel_matches_the_full_layer(batch):
     cut = models.cut(tiny_conv_model(), "conv2")
     inputs = tf.random.stateless_uniform([batch, 16, 16, 3], [3, 4], -1.0, 1.0)
     filters = tf.constant([5, 0, 3, 3][:batch])
-    own = targets.own_channel(cut, batch)(inputs, filters).numpy()
+    own = models.own_channel(cut, batch)(inputs, filters).numpy()
     full = cut.forward(inputs).numpy()
     assert own.shape == (batch, 16, 16, 1)
     for i, f in enumerate(filters.numpy()):
@@ -140,9 +140,9 @@ def test_own_channel_matches_the_full_layer(batch):
 def test_elementwise_activations_are_told_apart():
     import keras
 
-    assert targets.is_elementwise(keras.activations.relu, (None, 4, 4, 6))
-    assert targets.is_elementwise(keras.layers.ReLU(), (None, 6))
-    assert not targets.is_elementwise(keras.activations.softmax, (None, 4, 4, 6))
+    assert models.is_elementwise(keras.activations.relu, (None, 4, 4, 6))
+    assert models.is_elementwise(keras.layers.ReLU(), (None, 6))
+    assert not models.is_elementwise(keras.activations.softmax, (None, 4, 4, 6))
 
 
 @pytest.mark.parametrize("p", [6.0, 2.5])
@@ -179,7 +179,7 @@ def test_images_are_bit_identical_at_every_batch_size(param, tv_weight, lp_weigh
     settings = _settings(steps=48, tv_weight=tv_weight, lp_weight=lp_weight)
     images = {}
     for batch in (1, 3, 16):
-        renderer = optimize.Renderer(cut, models.preprocess_fn("tf"), (size, size, 3), batch, settings, param)
+        renderer = run_renderer(cut, models.preprocess_fn("tf"), (size, size, 3), batch, settings, param)
         filters = [5, 0, 3, 1, 4, 2]
         for start in range(0, len(filters), batch):
             for result in renderer.render(filters[start:start + batch]):
@@ -206,7 +206,7 @@ def test_running_a_batch_as_chains_changes_no_image(param):
     settings = _settings(steps=32, tv_weight=0.3, lp_weight=0.0)
     found = []
     for chains in (optimize.CHAINS, 1, 4):
-        renderer = optimize.Renderer(cut, models.preprocess_fn("tf"), (size, size, 3), 4, settings, param)
+        renderer = run_renderer(cut, models.preprocess_fn("tf"), (size, size, 3), 4, settings, param)
         renderer.chains = optimize.chain_bounds(4, chains)  # before the first trace
         found.append(renderer.render([5, 0, 3]))
     assert len(found[0]) == 3
@@ -395,7 +395,7 @@ def test_alpha_is_clear_where_the_filter_cannot_see():
     results = {}
     for alpha in (False, True):
         settings = _settings(steps=16, tv_weight=0.0, lp_weight=0.0, transforms="none", jitter=0, alpha=alpha)
-        renderer = optimize.Renderer(cut, preprocess_fn("tf"), (16, 16, 3), 2, settings)
+        renderer = run_renderer(cut, preprocess_fn("tf"), (16, 16, 3), 2, settings)
         results[alpha] = renderer.render([0, 1])
     for plain, seen in zip(results[False], results[True]):
         assert plain.alpha is None and seen.alpha.shape == (16, 16, 1)
@@ -419,9 +419,9 @@ def test_diverse_pictures_differ_more_than_independent_seeds_and_not_with_the_ba
     cut = models.cut(tiny_conv_model(size), "conv2")
     settings = _settings(steps=48, tv_weight=0.0, lp_weight=0.0, diversity=3)
     keys = [targets.variant_key(0, f, k) for f in (0, 5) for k in range(3)]
-    together = optimize.Renderer(cut, preprocess_fn("tf"), (size, size, 3), 6, settings).render(
+    together = run_renderer(cut, preprocess_fn("tf"), (size, size, 3), 6, settings).render(
         [0, 0, 0, 5, 5, 5], keys=keys)
-    alone = optimize.Renderer(cut, preprocess_fn("tf"), (size, size, 3), 3, settings).render(
+    alone = run_renderer(cut, preprocess_fn("tf"), (size, size, 3), 3, settings).render(
         [5, 5, 5], keys=keys[3:])
     for a, b in zip(together[3:], alone):
         np.testing.assert_array_equal(a.image, b.image)
@@ -429,7 +429,7 @@ def test_diverse_pictures_differ_more_than_independent_seeds_and_not_with_the_ba
     for group in (together[:3], together[3:]):  # the gate: no picture gives up its filter to be different
         activations = [r.activation for r in group]
         assert min(activations) >= targets.DIVERSITY_GATE[0] * max(activations)
-    single = optimize.Renderer(cut, preprocess_fn("tf"), (size, size, 3), 3, _settings(
+    single = run_renderer(cut, preprocess_fn("tf"), (size, size, 3), 3, _settings(
         steps=48, tv_weight=0.0, lp_weight=0.0))
     seeds = single.render([0, 0, 0], keys=keys[:3]) + single.render([5, 5, 5], keys=keys[3:])
     target = targets.LayerFilters(cut, preprocess_fn("tf"), (size, size, 3), "channel", 0)

@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 import pytest
 
+from conftest import run_renderer
 from filtervis.options import RunSpec
 from filtervis.params import DEFAULT_INIT_AMPLITUDE, Fourier, Pixels
 from filtervis import params
@@ -252,10 +253,10 @@ def test_resolve_takes_a_keras_models_output_shape_without_the_batch_axis():
 
 
 def test_renderer_optimizes_a_fourier_image_and_can_start_from_one(tiny_model):
-    from filtervis import models, optimize
+    from filtervis import models
 
     settings = RunSpec(steps=16, lr=0.1, tv_weight=0.0, lp_weight=0.0, lp_norm=6.0, jitter=1, seed=0)
-    renderer = optimize.Renderer(models.cut(tiny_model, "conv2"), models.preprocess_fn("tf"), (16, 16, 3), 2, settings,
+    renderer = run_renderer(models.cut(tiny_model, "conv2"), models.preprocess_fn("tf"), (16, 16, 3), 2, settings,
                                  Fourier((16, 16, 3)))
     assert tuple(renderer.params.shape) == (2, 2, 3, 16, 9)
     results = renderer.render([1, 4])

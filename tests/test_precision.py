@@ -57,7 +57,7 @@ def test_the_model_computes_in_bfloat16_and_the_optimizer_in_float32():
 
 @pytest.mark.parametrize("case", ["sliced conv", "odd size", "batchnorm", "class head"])
 def test_bfloat16_pictures_do_not_depend_on_the_batch(case):
-    """In bfloat16 a chain's images of a plain convolutional cut share one pass (optimize.batched_passes;
+    """In bfloat16 a chain's images of a plain convolutional cut share one pass (models.batched_passes;
     BatchNorm's and a class head's run one by one): each picture is the same at every batch size, and
     not float32's."""
     model = {"odd size": lambda: tiny_conv_model(13), "batchnorm": _batchnorm_model}.get(case, tiny_conv_model)()
@@ -72,7 +72,7 @@ def test_bfloat16_pictures_do_not_depend_on_the_batch(case):
 
 
 def test_a_one_pass_batch_splits_in_two_chains_only_when_each_pass_stays_large():
-    """optimize.SPLIT_POSITIONS: a one-pass step runs two chains when each chain's pass still has that
+    """models.SPLIT_POSITIONS: a one-pass step runs two chains when each chain's pass still has that
     many positions of the layer's output (images x height x width), else one; float32 always two."""
     for size, batch, chains in [(16, 2, ((0, 1), (1, 2))), (8, 4, ((0, 4),)), (8, 8, ((0, 4), (4, 8))),
                                 (12, 4, ((0, 2), (2, 4))), (11, 4, ((0, 4),))]:

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_renderer, run_target
 from filtervis.options import RunSpec
 from filtervis import models, optimize, rescue, starts
 
@@ -15,14 +15,21 @@ SETTINGS = RunSpec(steps=8, lr=0.05, tv_weight=1.0, lp_weight=1.0, lp_norm=6.0, 
 
 def _render(tiny_model, filters, settings=SETTINGS):
     cut = models.cut(tiny_model, "conv2")
-    renderer = optimize.Renderer(cut, models.preprocess_fn("tf"), (16, 16, 3), len(filters), settings)
+    renderer = run_renderer(cut, models.preprocess_fn("tf"), (16, 16, 3), len(filters), settings)
     return cut, renderer.render(filters)
+
+
+def _rescuer(cut, settings, max_batch, preprocess=None):
+    """The rescue.Rescuer of `cut`'s filters as `filtervis run` compiles them (see conftest.run_target)."""
+    preprocess = preprocess or models.preprocess_fn("tf")
+    return rescue.Rescuer(run_target(cut, preprocess, (16, 16, 3), settings), preprocess, (16, 16, 3),
+                          optimize.Settings.of(settings), max_batch)
 
 
 def test_converged_filters_are_left_alone(tiny_model):
     cut, results = _render(tiny_model, [0, 1])
     results = [dataclasses.replace(r, activation=max(r.activation, 1.0), noise_activation=0.0) for r in results]
-    rescuer = rescue.Rescuer(cut, models.preprocess_fn("tf"), (16, 16, 3), SETTINGS, 2)
+    rescuer = _rescuer(cut, SETTINGS, 2)
     kept, rescued = rescuer.rescue(results)
     assert kept == results and rescued == set()
 
@@ -33,7 +40,7 @@ def test_an_unconverged_filter_is_rerun_twice_and_counts_every_step(tiny_model):
     fine = dataclasses.replace(results[0], activation=1.0, noise_activation=0.0)
     failed = dataclasses.replace(results[1], activation=0.0)  # as if its image had stayed silent
     assert fine.converged and not failed.converged
-    rescuer = rescue.Rescuer(cut, models.preprocess_fn("tf"), (16, 16, 3), settings, 2)
+    rescuer = _rescuer(cut, settings, 2)
     done = []
     kept, rescued = rescuer.rescue([fine, failed], progress=done.append)
     assert rescued == {3}
@@ -73,11 +80,11 @@ def gated_model(size: int = 16):
 def test_a_filter_only_a_start_can_fire_converges_and_one_nothing_fires_is_dead():
     settings = dataclasses.replace(SETTINGS, steps=128)
     cut, preprocess = models.cut(gated_model(), "conv2"), models.preprocess_fn("tf")
-    renderer = optimize.Renderer(cut, preprocess, (16, 16, 3), 2, settings)
+    renderer = run_renderer(cut, preprocess, (16, 16, 3), 2, settings)
     silent, never = renderer.render([0, 1])
     assert silent.activation == 0 and silent.noise_activation == 0 and not silent.converged
     assert silent.peak == 0 and never.peak == pytest.approx(DEAD_BIAS)
-    rescuer = rescue.Rescuer(cut, preprocess, (16, 16, 3), settings, 2)
+    rescuer = _rescuer(cut, settings, 2, preprocess)
     bank, peaks = rescuer.start_peaks()
     assert peaks[:, 0].max() > 0  # a start fires it...
     uniform = len(bank) - starts.BANK_TEXTURES  # ...but none of the bank's uniform-noise images does
@@ -97,7 +104,7 @@ def test_no_start_fires_a_silent_filter_on_its_own_without_the_rescue():
     """The control for the test above: the start passes matter, a longer plain run does not fire it."""
     settings = dataclasses.replace(SETTINGS, steps=64, transforms="none", tv_weight=0.0, lp_weight=0.0)
     cut = models.cut(gated_model(), "conv2")
-    (result,) = optimize.Renderer(cut, models.preprocess_fn("tf"), (16, 16, 3), 1, settings).render([0])
+    (result,) = run_renderer(cut, models.preprocess_fn("tf"), (16, 16, 3), 1, settings).render([0])
     assert result.activation == 0 and not result.converged
 
 
@@ -123,9 +130,9 @@ def test_a_filter_nothing_fired_but_the_probe_fires_is_rescued_not_dead():
     settings = dataclasses.replace(SETTINGS, steps=32, tv_weight=0.0, lp_weight=0.0)
     cut, preprocess = models.cut(checkerboard_model(), "conv"), models.preprocess_fn("tf")
     # a near-grey image (one step from the start) stands for a run that did not fire it
-    (silent,) = optimize.Renderer(cut, preprocess, (16, 16, 3), 1, dataclasses.replace(settings, steps=1)).render([0])
+    (silent,) = run_renderer(cut, preprocess, (16, 16, 3), 1, dataclasses.replace(settings, steps=1)).render([0])
     assert silent.peak <= 0 and not silent.converged
-    rescuer = rescue.Rescuer(cut, preprocess, (16, 16, 3), settings, 1)
+    rescuer = _rescuer(cut, settings, 1, preprocess)
     _, peaks = rescuer.start_peaks()
     assert peaks.max() <= 0 and rescuer._unfired([silent]) == [0]  # nothing fired it: it gets the probe
     done = []

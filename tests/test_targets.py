@@ -31,11 +31,29 @@ def test_the_diversity_and_colour_range_terms_compile_to_the_fast_path(tiny_mode
     form = targets.per_filter(goals, cuts)
     assert form is not None and form.indices == (0, 3)
     assert (form.diversity, form.colour_range, form.tv_weight) == (2.5, 7.0, 0.0)
-    target, _ = targets.compile_layer(goals, cuts, tf.identity, (SIZE, SIZE, 3), 0)
+    target = targets.compile_goals(dict(enumerate(goals)), cuts, tf.identity, (SIZE, SIZE, 3), 0).target
     assert (target.diversity, target.colour_range) == (2.5, 7.0)
     np.testing.assert_array_equal(target.colour_weights().numpy(), [7.0] * 6)
     plain = targets.per_filter([obj.channel("conv2", k) for k in (0, 3)], cuts)
     assert (plain.diversity, plain.colour_range) == (0.0, 0.0)
+
+
+def test_one_entry_compiles_goals_to_the_fast_path_or_the_general_path(tiny_model):
+    """Goals of one filter each of one layer compile once into a LayerFilters whose items are the units'
+    filters; others into an ObjectiveBatch per batch, whose items are the units' places in it."""
+    cuts = _cuts(tiny_model, "conv1", "conv2")
+    fast = targets.compile_goals({10: obj.channel("conv2", 4), 11: obj.channel("conv2", 1)}, cuts, tf.identity,
+                                 (SIZE, SIZE, 3), 0)
+    assert fast.fast and isinstance(fast.target, targets.LayerFilters) and fast.items == {10: 4, 11: 1}
+    target, items = fast.batch([11, 10])
+    assert target is fast.target and items == [1, 4]
+    mixed = {0: obj.channel("conv2", 4) - 0.5 * obj.channel("conv2", 1), 1: obj.neuron("conv1", 2),
+             2: obj.channel("conv2", 0)}
+    general = targets.compile_goals(mixed, cuts, tf.identity, (SIZE, SIZE, 3), 0)
+    assert not general.fast and general.target is None and general.items == {}
+    target, items = general.batch([2, 0])
+    assert isinstance(target, targets.ObjectiveBatch) and items == [0, 1]
+    assert target.objectives == (mixed[2], mixed[0])
 
 
 @pytest.mark.parametrize("goals", [
@@ -99,9 +117,10 @@ def test_the_colour_range_term_applies_to_sigmoid_parameterizations_only(param):
     pictures = {}
     for weight in (0.0, targets.RANGE_WEIGHT):
         goals = [obj.channel("conv", k) - weight * obj.colour_range() for k in (0, 1)]
-        target, _ = targets.compile_layer(goals, cuts, tf.identity, (SIZE, SIZE, 3), 0)
+        target = targets.compile_goals(dict(enumerate(goals)), cuts, tf.identity, (SIZE, SIZE, 3), 0).target
         parameterization = params.resolve(param, 1.0, cuts["conv"].output_shape, (SIZE, SIZE, 3))
-        renderer = optimize.Renderer(target, tf.identity, (SIZE, SIZE, 3), 2, settings, parameterization)
+        renderer = optimize.Renderer(target, tf.identity, (SIZE, SIZE, 3), 2, optimize.Settings.of(settings),
+                                     parameterization)
         assert (renderer.colour_weights is not None) == (weight > 0 and param != "pixel")
         pictures[weight] = np.stack([r.image for r in renderer.render([0, 1])])
     same = np.array_equal(pictures[0.0], pictures[targets.RANGE_WEIGHT])
@@ -113,7 +132,7 @@ def test_the_colour_range_term_applies_to_sigmoid_parameterizations_only(param):
 def test_the_loss_adds_the_colour_range_of_the_logits_only_once_the_filter_fires(tiny_model):
     cuts = _cuts(tiny_model, "conv2")
     goals = [obj.channel("conv2", k) - 3 * obj.colour_range() for k in (0, 1)]
-    target, _ = targets.compile_layer(goals, cuts, tf.identity, (SIZE, SIZE, 3), 0)
+    target = targets.compile_goals(dict(enumerate(goals)), cuts, tf.identity, (SIZE, SIZE, 3), 0).target
     logits = tf.fill([2, SIZE, SIZE, 3], 7.0)  # beyond the range (values of 0.999)
     images = tf.sigmoid(logits)
     items = tf.constant([0, 1])

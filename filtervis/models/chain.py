@@ -13,7 +13,7 @@ ReLUs' gradients the shallower the cut).
 
 from __future__ import annotations
 
-from .graph import _is_graph, children
+from .graph import children, is_graph
 
 
 def layers(model) -> list | None:
@@ -24,7 +24,7 @@ def layers(model) -> list | None:
     import keras
 
     def chain(functional):
-        if not _is_graph(functional) or len(functional.inputs) != 1 or len(functional.outputs) != 1:
+        if not is_graph(functional) or len(functional.inputs) != 1 or len(functional.outputs) != 1:
             return None
         tensor, start, found = functional.outputs[0], functional.inputs[0], []
         while tensor is not start:

@@ -11,7 +11,7 @@ them rounded to that type once (a mixed policy rounds them the same way at every
 are those of Keras's mixed policy, without a cast of every weight per pass), except normalization
 layers, which keep float32 weights and compute in float32 (mixed policy: Keras upcasts their input).
 The image, the optimizer, the objective's reduction and every measure stay float32: the model's input
-is cast down by its first layer and its output cast back up (graph.Cut.forward). A model that cannot
+is cast down by its first layer and its output cast back up (cut.Cut.forward). A model that cannot
 be cloned (subclassed, or a layer whose config does not rebuild it) computes in float32, and says so.
 """
 
