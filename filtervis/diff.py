@@ -128,8 +128,8 @@ def _few(indices) -> str:
 def _layer_diff(old: LayerView, new: LayerView, distance) -> LayerDiff:
     pairs = []
     for before, after in zip(old.entries, new.entries):
-        files = [view.folder / e["file"] if e.get("file") else None for view, e in ((old, before), (new, after))]
-        pairs.append((before, after, *files))
+        paths = [view.folder / e["file"] if e.get("file") else None for view, e in ((old, before), (new, after))]
+        pairs.append((before, after, *paths))
     both = [(o, n) for _, _, o, n in pairs if o is not None and n is not None]
     if both:
         shapes = {files.read_png(p).shape for pair in both for p in pair}

@@ -28,6 +28,13 @@ class Result:
     def images(self) -> tuple:
         return tuple(r.image for r in self.filters)
 
+    @property
+    def manifest(self) -> dict:
+        """The manifest `save` writes (its `created` time is when it is asked for)."""
+        entries = {r.index: store.entry(r, self.plan.start_digests) for r in self.filters}
+        return store.finished(store.new_manifest(self.plan), entries, list(entries),
+                              files.PALETTE if self._tiles() else None)
+
     def _tiles(self):
         return [r for r in self.filters if r.status in WITH_PNG or any(p.image is not None for p in r.variants)]
 

@@ -100,6 +100,14 @@ def new_manifest(plan) -> dict:
     return manifest
 
 
+def finished(manifest: dict, entries: dict, part, palette: str | None) -> dict:
+    """`manifest` with its filters (`entries` {filter: entry}, listed by index), its palette's file and
+    whether every filter of `part` (this run's) is finished."""
+    manifest.update(filters=[entries[f] for f in sorted(entries)], palette=palette,
+                    complete=all(f in entries for f in part))
+    return manifest
+
+
 def entry(record, digests: dict | None = None) -> dict:
     """A records.FilterRecord as the manifest lists it, with its start picture's sha256 (`digests`:
     {filter: sha256} of a run from seed images)."""
@@ -253,9 +261,7 @@ class LayerWriter:
         when every filter of `part` is finished) and, with `movie`, palette.gif of the pictures' frames."""
         params = self.manifest["params"]
         done = [self.entries[f] for f in part if f in self.entries]
-        self.manifest["palette"] = write_palette(self.folder, palette, done, title, params, cols)
-        self.manifest["complete"] = all(f in self.entries for f in part)
-        self.manifest["filters"] = self._listed()
+        finished(self.manifest, self.entries, part, write_palette(self.folder, palette, done, title, params, cols))
         self._save()
         if movie:
             write_palette_gif(self.folder, self.manifest["layer"], self.movies, cols or int(params.get("cols") or 8))

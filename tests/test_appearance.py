@@ -86,7 +86,7 @@ def test_a_filter_that_wants_the_most_contrast_keeps_its_colour_in_range(monkeyp
     import keras
 
     import filtervis
-    from filtervis import targets
+    from filtervis.targets import goals
 
     inputs = keras.Input((24, 24, 3))
     conv = keras.layers.Conv2D(2, 3, name="conv", kernel_initializer="ones", bias_initializer="zeros")(inputs)
@@ -97,7 +97,7 @@ def test_a_filter_that_wants_the_most_contrast_keeps_its_colour_in_range(monkeyp
         return result.filters[0]
 
     kept = picture()
-    monkeypatch.setattr(targets, "RANGE_WEIGHT", 0.0)
+    monkeypatch.setattr(goals, "RANGE_WEIGHT", 0.0)
     free = picture()
     assert appearance.clipped(free.image) > 0.05
     assert appearance.clipped(kept.image) == 0.0

@@ -44,15 +44,15 @@ def test_auto_picks_bfloat16_on_a_cpu_with_native_bfloat16_and_float32_without()
 
 
 def test_the_model_computes_in_bfloat16_and_the_optimizer_in_float32():
-    job = api.prepare(tiny_conv_model(), "conv2", "0-3", precision="bfloat16", **LOW)
-    assert job.compute_dtype == "bfloat16"
-    assert _leaf_dtypes(job.cut.model) == {"bfloat16"}
-    renderer = job.renderer(2)
+    plan = api.prepare(tiny_conv_model(), "conv2", "0-3", precision="bfloat16", **LOW)
+    assert plan.compute_dtype == "bfloat16"
+    assert _leaf_dtypes(plan.cut.model) == {"bfloat16"}
+    renderer = plan.renderer(2)
     assert renderer.target.own is not None  # the sliced own-channel conv (the fast path) is kept
     pre = renderer.target.own(np.zeros((1, 16, 16, 3), np.float32), np.array([1], np.int32))
     assert pre.dtype.name == "float32"  # cast back before the objective's reduction
     assert all(v.dtype.name == "float32" for v in (renderer.params, renderer.m, renderer.v))
-    assert models.own_precision(job.original.model) is None  # the model given is not changed
+    assert models.own_precision(plan.original.model) is None  # the model given is not changed
 
 
 @pytest.mark.parametrize("case", ["sliced conv", "odd size", "batchnorm", "class head"])
@@ -63,8 +63,8 @@ def test_bfloat16_pictures_do_not_depend_on_the_batch(case):
     model = {"odd size": lambda: tiny_conv_model(13), "batchnorm": _batchnorm_model}.get(case, tiny_conv_model)()
     layer, filters = {"batchnorm": ("bn", "0-3"), "class head": ("probs", "0-2")}.get(case, ("conv2", "0-5"))
     options = {**LOW, "size": 13 if case == "odd size" else 16}
-    job = api.prepare(model, layer, filters, precision="bfloat16", **options)
-    assert job.renderer(3).batched == (case in ("sliced conv", "odd size"))  # BatchNorm: each image alone
+    plan = api.prepare(model, layer, filters, precision="bfloat16", **options)
+    assert plan.renderer(3).batched == (case in ("sliced conv", "odd size"))  # BatchNorm: each image alone
     runs = [filtervis.render(model, layer, filters, precision="bfloat16", batch=b, **options) for b in (1, 2, 3)]
     assert _pictures(runs[0]) == _pictures(runs[1]) == _pictures(runs[2])
     full = filtervis.render(model, layer, filters, precision="float32", batch=3, **options)
@@ -76,11 +76,11 @@ def test_a_one_pass_batch_splits_in_two_chains_only_when_each_pass_stays_large()
     many positions of the layer's output (images x height x width), else one; float32 always two."""
     for size, batch, chains in [(16, 2, ((0, 1), (1, 2))), (8, 4, ((0, 4),)), (8, 8, ((0, 4), (4, 8))),
                                 (12, 4, ((0, 2), (2, 4))), (11, 4, ((0, 4),))]:
-        job = api.prepare(tiny_conv_model(size), "conv2", "0-3", precision="bfloat16", **{**LOW, "size": size})
-        renderer = job.renderer(batch)
+        plan = api.prepare(tiny_conv_model(size), "conv2", "0-3", precision="bfloat16", **{**LOW, "size": size})
+        renderer = plan.renderer(batch)
         assert renderer.batched and renderer.chains == chains, (size, batch, renderer.chains)
-    job = api.prepare(tiny_conv_model(8), "conv2", "0-3", precision="float32", **{**LOW, "size": 8})
-    assert job.renderer(4).chains == ((0, 2), (2, 4))
+    plan = api.prepare(tiny_conv_model(8), "conv2", "0-3", precision="float32", **{**LOW, "size": 8})
+    assert plan.renderer(4).chains == ((0, 2), (2, 4))
 
 
 def test_bfloat16_pictures_of_fer_do_not_depend_on_the_batch():
@@ -139,10 +139,10 @@ def _mixed_float16_model():
 def test_a_mixed_float16_model_keeps_its_own_policy(tmp_path):
     path = tmp_path / "mixed.keras"
     _mixed_float16_model().save(path)
-    job = api.prepare(str(path), "conv2", "0-3", precision="auto", **LOW)
-    assert job.compute_dtype == "float16" and "own policy" in job.precision.note
-    assert job.loaded is job.original  # not rebuilt
-    result = job.run()
+    plan = api.prepare(str(path), "conv2", "0-3", precision="auto", **LOW)
+    assert plan.compute_dtype == "float16" and "own policy" in plan.precision.note
+    assert plan.loaded is plan.original  # not rebuilt
+    result = api.render(str(path), "conv2", "0-3", precision="auto", **LOW)
     assert all(f.status == "done" and np.isfinite(f.activation) for f in result.filters)
     as_float32 = api.prepare(str(path), "conv2", "0-3", precision="float32", **LOW)
     assert _leaf_dtypes(as_float32.cut.model) == {"float32"}  # asked for: rebuilt in float32
@@ -208,12 +208,12 @@ def test_no_nan_in_bfloat16_on_odd_models(case, tmp_path):
     else:
         model = _Subclassed.build()
         layer = model.conv2.name  # (Keras numbers a layer's name by how many were made before it)
-    job = api.prepare(model, layer, "0-1", precision="bfloat16", **{**LOW, "rescue": True})
+    plan = api.prepare(model, layer, "0-1", precision="bfloat16", **{**LOW, "rescue": True})
     if case == "subclassed":  # cannot be cloned: float32, and the manifest says why
-        assert job.compute_dtype == "float32" and "cannot be cloned" in job.precision.note
+        assert plan.compute_dtype == "float32" and "cannot be cloned" in plan.precision.note
     else:
-        assert job.compute_dtype == "bfloat16"
-    result = job.run()
+        assert plan.compute_dtype == "bfloat16"
+    result = api.render(model, layer, "0-1", precision="bfloat16", **{**LOW, "rescue": True})
     assert all(f.status != "failed" and np.isfinite(f.activation) for f in result.filters)
     assert all(np.isfinite(image.astype(float)).all() for image in result.images)
 
@@ -230,6 +230,6 @@ def test_the_memory_plan_counts_2_byte_activations_and_keeps_the_budget():
     assert narrow.batch == 3 and wide.batch == 6  # twice the images in the same budget
     assert wide.peak <= wide.budget and narrow.peak <= narrow.budget
     roomy = memory.resident_memory() + 2 ** 31  # the run's own allocations come on top of what is resident now
-    job = api.prepare(tiny_conv_model(), "conv2", precision="bfloat16", memory_budget=roomy, **LOW)
-    assert job.memory.per_image == memory.bytes_per_image(job.shapes, job.image_shape, "bfloat16")
-    assert job.memory.peak <= job.memory.budget
+    plan = api.prepare(tiny_conv_model(), "conv2", precision="bfloat16", memory_budget=roomy, **LOW)
+    assert plan.memory.per_image == memory.bytes_per_image(plan.shapes, plan.image_shape, "bfloat16")
+    assert plan.memory.peak <= plan.memory.budget

@@ -69,15 +69,15 @@ def test_a_fixed_size_model_is_not_rebuilt(tiny_model):
 def test_the_tile_start_renders_a_tile_then_the_picture_and_counts_both():
     model = any_size_model()
     result = api.render(model, "conv2", filters="0-3", size=24, steps=16, preprocess="tf", tile=True)
-    job = result.plan
-    assert job.tile_note() == {"size": 12, "steps": 12, "lr_factor": tiles.TILE_LR_FACTOR}
+    plan = result.plan
+    assert plan.tile_note() == {"size": 12, "steps": 12, "lr_factor": tiles.TILE_LR_FACTOR}
     assert [r.steps for r in result.filters] == [16] * 4  # 12 on the tile, 4 at 24 px
     assert all(image.shape == (24, 24, 3) for image in result.images)
     untiled = api.render(model, "conv2", filters="0-3", size=24, steps=16, preprocess="tf")  # the default
     assert untiled.plan.tile_note() is None
     assert any(not np.array_equal(a, b) for a, b in zip(result.images, untiled.images))
     # the tile steps cost a quarter each: 12 / 4 + 4 output-size steps of work per picture
-    assert job.step_units() == pytest.approx(12 * 0.25 + 4)
+    assert plan.step_units() == pytest.approx(12 * 0.25 + 4)
 
 
 def test_tiled_pictures_do_not_depend_on_the_batch():
@@ -93,8 +93,8 @@ def test_tiled_pictures_do_not_depend_on_the_batch():
 def test_the_tile_is_skipped_where_it_does_not_apply(options):
     """The centre unit of a map is not a mean over it; without --tile (the default) there is none; maco's
     fixed amplitudes cannot hold a repeated tile (params.UNTILED)."""
-    job = api.prepare(any_size_model(), "conv2", "0-1", size=24, steps=8, preprocess="tf", **options)
-    assert job.tile is None and job.step_units() == 8
+    plan = api.prepare(any_size_model(), "conv2", "0-1", size=24, steps=8, preprocess="tf", **options)
+    assert plan.tile is None and plan.step_units() == 8
 
 
 def test_a_seed_image_starts_at_the_output_size(tmp_path):
@@ -102,9 +102,9 @@ def test_a_seed_image_starts_at_the_output_size(tmp_path):
 
     seed = tmp_path / "seed.png"
     Image.fromarray(np.full((24, 24, 3), 200, np.uint8)).save(seed)
-    job = api.prepare(any_size_model(), "conv2", "0-1", size=24, steps=8, preprocess="tf", seed_image=str(seed),
+    plan = api.prepare(any_size_model(), "conv2", "0-1", size=24, steps=8, preprocess="tf", seed_image=str(seed),
                       tile=True)
-    assert job.tile is None
+    assert plan.tile is None
 
 
 def test_the_cli_writes_the_tile_in_the_manifest_and_it_is_off_by_default(tmp_path):
