@@ -303,8 +303,9 @@ class Job:
     def schedule(self) -> schedule.Schedule:
         """The schedule.Schedule that renders this job's batches."""
         fallback = None if self.compute_dtype == "float32" else self._float32_schedule
-        return schedule.Schedule(schedule.Settings.of(self.spec), self.preprocess, self.image_shape, self.batch, self.param(), self.goals(),
-                                 self.cuts, starts=self.starts, tile=self.tile(), fallback=fallback)
+        return schedule.Schedule(schedule.Settings.of(self.spec), self.preprocess, self.image_shape, self.batch,
+                                 self.param(), self.goals(), self.cuts, starts=self.starts, tile=self.tile(),
+                                 fallback=fallback)
 
     def _float32_schedule(self) -> schedule.Schedule | None:
         """The Schedule of this job's filters in float32 (the fallback of a lower --precision), at
