@@ -1,9 +1,10 @@
 """The optimizer loop: many filters at once, one image each, every step inside one tf.function.
 
-Loss per image (minimized) = -activation / scale + tv_weight * TV + lp_weight * Lp, where `scale` is
-the filter's own typical response to noise (the standard deviation of its pre-activation over noise
-images), so weights near 1 mean the same for every filter and layer, and TV and Lp are means over the
-image, so they mean the same at every size. Adam runs in image
+Loss per image (minimized) = -activation / scale + tv_weight * TV + lp_weight * Lp (targets.loss), where
+`scale` is the filter's own typical response to noise (the standard deviation of its pre-activation over
+noise images), so weights near 1 mean the same for every filter and layer, and TV and Lp are means over
+the image, so they mean the same at every size. The weights are the compiled target's (its objectives'
+terms, see targets.compile_goals); `Settings` holds the rest of what the loop reads. Adam runs in image
 parameter space; the batch shape is fixed, so batches never retrace.
 """
 

@@ -216,7 +216,7 @@ class Rescuer:
             done = self.renderers[key].render(group, progress=progress)
             pixels = np.stack([r.image for r in done]).astype(np.float32) / 255.0
             (activation,) = models.per_image(lambda x, item, i: self.target.objective(x, item, i)[:1],
-                                               self.preprocess(tf.constant(pixels)), tf.constant(group))
+                                             self.preprocess(tf.constant(pixels)), tf.constant(group))
             climbed = self.target.start_peaks(pixels)
             probes.update({r.index: dataclasses.replace(r, activation=float(a), loss=-float(a) / r.scale,
                                                         peak=float(climbed[k, r.index]))

@@ -1,9 +1,12 @@
-"""Memory planning: the batch that fits a budget, and the refusal when one image cannot."""
+"""Memory planning: --memory-budget's values, the batch that fits a budget, the refusal when one image
+cannot, and a real run's peak under its budget."""
+
+import json
 
 import pytest
 
 from conftest import tiny_conv_model
-from filtervis import memory, models
+from filtervis import memory, models, options as config
 from filtervis.errors import SpecError
 
 IMAGE = (16, 16, 3)
@@ -40,3 +43,50 @@ def test_memory_plan_fits_the_budget_and_refuses_what_cannot_fit():
     assert memory.plan_memory(shapes, IMAGE, 100, budget=base + 2**30).batch == memory.MAX_AUTO_BATCH
     with pytest.raises(SpecError, match="raise --memory-budget or lower --size"):
         memory.plan_memory(shapes, IMAGE, 100, budget=1024)
+
+
+@pytest.mark.parametrize("text, expected", [("auto", None), ("4G", 4 * 2**30), ("512m", 512 * 2**20),
+                                            ("1.5GB", int(1.5 * 2**30)), ("2048", 2048)])
+def test_memory_budget_values(text, expected):
+    assert config.parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "-1G", "0", "4X"])
+def test_bad_memory_budget_values(text):
+    with pytest.raises(SpecError, match="--memory-budget"):
+        config.parse_bytes(text)
+
+
+def test_cli_memory_budget_too_small_is_one_line(cli, tiny_model_file, tmp_path):
+    out = tmp_path / "out"
+    done = cli("run", "--model", tiny_model_file, "--preprocess", "tf", "--layer", "conv2", "--steps", "2",
+               "--memory-budget", "1M", "--out", out)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("filtervis: error: one image of 16x16 px needs about")
+    assert not (out / "conv2").exists()
+
+
+@pytest.mark.integration
+def test_vgg16_peak_memory_stays_under_the_printed_budget(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # The run is started by a small Python that reports its child's peak: a child this (large) test
+    # process spawns itself (vfork) counts this process's resident memory in its own peak.
+    starter = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
+    with open(tmp_path / "stderr", "w") as stderr:
+        done = subprocess.run([sys.executable, "-c", starter, sys.executable, "-m", "filtervis", "run", "--weights",
+                               "hed", "--layer", "block5_conv3", "--size", "96", "--filters", "0-7", "--steps", "2",
+                               "--memory-budget", "1.6G", "--out", str(tmp_path / "out")],
+                              stdout=subprocess.PIPE, stderr=stderr, env=env, text=True)
+    assert done.returncode == 0, (tmp_path / "stderr").read_text()
+    peak = int(done.stdout.split()[-1]) * 1024  # KB on Linux
+    plan = json.loads((tmp_path / "out" / "block5_conv3" / "manifest.json").read_text())["memory"]
+    assert plan["budget"] == int(1.6 * 2**30)
+    assert 0 < peak <= plan["budget"]
