@@ -275,32 +275,6 @@ def test_nan_filter_is_restarted_once_then_marked_failed_while_others_go_on(tmp_
     assert "1 filter hit NaN/Inf even after a restart with a smaller step (2)" in result.stderr
 
 
-# --- the split itself (pure) ---------------------------------------------------------------------
-
-@pytest.mark.parametrize("count, parts", [(16, 2), (16, 3), (5, 8), (512, 7)])
-def test_one_layers_shards_are_every_nth_filter(count, parts):
-    from filtervis.progress import shard_pairs
-
-    items = list(range(100, 100 + count))
-    split = [shard_pairs([("conv", items, 3.0)], (k, parts))["conv"] for k in range(1, parts + 1)]
-    assert split == [items[k::parts] for k in range(parts)]  # disjoint, all of them, sizes within one
-
-
-def test_shards_of_a_whole_model_balance_cost_across_layers():
-    """Deep layers cost more per filter: the parts get about equal cost, not equal counts."""
-    from filtervis.progress import shard_pairs
-
-    layers = [("conv1", list(range(64)), 1.0), ("conv2", list(range(8)), 8.0), ("conv3", list(range(2)), 20.0)]
-    total = sum(len(f) * c for _, f, c in layers)
-    parts = [shard_pairs(layers, (k, 3)) for k in (1, 2, 3)]
-    for name, filters, _ in layers:  # every pair in exactly one part, each part's filters in order
-        assert sorted(sum((part[name] for part in parts), [])) == filters
-        assert all(part[name] == sorted(part[name]) for part in parts)
-    costs = [sum(len(part[name]) * c for name, _, c in layers) for part in parts]
-    assert max(costs) - min(costs) <= 20.0 < total / 3  # within the costliest pair
-    assert parts == [shard_pairs(layers, (k, 3)) for k in (1, 2, 3)]  # stable
-
-
 @pytest.mark.parametrize("text, expected", [("1/2", (1, 2)), (" 3 / 4 ", (3, 4)), ("0/2", None), ("3/2", None),
                                             ("1/0", None), ("1", None), ("a/b", None), ("-1/2", None)])
 def test_parse_shard(text, expected):
