@@ -33,17 +33,19 @@ def run(spec: RunSpec, stop=None) -> list[store.LayerReport]:
     store.LayerReport per layer. `stop` as for `execute`."""
     saved = functools.partial(report.write_report, Path(spec.out)) if spec.report else None
     sink = store.DiskSink(spec.out, spec.shard, spec.resume, saved)
-    return execute(spec, spec.model, sink, progressing.Bar(spec.quiet), stop)
+    return execute(spec, spec.model, sink, progressing.Bar(spec.quiet), stop, global_seed=True)
 
 
-def execute(spec: RunSpec, model, sink, progress=None, stop=None, objectives=None) -> list:
+def execute(spec: RunSpec, model, sink, progress=None, stop=None, objectives=None, global_seed: bool = False) -> list:
     """Render the layers of `spec` (or, with `objectives`, that list of objectives.Objective, one picture
     each) of `model` (a name or file as --model takes, a keras.Model, or a models.LoadedModel) into
     `sink`; returns what the sink gives for each layer, in the model's order.
 
     `progress`: a progress.Calls (progress.Bar for a terminal); `stop()` is asked between chunks of
     steps and batches: when it returns a signal number the run ends cleanly (the sink keeps the
-    finished batches and closes the layer) and `errors.Interrupted` is raised."""
+    finished batches and closes the layer) and `errors.Interrupted` is raised. `global_seed`: set
+    TensorFlow's global seed to --seed before rendering (the command line, a process of its own; render
+    leaves the caller's random streams alone)."""
     if objectives is None and not spec.layers:
         raise SpecError("--layer is required: name at least one layer (`filtervis layers` lists them)")
     sink.check()
@@ -52,9 +54,10 @@ def execute(spec: RunSpec, model, sink, progress=None, stop=None, objectives=Non
     _check_stop(stop, " before anything was written")
     writers = sink.open(plans)
 
-    import tensorflow as tf
+    if global_seed:
+        import tensorflow as tf
 
-    tf.random.set_seed(spec.seed)
+        tf.random.set_seed(spec.seed)
     progress = progress or progressing.Calls()
     progress.begin(plans, {p.layer: w.entries for p, w in zip(plans, writers)})
 
