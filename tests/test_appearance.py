@@ -97,7 +97,7 @@ def test_a_filter_that_wants_the_most_contrast_keeps_its_colour_in_range(monkeyp
         return result.filters[0]
 
     kept = picture()
-    monkeypatch.setattr(targets, "RANGE_WEIGHT", 0.0)
+    monkeypatch.setattr(targets.goals, "RANGE_WEIGHT", 0.0)  # the weight unit_goals and ranged add
     free = picture()
     assert appearance.clipped(free.image) > 0.05
     assert appearance.clipped(kept.image) == 0.0
