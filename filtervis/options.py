@@ -4,8 +4,9 @@ Each field carries its `Option`: default, help text, the stage of the data flow 
 it changes the pictures, how a value is read from text and checked. From this one table come the
 frozen `RunSpec` (render's **options and `filtervis run`'s flags both make one), the click flags
 (`cli.py` builds them from `OPTIONS`), the TOML keys of `--config`, the options `render` takes (all
-but the RUN stage's), the optimizer's settings (the RunSpec itself), and which options two runs may
-differ in and still be resumed and stitched together (those that do not change the pictures).
+but the RUN stage's), the settings of the optimizer and the schedule (optimize.Settings and
+schedule.Settings pick their fields by name), and which options two runs may differ in and still be
+resumed and stitched together (those that do not change the pictures).
 
 Adding an option: one field here, and its use in the module of its stage. No click, no TensorFlow here.
 """

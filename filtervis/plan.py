@@ -28,7 +28,7 @@ class LayerPlan:
     """One layer's rendering, fully decided: run it with `schedule().batches(units, tick)`.
 
     `filters` are the units the options ask for (filter indices, or places in `objectives`), `part`
-    this run's part of them (--shard). `cuts` maps every layer the goals read to its graph.Cut (the
+    this run's part of them (--shard). `cuts` maps every layer the goals read to its models.Cut (the
     float32 cut as its `exact` when --precision rebuilt the model), `goals` each unit to its
     objectives.Objective. `starts` {unit: start picture [H, W, C] in [0, 1]} or None, `start_digests`
     {unit: sha256 of that picture}."""
@@ -58,7 +58,7 @@ class LayerPlan:
 
     @property
     def cut(self):
-        """The layer's graph.Cut (a plan of objectives: {layer: Cut})."""
+        """The layer's models.Cut (a plan of objectives: {layer: Cut})."""
         return dict(self.cuts) if self.objectives else self.cuts[self.layer]
 
     @property
@@ -228,7 +228,7 @@ def _layer(spec: RunSpec, settings, loaded, layer: str, counts: dict, cuts: dict
 
 
 def _cut(loaded, original, layer: str, shapes):
-    """The layer's graph.Cut of `loaded`; when --precision rebuilt the model (`original` before), with
+    """The layer's models.Cut of `loaded`; when --precision rebuilt the model (`original` before), with
     the float32 cut of `original` as its `exact` (what the run measures with)."""
     cut = models.cut(loaded, layer, shapes)
     if loaded is original:
